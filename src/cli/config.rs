@@ -1,0 +1,95 @@
+//! Settings from built-in defaults < `config.toml` < `VICTOR_*` environment < flags. clap reads
+//! the environment for each flag (so `--help` names the variable), which puts env and flags in
+//! one layer where a flag wins; figment lays that layer over the file and the defaults.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every key `config.toml` may hold. Server and clients read the same file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address `victor serve` listens on.
+    pub host: String,
+    pub port: u16,
+    /// Where the database lives.
+    pub data_dir: Option<PathBuf>,
+    pub max_concurrent: usize,
+    /// The key the server requires and clients send.
+    pub api_key: Option<String>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Seconds between heartbeat events on open streams.
+    pub heartbeat_secs: f64,
+    /// Seconds between SIGTERM and SIGKILL when a task is cancelled or times out.
+    pub kill_grace_secs: f64,
+    /// Seconds running tasks get to stop when the server shuts down.
+    pub shutdown_grace_secs: f64,
+    /// Output bytes kept per task.
+    pub max_output_bytes: u64,
+    /// Largest request body the server accepts.
+    pub max_body_bytes: usize,
+    /// The server clients talk to.
+    pub server: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: "127.0.0.1".into(),
+            port: 8765,
+            data_dir: None,
+            max_concurrent: 4,
+            api_key: None,
+            log_format: "text".into(),
+            heartbeat_secs: 5.0,
+            kill_grace_secs: 5.0,
+            shutdown_grace_secs: 5.0,
+            max_output_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+            server: crate::client::DEFAULT_SERVER.into(),
+        }
+    }
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "victor")
+}
+
+/// `config.toml` in the platform's config dir (`~/.config/victor` on Linux).
+pub fn default_config_path() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+/// The platform's data dir (`~/.local/share/victor` on Linux), or `./victor-data`.
+pub fn default_data_dir() -> PathBuf {
+    project_dirs()
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("victor-data"))
+}
+
+/// Loads the settings, with `overrides` (flags and their environment variables; `None` fields
+/// are left alone) on top.
+pub fn load(config_file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Settings> {
+    let path = config_file.map(Path::to_path_buf).or_else(default_config_path);
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = &path {
+        if config_file.is_some() && !path.exists() {
+            anyhow::bail!(
+                "config file {} does not exist (from --config or VICTOR_CONFIG)",
+                path.display()
+            );
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment
+        .merge(Serialized::defaults(overrides))
+        .extract()
+        .with_context(|| match &path {
+            Some(path) => format!("invalid settings (config file {})", path.display()),
+            None => "invalid settings".to_string(),
+        })
+}

@@ -1,0 +1,113 @@
+//! The `victor` command: clap definitions and dispatch. Each subcommand parses, calls the client
+//! (or the server), and prints for people or, with `--json`, for scripts.
+
+pub mod config;
+mod output;
+mod serve;
+mod task;
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+pub use output::Exit;
+
+/// victor: a networked task server for AI coding work.
+///
+/// `victor serve` runs tasks in the background on this machine and keeps every event they
+/// produce in a durable, ordered log; the other commands are its clients.
+#[derive(Debug, Parser)]
+#[command(name = "victor", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Settings file (default: config.toml in the platform's config dir, e.g. ~/.config/victor).
+    #[arg(long, global = true, env = "VICTOR_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the task server on this machine.
+    Serve(serve::ServeArgs),
+    /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
+    Task(task::TaskArgs),
+    /// Print shell completions (or write every shell's with --dir).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(required_unless_present = "dir")]
+        shell: Option<Shell>,
+        /// Write the completions of every shell into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print the manual page (or write all of them with --dir).
+    Man {
+        /// Write a page per command into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Whether the command writes to a terminal user who may close the pipe early.
+pub fn is_client_command(cli: &Cli) -> bool {
+    !matches!(cli.command, Command::Serve(_))
+}
+
+/// Runs the command and gives the process exit code.
+pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args, cli.config.as_deref()).await,
+        Command::Task(args) => task::run(args, cli.config.as_deref()).await,
+        Command::Completions { shell, dir } => {
+            write_completions(shell, dir)?;
+            Ok(Exit::Success)
+        }
+        Command::Man { dir } => {
+            write_man(dir)?;
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Every shell completions are generated for, with its file name.
+pub const COMPLETION_FILES: [(Shell, &str); 5] = [
+    (Shell::Bash, "victor.bash"),
+    (Shell::Zsh, "_victor"),
+    (Shell::Fish, "victor.fish"),
+    (Shell::Elvish, "victor.elv"),
+    (Shell::PowerShell, "_victor.ps1"),
+];
+
+fn write_completions(shell: Option<Shell>, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for (shell, file) in COMPLETION_FILES {
+                let mut out = Vec::new();
+                clap_complete::generate(shell, &mut command, "victor", &mut out);
+                std::fs::write(dir.join(file), out)?;
+            }
+        }
+        None => {
+            let shell = shell.unwrap_or(Shell::Bash);
+            clap_complete::generate(shell, &mut command, "victor", &mut std::io::stdout());
+        }
+    }
+    Ok(())
+}
+
+fn write_man(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(command, &dir)?;
+        }
+        None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `victor serve`: settings, logging and signals around [`crate::serve::run`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use super::config;
+use super::output::Exit;
+use crate::engine::EngineConfig;
+use crate::serve::ServeConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Flags of `victor serve`; each also comes from its `VICTOR_*` variable, and every unset one
+/// from config.toml, then the built-in default.
+#[derive(Debug, Args, Serialize)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1]. Anything but loopback needs an API key.
+    #[arg(long, env = "VICTOR_HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 8765].
+    #[arg(long, env = "VICTOR_PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+    /// Where the database lives [default: the platform's data dir, e.g. ~/.local/share/victor].
+    #[arg(long, env = "VICTOR_DATA_DIR", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Tasks running at once; the rest wait in a queue [default: 4].
+    #[arg(long, env = "VICTOR_MAX_CONCURRENT", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent: Option<usize>,
+    /// Require this key from every client (`Authorization: Bearer KEY`).
+    #[arg(long, env = "VICTOR_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
+    /// Log as text for people or JSON lines for machines [default: text].
+    #[arg(long, env = "VICTOR_LOG_FORMAT", value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+    /// Seconds between heartbeat events on every open stream [default: 5].
+    #[arg(long, env = "VICTOR_HEARTBEAT_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat_secs: Option<f64>,
+    /// Seconds between SIGTERM and SIGKILL when a task is cancelled or times out [default: 5].
+    #[arg(long, env = "VICTOR_KILL_GRACE_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kill_grace_secs: Option<f64>,
+    /// Seconds running tasks get to stop when the server shuts down [default: 5].
+    #[arg(long, env = "VICTOR_SHUTDOWN_GRACE_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace_secs: Option<f64>,
+    /// Output bytes kept per task before a `truncated` event [default: 67108864].
+    #[arg(long, env = "VICTOR_MAX_OUTPUT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_output_bytes: Option<u64>,
+    /// Largest request body accepted [default: 1048576].
+    #[arg(long, env = "VICTOR_MAX_BODY_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+}
+
+fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero() || key.ends_with("grace_secs"))
+        .with_context(|| format!("{key} must be a positive number of seconds, not {value}"))
+}
+
+pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
+    let settings = config::load(config_file, &args)?;
+    init_logging(&settings.log_format)?;
+    if settings.max_concurrent == 0 {
+        anyhow::bail!("max_concurrent must be at least 1");
+    }
+    let config = ServeConfig {
+        host: settings.host.clone(),
+        port: settings.port,
+        data_dir: settings.data_dir.clone().unwrap_or_else(config::default_data_dir),
+        api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
+        engine: EngineConfig {
+            max_concurrent: settings.max_concurrent,
+            kill_grace: seconds(settings.kill_grace_secs, "kill_grace_secs")?,
+            shutdown_grace: seconds(settings.shutdown_grace_secs, "shutdown_grace_secs")?,
+            max_output_bytes: settings.max_output_bytes,
+        },
+        heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
+        max_body_bytes: settings.max_body_bytes,
+    };
+    crate::serve::run(config, shutdown_signal()).await?;
+    Ok(Exit::Success)
+}
+
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        "text" => builder.with_target(false).init(),
+        "json" => builder.json().init(),
+        other => anyhow::bail!("log_format must be `text` or `json`, not `{other}`"),
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,556 @@
+//! `victor task ...`: the client for shell scripts.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use jiff::Timestamp;
+use owo_colors::OwoColorize;
+use serde::Serialize;
+
+use super::config;
+use super::output::{
+    Exit, Table, ago, cell, elapsed, ellipsize, exit_label, state_cell, state_label, styled,
+};
+use crate::client::{Client, ClientError, Follow, Topic};
+use crate::proto::{
+    Command, CreateTask, Event, ExecSpec, Input, OutputStream, Task, TaskSpec, TaskState, types,
+};
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    #[command(flatten)]
+    connection: Connection,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: TaskCommand,
+}
+
+/// Which server to talk to; each flag also comes from its variable, then config.toml.
+#[derive(Debug, Args, Serialize)]
+struct Connection {
+    /// Server URL [default: http://127.0.0.1:8765].
+    #[arg(long, global = true, env = "VICTOR_SERVER", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
+    /// API key, when the server requires one.
+    #[arg(long, global = true, env = "VICTOR_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskCommand {
+    /// Start a task and print its id.
+    Start(StartArgs),
+    /// Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it.
+    Run {
+        #[command(flatten)]
+        start: StartArgs,
+        /// Ctrl-C leaves the task running instead of cancelling it.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Only tasks in these states (comma-separated: running,queued).
+        #[arg(long, value_delimiter = ',')]
+        state: Vec<TaskState>,
+        /// At most this many tasks.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one task.
+    Show { id: String },
+    /// Print a task's output (with --json, its events as NDJSON).
+    Logs {
+        id: String,
+        /// Keep following until the task ends.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events after this seq.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Wait for a task to end and exit with its exit code.
+    Wait {
+        id: String,
+        /// Give up after this long (exit 75): 90, 90s, 5m, 1h.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Cancel a task: SIGTERM, then SIGKILL after the server's grace period.
+    Cancel { id: String },
+    /// Pause a running task (SIGSTOP to its process group).
+    Pause { id: String },
+    /// Resume a paused task (SIGCONT).
+    Resume { id: String },
+    /// Write to a task's stdin: TEXT and a newline, or `-` for this command's own stdin.
+    Input {
+        id: String,
+        /// The text, or `-` to send everything on stdin as is.
+        text: Option<String>,
+        /// Do not add a newline after TEXT.
+        #[arg(short = 'n', long)]
+        no_newline: bool,
+        /// Close the task's stdin afterwards (it sees end of file).
+        #[arg(long)]
+        eof: bool,
+    },
+    /// Delete a finished task and its events.
+    Rm { id: String },
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    /// A name to recognise the task by.
+    #[arg(long)]
+    name: Option<String>,
+    /// Working directory on the server.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<String>,
+    /// Environment variable for the task (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    env: Vec<String>,
+    /// Stop the task after this long running: 90, 90s, 5m, 1h.
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Higher runs first when tasks queue.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Feed this file to the task's stdin (`-`: this command's stdin), then close it.
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// Run the command with /bin/sh -c (automatic for a single argument with spaces).
+    #[arg(long)]
+    shell: bool,
+    /// Retry-safe start: the same key returns the task the first call started.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// Parses "90", "90s", "1.5m", "2h".
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` (use s, m or h: 90s, 5m, 1h)")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 90, 90s, 5m, 1h)"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{text}` must be a positive duration"))
+}
+
+pub async fn run(args: TaskArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
+    let settings = config::load(config_file, &args.connection)?;
+    let client = Client::new(&settings.server, settings.api_key.clone())?;
+    dispatch(&client, args.command, args.json)
+        .await
+        .or_else(|e| match e.downcast::<ClientError>() {
+            Ok(client_error) => {
+                report(&client_error);
+                Ok(Exit::of_error(&client_error))
+            }
+            Err(other) => Err(other),
+        })
+}
+
+async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::Result<Exit> {
+    match command {
+        TaskCommand::Start(start) => {
+            let task = start_task(client, start).await?;
+            if json {
+                print_json(&task)?;
+            } else {
+                println!("{}", task.id);
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Run { start, detach } => {
+            let task = start_task(client, start).await?;
+            run_attached(client, &task, detach, json).await
+        }
+        TaskCommand::List { state, limit } => list(client, &state, limit, json).await,
+        TaskCommand::Show { id } => {
+            let task = client.get_task(&id).await?;
+            if json {
+                print_json(&task)?;
+            } else {
+                print!("{}", describe(&task));
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Logs { id, follow, after } => logs(client, &id, follow, after, json).await,
+        TaskCommand::Wait { id, timeout } => wait(client, &id, timeout, json).await,
+        TaskCommand::Cancel { id } => control(client.cancel(&id).await?, "cancel", json),
+        TaskCommand::Pause { id } => control(client.pause(&id).await?, "pause", json),
+        TaskCommand::Resume { id } => control(client.resume(&id).await?, "resume", json),
+        TaskCommand::Input {
+            id,
+            text,
+            no_newline,
+            eof,
+        } => {
+            let text = match text.as_deref() {
+                None if !eof => bail!("give the TEXT to send, `-` for stdin, or --eof to close stdin"),
+                None => String::new(),
+                Some("-") => {
+                    let mut all = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut all)
+                        .context("cannot read stdin")?;
+                    all
+                }
+                Some(text) if no_newline => text.to_string(),
+                Some(text) => format!("{text}\n"),
+            };
+            let task = client.input(&id, &Input { text, eof }).await?;
+            if json {
+                print_json(&task)?;
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Rm { id } => {
+            client.delete_task(&id).await?;
+            if json {
+                print_json(&serde_json::json!({ "id": id, "deleted": true }))?;
+            } else {
+                println!("removed {id}");
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Prints a client error as one line with a hint.
+fn report(error: &ClientError) {
+    let hint = match error {
+        ClientError::Api { status: 401, .. } => {
+            " (set the key with --api-key or VICTOR_API_KEY)"
+        }
+        ClientError::Api { status: 404, .. } => " (list tasks with `victor task list`)",
+        _ => "",
+    };
+    anstream::eprintln!("{} {error}{hint}", "victor:".red().bold());
+}
+
+fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn start_task(client: &Client, start: StartArgs) -> anyhow::Result<Task> {
+    let mut env = BTreeMap::new();
+    for pair in &start.env {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--env takes KEY=VALUE, not `{pair}`");
+        };
+        env.insert(key.to_string(), value.to_string());
+    }
+    let one_line = start.command.len() == 1 && start.command[0].contains(char::is_whitespace);
+    let command = if start.shell || one_line {
+        Command::Shell(start.command.join(" "))
+    } else {
+        Command::Argv(start.command)
+    };
+    let stdin = match &start.stdin {
+        None => None,
+        Some(path) if path.as_os_str() == "-" => {
+            let mut all = String::new();
+            std::io::stdin()
+                .read_to_string(&mut all)
+                .context("cannot read stdin")?;
+            Some(all)
+        }
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+    };
+    let request = CreateTask {
+        name: start.name,
+        priority: start.priority,
+        spec: TaskSpec::Exec(ExecSpec {
+            command,
+            cwd: start.cwd,
+            env,
+            timeout_secs: start.timeout.map(|d| d.as_secs_f64()),
+            stdin,
+            keep_stdin_open: false,
+            max_output_bytes: None,
+        }),
+    };
+    Ok(client
+        .create_task(&request, start.idempotency_key.as_deref())
+        .await?)
+}
+
+/// Streams a task's output here until it ends; Ctrl-C cancels it (or detaches).
+async fn run_attached(client: &Client, task: &Task, detach: bool, json: bool) -> anyhow::Result<Exit> {
+    let mut follow = client.follow(Topic::Task(task.id.clone()), None);
+    let mut cancelling = false;
+    loop {
+        let event = tokio::select! {
+            event = follow.next() => event,
+            _ = tokio::signal::ctrl_c() => {
+                if detach {
+                    anstream::eprintln!(
+                        "detached: task {} keeps running (follow it with `victor task logs -f {}`)",
+                        task.id, task.id
+                    );
+                    return Ok(Exit::Success);
+                }
+                if cancelling {
+                    anstream::eprintln!("leaving task {} to finish cancelling", task.id);
+                    return Ok(Exit::Task(Exit::CANCELLED));
+                }
+                cancelling = true;
+                anstream::eprintln!("cancelling task {} (Ctrl-C again to stop waiting)", task.id);
+                if let Err(e) = client.cancel(&task.id).await {
+                    report(&e);
+                }
+                continue;
+            }
+        };
+        match event {
+            None => break,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(event)) => print_event(&event, json)?,
+        }
+    }
+    let task = client.get_task(&task.id).await?;
+    if !json {
+        explain_ending(&task);
+    }
+    Ok(Exit::of_task(&task))
+}
+
+/// One line on stderr when a task ended for a reason its own output does not show.
+fn explain_ending(task: &Task) {
+    let result = task.result.clone().unwrap_or_default();
+    let why = match task.state {
+        TaskState::Cancelled => Some("cancelled".to_string()),
+        TaskState::Interrupted => Some(format!(
+            "interrupted: {}",
+            result.error.as_deref().unwrap_or("the server stopped")
+        )),
+        TaskState::Failed if result.timed_out => Some("timed out".to_string()),
+        TaskState::Failed if result.exit_code.is_none() && result.signal.is_none() => {
+            result.error.clone()
+        }
+        TaskState::Failed if result.exit_code.is_none() => {
+            result.signal.map(|s| format!("killed by signal {s}"))
+        }
+        _ => None,
+    };
+    if let Some(why) = why {
+        anstream::eprintln!("{} task {}: {why}", "victor:".yellow().bold(), task.id);
+    }
+}
+
+/// Writes an event: output text to stdout or stderr, or with `json` the envelope as a line.
+fn print_event(event: &Event, json: bool) -> anyhow::Result<()> {
+    if event.seq == 0 {
+        return Ok(());
+    }
+    if json {
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer(&mut stdout, event)?;
+        stdout.write_all(b"\n")?;
+        return Ok(());
+    }
+    if let Some(output) = event.output() {
+        match output.stream {
+            OutputStream::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(output.text.as_bytes())?;
+                stdout.flush()?;
+            }
+            OutputStream::Stderr => {
+                let mut stderr = std::io::stderr().lock();
+                stderr.write_all(output.text.as_bytes())?;
+                stderr.flush()?;
+            }
+        }
+    } else if event.kind == types::TRUNCATED {
+        let limit = event.data.get("limit_bytes").and_then(|v| v.as_u64()).unwrap_or(0);
+        anstream::eprintln!(
+            "{}",
+            format!("[victor: output truncated at {limit} bytes; the rest was dropped]").dimmed()
+        );
+    }
+    Ok(())
+}
+
+async fn list(client: &Client, states: &[TaskState], limit: usize, json: bool) -> anyhow::Result<Exit> {
+    let mut tasks = Vec::new();
+    let mut cursor: Option<String> = None;
+    while tasks.len() < limit {
+        let page = client
+            .list_tasks(states, (limit - tasks.len()).min(1000), cursor.as_deref())
+            .await?;
+        tasks.extend(page.tasks);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    if json {
+        print_json(&tasks)?;
+        return Ok(Exit::Success);
+    }
+    if tasks.is_empty() {
+        anstream::eprintln!("no tasks (start one with `victor task start -- CMD`)");
+        return Ok(Exit::Success);
+    }
+    let now = Timestamp::now();
+    let mut table = Table::new(&["ID", "STATE", "EXIT", "CREATED", "ELAPSED", "COMMAND"]);
+    for task in &tasks {
+        let summary = match &task.name {
+            Some(name) => format!("{name}: {}", task.spec.summary()),
+            None => task.spec.summary(),
+        };
+        table.row(vec![
+            cell(task.id.clone()),
+            state_cell(task.state),
+            cell(exit_label(task)),
+            styled(ago(task.created_at, now), ago(task.created_at, now).dimmed().to_string()),
+            cell(elapsed(task, now)),
+            cell(ellipsize(&summary, 60)),
+        ]);
+    }
+    anstream::print!("{}", table.render());
+    Ok(Exit::Success)
+}
+
+/// `show`: one field a line.
+fn describe(task: &Task) -> String {
+    let now = Timestamp::now();
+    let mut lines = vec![
+        ("id", task.id.clone()),
+        ("state", state_label(task.state)),
+    ];
+    if let Some(name) = &task.name {
+        lines.push(("name", name.clone()));
+    }
+    lines.push(("kind", task.spec.kind().to_string()));
+    lines.push(("command", task.spec.summary()));
+    let TaskSpec::Exec(exec) = &task.spec;
+    if let Some(cwd) = &exec.cwd {
+        lines.push(("cwd", cwd.clone()));
+    }
+    for (key, value) in &exec.env {
+        lines.push(("env", format!("{key}={value}")));
+    }
+    if let Some(timeout) = exec.timeout_secs {
+        lines.push(("timeout", format!("{timeout}s")));
+    }
+    if task.priority != 0 {
+        lines.push(("priority", task.priority.to_string()));
+    }
+    lines.push(("created", format!("{} ({})", task.created_at, ago(task.created_at, now))));
+    if let Some(started) = task.started_at {
+        lines.push(("started", started.to_string()));
+    }
+    if let Some(finished) = task.finished_at {
+        lines.push(("finished", finished.to_string()));
+    }
+    lines.push(("elapsed", elapsed(task, now)));
+    if let Some(result) = &task.result {
+        lines.push(("exit", exit_label(task)));
+        if let Some(error) = &result.error {
+            lines.push(("error", error.clone()));
+        }
+    }
+    lines.push(("events", task.last_seq.to_string()));
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in lines {
+        out.push_str(&format!("{:width$}  {value}\n", key.bold()));
+    }
+    out
+}
+
+async fn logs(client: &Client, id: &str, follow: bool, after: u64, json: bool) -> anyhow::Result<Exit> {
+    if follow {
+        let mut stream: Follow = client.follow(Topic::Task(id.to_string()), Some(after));
+        while let Some(event) = stream.next().await {
+            print_event(&event?, json)?;
+        }
+        return Ok(Exit::Success);
+    }
+    const PAGE: usize = 10_000;
+    let mut cursor = after;
+    loop {
+        let events = client.events(id, cursor, PAGE).await?;
+        for event in &events {
+            print_event(event, json)?;
+            cursor = event.seq;
+        }
+        if events.len() < PAGE {
+            return Ok(Exit::Success);
+        }
+    }
+}
+
+async fn wait(client: &Client, id: &str, timeout: Option<Duration>, json: bool) -> anyhow::Result<Exit> {
+    let task = client.get_task(id).await?;
+    let after = task.last_seq.saturating_sub(1);
+    let mut stream = client
+        .follow(Topic::Task(id.to_string()), Some(after))
+        .types(&[types::STATE]);
+    let until_end = async {
+        while let Some(event) = stream.next().await {
+            event?;
+        }
+        Ok::<(), ClientError>(())
+    };
+    match timeout {
+        Some(limit) => {
+            if tokio::time::timeout(limit, until_end).await.is_err() {
+                if !json {
+                    anstream::eprintln!("task {id} is still going after {limit:?}");
+                }
+                return Ok(Exit::StillRunning);
+            }
+        }
+        None => until_end.await?,
+    }
+    let task = client.get_task(id).await?;
+    if json {
+        print_json(&task)?;
+    }
+    Ok(Exit::of_task(&task))
+}
+
+fn control(task: Task, action: &str, json: bool) -> anyhow::Result<Exit> {
+    if json {
+        print_json(&task)?;
+    } else {
+        let note = match (action, task.state) {
+            ("cancel", state) if !state.is_final() => " (stopping: SIGTERM sent)",
+            _ => "",
+        };
+        anstream::println!("{}  {}{note}", task.id, state_label(task.state));
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,248 @@
+//! A typed client for the native API: REST calls, event streams that reconnect and resume by
+//! themselves, and the WebSocket.
+
+mod follow;
+mod ws;
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::proto::{
+    CreateTask, ErrorBody, Event, Health, Input, Status, Task, TaskPage, TaskState,
+};
+
+pub use follow::{Follow, Topic};
+pub use ws::{WsConnection, WsMessage};
+
+/// The default server address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8765";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the victor server at {url} — start one with `victor serve`")]
+    Unreachable { url: String },
+    /// The server answered with an error.
+    #[error("{message}")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        state: Option<TaskState>,
+    },
+    #[error("lost the connection to the victor server at {url} and could not reconnect for {secs}s")]
+    Lost { url: String, secs: u64 },
+    #[error("`{0}` is not a server URL (expected e.g. http://127.0.0.1:8765)")]
+    BadUrl(String),
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The server's answer says the request cannot succeed however often it is retried.
+    pub fn is_final(&self) -> bool {
+        matches!(self, ClientError::Api { status, .. } if *status < 500 && *status != 429)
+    }
+}
+
+/// A connection to one victor server.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(server: &str, api_key: Option<String>) -> Result<Client, ClientError> {
+        let base = server.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base).map_err(|_| ClientError::BadUrl(server.into()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(ClientError::BadUrl(server.into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Client {
+            base,
+            api_key: api_key.filter(|k| !k.is_empty()),
+            http,
+        })
+    }
+
+    /// The server's base URL, as given.
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        request
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        Err(match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => ClientError::Api {
+                status: status.as_u16(),
+                code: error.code,
+                message: error.message,
+                state: error.state,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: "http".into(),
+                message: format!(
+                    "the server answered {status}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ),
+                state: None,
+            },
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> ClientError {
+        if error.is_connect() {
+            ClientError::Unreachable {
+                url: self.base.clone(),
+            }
+        } else {
+            ClientError::Transport(format!("request to {} failed: {error}", self.base))
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, ClientError> {
+        let response = self.send(request).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/health")).await
+    }
+
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/status")).await
+    }
+
+    /// Creates a task; with `idempotency_key`, a retry returns the task the first call made.
+    pub async fn create_task(
+        &self,
+        request: &CreateTask,
+        idempotency_key: Option<&str>,
+    ) -> Result<Task, ClientError> {
+        let mut http = self.request(Method::POST, "/api/v1/tasks").json(request);
+        if let Some(key) = idempotency_key {
+            http = http.header("Idempotency-Key", key);
+        }
+        self.json(http).await
+    }
+
+    pub async fn list_tasks(
+        &self,
+        states: &[TaskState],
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<TaskPage, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if !states.is_empty() {
+            let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            query.push(("state", states.join(",")));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_string()));
+        }
+        self.json(self.request(Method::GET, "/api/v1/tasks").query(&query))
+            .await
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
+        self.json(self.request(Method::GET, &task_path(id, ""))).await
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<Task, ClientError> {
+        self.json(self.request(Method::POST, &task_path(id, "/cancel")))
+            .await
+    }
+
+    pub async fn pause(&self, id: &str) -> Result<Task, ClientError> {
+        self.json(self.request(Method::POST, &task_path(id, "/pause")))
+            .await
+    }
+
+    pub async fn resume(&self, id: &str) -> Result<Task, ClientError> {
+        self.json(self.request(Method::POST, &task_path(id, "/resume")))
+            .await
+    }
+
+    pub async fn input(&self, id: &str, input: &Input) -> Result<Task, ClientError> {
+        self.json(self.request(Method::POST, &task_path(id, "/input")).json(input))
+            .await
+    }
+
+    pub async fn delete_task(&self, id: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &task_path(id, "")))
+            .await
+            .map(drop)
+    }
+
+    /// Stored events of a task after `after`, at most `limit` of them.
+    pub async fn events(&self, id: &str, after: u64, limit: usize) -> Result<Vec<Event>, ClientError> {
+        let query = [
+            ("follow", "false".to_string()),
+            ("after", after.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        self.json(self.request(Method::GET, &task_path(id, "/events")).query(&query))
+            .await
+    }
+
+    /// Follows a stream live from `after`, reconnecting and resuming by itself.
+    pub fn follow(&self, topic: Topic, after: Option<u64>) -> Follow {
+        Follow::new(self.clone(), topic, after)
+    }
+
+    /// Opens the WebSocket.
+    pub async fn websocket(&self) -> Result<WsConnection, ClientError> {
+        WsConnection::connect(&self.base, self.api_key.as_deref()).await
+    }
+}
+
+fn task_path(id: &str, suffix: &str) -> String {
+    let id: String = url_escape(id);
+    format!("/api/v1/tasks/{id}{suffix}")
+}
+
+/// Percent-encodes everything but unreserved characters, for a path segment.
+fn url_escape(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Whether a status means "try again later" rather than "this will never work".
+fn is_retryable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}

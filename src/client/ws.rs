@@ -1,0 +1,89 @@
+//! The native WebSocket (`/api/v1/ws`) from the client side.
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::ClientError;
+use crate::proto::{Event, WsReply, WsRequest};
+
+/// A message from the server: an event, or the reply to a request.
+#[derive(Debug, Clone)]
+pub enum WsMessage {
+    Event(Event),
+    Reply(WsReply),
+}
+
+pub struct WsConnection {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsConnection {
+    pub(super) async fn connect(base: &str, api_key: Option<&str>) -> Result<WsConnection, ClientError> {
+        let url = format!(
+            "{}/api/v1/ws",
+            base.replacen("https://", "wss://", 1)
+                .replacen("http://", "ws://", 1)
+        );
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|_| ClientError::BadUrl(base.to_string()))?;
+        if let Some(key) = api_key {
+            let value = format!("Bearer {key}")
+                .parse()
+                .map_err(|_| ClientError::Transport("the API key is not a valid header".into()))?;
+            request.headers_mut().insert("authorization", value);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| match e {
+                tokio_tungstenite::tungstenite::Error::Io(_) => ClientError::Unreachable {
+                    url: base.to_string(),
+                },
+                tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Api {
+                    status: response.status().as_u16(),
+                    code: "http".into(),
+                    message: format!("the server refused the WebSocket: {}", response.status()),
+                    state: None,
+                },
+                other => ClientError::Transport(other.to_string()),
+            })?;
+        Ok(WsConnection { socket })
+    }
+
+    pub async fn send(&mut self, request: &WsRequest) -> Result<(), ClientError> {
+        let text = serde_json::to_string(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.socket
+            .send(Message::text(text))
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    /// The next event or reply; `None` when the server closed the connection.
+    pub async fn next(&mut self) -> Option<Result<WsMessage, ClientError>> {
+        loop {
+            let message = match self.socket.next().await? {
+                Ok(message) => message,
+                Err(e) => return Some(Err(ClientError::Transport(e.to_string()))),
+            };
+            let text = match message {
+                Message::Text(text) => text,
+                Message::Close(_) => return None,
+                _ => continue,
+            };
+            let value: serde_json::Value = match serde_json::from_str(&text) {
+                Ok(value) => value,
+                Err(e) => return Some(Err(ClientError::Protocol(e.to_string()))),
+            };
+            let parsed = if value.get("type").and_then(|t| t.as_str()) == Some(WsReply::KIND) {
+                serde_json::from_value(value).map(WsMessage::Reply)
+            } else {
+                serde_json::from_value(value).map(WsMessage::Event)
+            };
+            return Some(parsed.map_err(|e| ClientError::Protocol(e.to_string())));
+        }
+    }
+}

@@ -1,0 +1,561 @@
+//! The task engine: the queue and its concurrency limit, each task's state machine, the controls
+//! that steer a running task, and recovery after a restart. It knows nothing about HTTP: the
+//! transports call [`Engine`] and follow the [`Bus`].
+
+mod exec;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::bus::Bus;
+use crate::proto::{
+    CreateTask, ExecSpec, Input, StateData, Task, TaskPage, TaskResult, TaskSpec, TaskState,
+};
+use crate::store::{NewTask, SharedStore, StoreError, TaskQuery, Transition};
+
+/// How the engine runs tasks.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Tasks running (or paused) at once; the rest wait in the queue.
+    pub max_concurrent: usize,
+    /// Between SIGTERM and SIGKILL when a task is cancelled or times out.
+    pub kill_grace: Duration,
+    /// Between SIGTERM and SIGKILL for tasks still running when the server stops.
+    pub shutdown_grace: Duration,
+    /// Output bytes kept per task unless its spec says otherwise.
+    pub max_output_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_concurrent: 4,
+            kill_grace: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
+            max_output_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("task {0} not found")]
+    NotFound(String),
+    #[error("cannot {action} task {id}: it is {state}")]
+    WrongState {
+        id: String,
+        state: TaskState,
+        action: &'static str,
+    },
+    #[error("task {0} has closed its standard input")]
+    StdinClosed(String),
+    #[error("task {0} is not reading its input fast enough; try again later")]
+    StdinFull(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(id) => EngineError::NotFound(id),
+            StoreError::WrongState { id, state } => EngineError::WrongState {
+                id,
+                state,
+                action: "change",
+            },
+            StoreError::IdempotencyMismatch => EngineError::IdempotencyMismatch,
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+/// A request to the runner of a running task.
+#[derive(Debug)]
+enum Control {
+    Cancel,
+    Pause,
+    Resume,
+    Input(Input),
+    /// The server is stopping: end the task and mark it interrupted.
+    Shutdown,
+}
+
+impl Control {
+    fn action(&self) -> &'static str {
+        match self {
+            Control::Cancel => "cancel",
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::Input(_) => "send input to",
+            Control::Shutdown => "shut down",
+        }
+    }
+}
+
+type ControlMsg = (Control, oneshot::Sender<Result<(), EngineError>>);
+
+#[derive(Default)]
+struct Scheduler {
+    /// Waiting tasks: highest priority first, then first come.
+    queue: BTreeMap<(Reverse<i32>, u64), String>,
+    queued: HashMap<String, (Reverse<i32>, u64)>,
+    /// Tasks holding a concurrency slot, with the channel to their runner.
+    running: HashMap<String, mpsc::Sender<ControlMsg>>,
+    next_ticket: u64,
+    stopping: bool,
+}
+
+/// Runs tasks and answers the controls that steer them.
+pub struct Engine {
+    store: SharedStore,
+    bus: Bus,
+    config: EngineConfig,
+    scheduler: Mutex<Scheduler>,
+    all_stopped: Notify,
+    started: Instant,
+}
+
+impl Engine {
+    /// Recovers from the last run (tasks that were running become `interrupted`, queued tasks
+    /// queue again) and starts scheduling.
+    pub async fn start(
+        store: SharedStore,
+        bus: Bus,
+        config: EngineConfig,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let engine = Arc::new(Engine {
+            store,
+            bus,
+            config,
+            scheduler: Mutex::new(Scheduler::default()),
+            all_stopped: Notify::new(),
+            started: Instant::now(),
+        });
+        let reason = "the server stopped while the task was running";
+        for task in engine
+            .store
+            .tasks_in_states(&[TaskState::Running, TaskState::Paused])
+            .await?
+        {
+            tracing::warn!(task = %task.id, "marking task interrupted after a restart");
+            engine
+                .finish(&task.id, TaskState::Interrupted, interrupted(reason), reason)
+                .await?;
+        }
+        for task in engine.store.tasks_in_states(&[TaskState::Queued]).await? {
+            engine.enqueue(&task);
+        }
+        engine.schedule();
+        Ok(engine)
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Creates a task and queues it. With an idempotency key seen before, returns that task and
+    /// `false` instead of creating another.
+    pub async fn create(
+        self: &Arc<Self>,
+        request: CreateTask,
+        idempotency_key: Option<String>,
+    ) -> Result<(Task, bool), EngineError> {
+        validate(&request)?;
+        if self.lock().stopping {
+            return Err(EngineError::ShuttingDown);
+        }
+        let fingerprint = serde_json::to_string(&request)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let task = Task {
+            id: uuid::Uuid::now_v7().to_string(),
+            name: request.name,
+            spec: request.spec,
+            state: TaskState::Queued,
+            priority: request.priority,
+            created_at: Timestamp::now(),
+            started_at: None,
+            finished_at: None,
+            result: None,
+            last_seq: 0,
+        };
+        let (task, created) = self
+            .store
+            .create_task(NewTask {
+                task,
+                idempotency_key,
+                request_fingerprint: fingerprint,
+            })
+            .await?;
+        if created {
+            self.enqueue(&task);
+            self.schedule();
+        }
+        Ok((task, created))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Task, EngineError> {
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))
+    }
+
+    pub async fn list(
+        &self,
+        states: Vec<TaskState>,
+        limit: usize,
+        cursor: Option<u64>,
+    ) -> Result<TaskPage, EngineError> {
+        let (tasks, next) = self
+            .store
+            .list_tasks(TaskQuery {
+                states,
+                before: cursor,
+                limit,
+            })
+            .await?;
+        Ok(TaskPage {
+            tasks,
+            next_cursor: next.map(|n| n.to_string()),
+        })
+    }
+
+    pub async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, EngineError> {
+        Ok(self.store.count_by_state().await?)
+    }
+
+    /// Cancels a queued task at once, or sends SIGTERM (then SIGKILL after the grace period) to a
+    /// running one; it ends `cancelled` when the process is gone.
+    pub async fn cancel(&self, id: &str) -> Result<Task, EngineError> {
+        self.control(id, Control::Cancel).await
+    }
+
+    /// SIGSTOP to the task's process group.
+    pub async fn pause(&self, id: &str) -> Result<Task, EngineError> {
+        self.control(id, Control::Pause).await
+    }
+
+    /// SIGCONT to the task's process group.
+    pub async fn resume(&self, id: &str) -> Result<Task, EngineError> {
+        self.control(id, Control::Resume).await
+    }
+
+    /// Writes to the task's stdin, and closes it when `eof` is set.
+    pub async fn input(&self, id: &str, input: Input) -> Result<Task, EngineError> {
+        self.control(id, Control::Input(input)).await
+    }
+
+    /// Deletes a finished task with its events.
+    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        self.store.delete_task(id).await.map_err(|e| match e {
+            StoreError::WrongState { id, state } => EngineError::WrongState {
+                id,
+                state,
+                action: "delete",
+            },
+            other => other.into(),
+        })
+    }
+
+    /// Stops taking tasks, ends the running ones (SIGTERM, then SIGKILL after the shutdown grace
+    /// period) and marks them `interrupted`. Queued tasks stay queued for the next start.
+    pub async fn shutdown(&self) {
+        let runners: Vec<_> = {
+            let mut scheduler = self.lock();
+            scheduler.stopping = true;
+            scheduler.running.values().cloned().collect()
+        };
+        for runner in runners {
+            let (reply, _) = oneshot::channel();
+            let _ = runner.send((Control::Shutdown, reply)).await;
+        }
+        let wait = async {
+            loop {
+                let stopped = self.all_stopped.notified();
+                if self.lock().running.is_empty() {
+                    return;
+                }
+                stopped.await;
+            }
+        };
+        let limit = self.config.shutdown_grace + Duration::from_secs(5);
+        if tokio::time::timeout(limit, wait).await.is_err() {
+            tracing::error!("some tasks did not stop within the shutdown grace period");
+        }
+    }
+
+    async fn control(&self, id: &str, control: Control) -> Result<Task, EngineError> {
+        enum Found {
+            Runner(mpsc::Sender<ControlMsg>),
+            Dequeued,
+            Queued,
+            Elsewhere,
+        }
+        let action = control.action();
+        let wrong_state = |state| EngineError::WrongState {
+            id: id.to_string(),
+            state,
+            action,
+        };
+        let mut control = control;
+        for _ in 0..50 {
+            let found = {
+                let mut scheduler = self.lock();
+                if let Some(runner) = scheduler.running.get(id) {
+                    Found::Runner(runner.clone())
+                } else if !scheduler.queued.contains_key(id) {
+                    Found::Elsewhere
+                } else if matches!(control, Control::Cancel) {
+                    scheduler.dequeue(id);
+                    Found::Dequeued
+                } else {
+                    Found::Queued
+                }
+            };
+            match found {
+                Found::Queued => return Err(wrong_state(TaskState::Queued)),
+                Found::Dequeued => {
+                    let reason = "cancelled before it started";
+                    return self
+                        .finish(id, TaskState::Cancelled, interrupted(reason), reason)
+                        .await;
+                }
+                Found::Elsewhere => {
+                    let task = self.get(id).await?;
+                    if task.state != TaskState::Queued {
+                        return Err(wrong_state(task.state));
+                    }
+                    // Created a moment ago and not in the queue yet: look again.
+                }
+                Found::Runner(runner) => {
+                    let (reply, answer) = oneshot::channel();
+                    match runner.send((control, reply)).await {
+                        Ok(()) => {
+                            return match answer.await {
+                                Ok(Ok(())) => self.get(id).await,
+                                Ok(Err(e)) => Err(e),
+                                Err(_) => Err(wrong_state(self.get(id).await?.state)),
+                            };
+                        }
+                        // The runner ended between our look and our send.
+                        Err(mpsc::error::SendError((returned, _))) => control = returned,
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Err(wrong_state(self.get(id).await?.state))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler> {
+        self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enqueue(&self, task: &Task) {
+        let mut scheduler = self.lock();
+        let key = (Reverse(task.priority), scheduler.next_ticket);
+        scheduler.next_ticket += 1;
+        scheduler.queue.insert(key, task.id.clone());
+        scheduler.queued.insert(task.id.clone(), key);
+    }
+
+    /// Starts queued tasks while there are free slots.
+    fn schedule(self: &Arc<Self>) {
+        let mut scheduler = self.lock();
+        while !scheduler.stopping && scheduler.running.len() < self.config.max_concurrent {
+            let Some((_, id)) = scheduler.queue.pop_first() else {
+                break;
+            };
+            scheduler.queued.remove(&id);
+            let (controls, inbox) = mpsc::channel(16);
+            scheduler.running.insert(id.clone(), controls);
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.run(&id, inbox).await;
+                let now_idle = {
+                    let mut scheduler = engine.lock();
+                    scheduler.running.remove(&id);
+                    scheduler.running.is_empty()
+                };
+                if now_idle {
+                    engine.all_stopped.notify_waiters();
+                }
+                engine.schedule();
+            });
+        }
+    }
+
+    async fn run(self: &Arc<Self>, id: &str, inbox: mpsc::Receiver<ControlMsg>) {
+        let task = match self.get(id).await {
+            Ok(task) if task.state == TaskState::Queued => task,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(task = %id, error = %e, "cannot load task to run it");
+                return;
+            }
+        };
+        let outcome = match &task.spec {
+            TaskSpec::Exec(spec) => exec::run(self, &task, spec, inbox).await,
+        };
+        if let Err(e) = outcome {
+            tracing::error!(task = %id, error = %e, "task runner failed");
+            let reason = format!("victor could not record the task: {e}");
+            let result = TaskResult {
+                error: Some(reason.clone()),
+                ..TaskResult::default()
+            };
+            let _ = self.finish(id, TaskState::Failed, result, &reason).await;
+        }
+    }
+
+    /// Moves a task to a final state with its result.
+    async fn finish(
+        &self,
+        id: &str,
+        state: TaskState,
+        result: TaskResult,
+        reason: &str,
+    ) -> Result<Task, EngineError> {
+        let data = StateData {
+            state,
+            pid: None,
+            result: Some(result.clone()),
+            reason: (!reason.is_empty()).then(|| reason.to_string()),
+        };
+        Ok(self
+            .store
+            .transition(
+                id,
+                Transition {
+                    state,
+                    from: &[TaskState::Queued, TaskState::Running, TaskState::Paused],
+                    started_at: None,
+                    finished_at: Some(Timestamp::now()),
+                    result: Some(result),
+                    data: serde_json::to_value(data).unwrap_or_default(),
+                },
+            )
+            .await?)
+    }
+
+    /// A state change of a live task (running ⇄ paused), with its event.
+    async fn change_state(
+        &self,
+        id: &str,
+        state: TaskState,
+        from: &'static [TaskState],
+        data: StateData,
+        started_at: Option<Timestamp>,
+    ) -> Result<Task, EngineError> {
+        Ok(self
+            .store
+            .transition(
+                id,
+                Transition {
+                    state,
+                    from,
+                    started_at,
+                    finished_at: None,
+                    result: None,
+                    data: serde_json::to_value(data).unwrap_or_default(),
+                },
+            )
+            .await?)
+    }
+
+    fn store(&self) -> &SharedStore {
+        &self.store
+    }
+}
+
+impl Scheduler {
+    fn dequeue(&mut self, id: &str) {
+        if let Some(key) = self.queued.remove(id) {
+            self.queue.remove(&key);
+        }
+    }
+}
+
+fn interrupted(reason: &str) -> TaskResult {
+    TaskResult {
+        error: Some(reason.to_string()),
+        ..TaskResult::default()
+    }
+}
+
+/// Refuses requests that could never run, with a message that says what to change.
+fn validate(request: &CreateTask) -> Result<(), EngineError> {
+    let invalid = |message: String| Err(EngineError::Invalid(message));
+    if let Some(name) = &request.name
+        && (name.len() > 200 || name.contains('\0'))
+    {
+        return invalid("name must be at most 200 bytes with no NUL".into());
+    }
+    match &request.spec {
+        TaskSpec::Exec(spec) => validate_exec(spec),
+    }
+}
+
+fn validate_exec(spec: &ExecSpec) -> Result<(), EngineError> {
+    let invalid = |message: String| Err(EngineError::Invalid(message));
+    match &spec.command {
+        crate::proto::Command::Argv(argv) => {
+            if argv.first().is_none_or(|program| program.is_empty()) {
+                return invalid("spec.command must name a program: [\"cargo\", \"test\"]".into());
+            }
+            if argv.iter().any(|arg| arg.contains('\0')) {
+                return invalid("spec.command arguments must not contain NUL".into());
+            }
+        }
+        crate::proto::Command::Shell(script) => {
+            if script.trim().is_empty() {
+                return invalid("spec.command must not be empty".into());
+            }
+            if script.contains('\0') {
+                return invalid("spec.command must not contain NUL".into());
+            }
+        }
+    }
+    if let Some(cwd) = &spec.cwd
+        && !Path::new(cwd).is_dir()
+    {
+        return invalid(format!("spec.cwd `{cwd}` is not a directory on the server"));
+    }
+    for (key, value) in &spec.env {
+        if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+            return invalid(format!(
+                "spec.env key `{key}` is not a valid variable name (no `=`, no NUL, not empty)"
+            ));
+        }
+    }
+    if let Some(timeout) = spec.timeout_secs
+        && !(timeout.is_finite() && timeout > 0.0 && timeout < 1e9)
+    {
+        return invalid("spec.timeout_secs must be a positive number of seconds".into());
+    }
+    if spec.max_output_bytes == Some(0) {
+        return invalid("spec.max_output_bytes must be at least 1".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! victor: a networked task server for AI coding work, and its clients.
+//!
+//! The layers, each in its own folder (see ARCHITECTURE.md): `proto` (wire types), `store`
+//! (durable tasks and event logs), `bus` (live fan-out and replay), `engine` (running tasks),
+//! `serve` (HTTP, SSE and WebSocket), `client` (typed API client), `cli` (the `victor` command).
+
+pub mod bus;
+pub mod engine;
+pub mod proto;
+pub mod store;
+pub mod cli;
+pub mod client;
+pub mod serve;
+pub mod tui;

@@ -1,0 +1,175 @@
+//! Request and response bodies of the native API (`/api/v1`), and its WebSocket messages.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::task::{Task, TaskSpec, TaskState};
+
+/// Version of the native protocol; raised only when a change is not backwards compatible.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Body of `POST /api/v1/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreateTask {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub priority: i32,
+    pub spec: TaskSpec,
+}
+
+/// A page of `GET /api/v1/tasks`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Body of `POST /api/v1/tasks/{id}/input`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Input {
+    /// Written to the process's stdin as is (add the newline yourself).
+    #[serde(default)]
+    pub text: String,
+    /// Close stdin after writing `text`, so the process sees end of file.
+    #[serde(default)]
+    pub eof: bool,
+}
+
+/// `GET /health`: answered without auth, for load balancers and "is it up?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `healthy` when the server answers.
+    pub status: String,
+    pub version: String,
+    pub protocol: u32,
+}
+
+/// `GET /api/v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    pub version: String,
+    pub protocol: u32,
+    pub uptime_secs: u64,
+    /// Open event streams (SSE and WebSocket).
+    pub connected_clients: u64,
+    /// Number of tasks in each state; every state is present.
+    #[schema(value_type = BTreeMap<String, u64>)]
+    pub tasks: BTreeMap<TaskState, u64>,
+    pub max_concurrent: usize,
+}
+
+/// The one error shape of the native API: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorInfo {
+    /// Stable and machine-readable: `bad_request`, `unauthorized`, `not_found`, `conflict`,
+    /// `payload_too_large`, `invalid`, `overloaded`, `internal`...
+    pub code: String,
+    /// For people: what went wrong and how to fix it.
+    pub message: String,
+    /// The task's current state, on a `conflict` about a task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<TaskState>,
+}
+
+/// A message from a client on `/api/v1/ws`. `id` is echoed in the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WsRequest {
+    /// Stream the events of one task (`task_id`) or of all tasks (no `task_id`) after a position:
+    /// a seq for one task (default 0: its whole log), a `pos` for all tasks (default: from now).
+    Subscribe {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        task_id: Option<String>,
+        #[serde(default)]
+        after: Option<u64>,
+        /// Only these event types (all when absent).
+        #[serde(default)]
+        types: Option<Vec<String>>,
+    },
+    Unsubscribe {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        task_id: Option<String>,
+    },
+    Cancel {
+        #[serde(default)]
+        id: Option<String>,
+        task_id: String,
+    },
+    Pause {
+        #[serde(default)]
+        id: Option<String>,
+        task_id: String,
+    },
+    Resume {
+        #[serde(default)]
+        id: Option<String>,
+        task_id: String,
+    },
+    Input {
+        #[serde(default)]
+        id: Option<String>,
+        task_id: String,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        eof: bool,
+    },
+    Ping {
+        #[serde(default)]
+        id: Option<String>,
+    },
+}
+
+/// The server's answer to a [`WsRequest`]: `{"type":"reply","id","ok",...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WsReply {
+    /// Always `reply`, so a reply is told apart from the events on the same socket.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub ok: bool,
+    /// The task after a control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+}
+
+impl WsReply {
+    pub const KIND: &'static str = "reply";
+
+    pub fn ok(id: Option<String>, task: Option<Task>) -> WsReply {
+        WsReply {
+            kind: Self::KIND.to_string(),
+            id,
+            ok: true,
+            task,
+            error: None,
+        }
+    }
+
+    pub fn error(id: Option<String>, error: ErrorInfo) -> WsReply {
+        WsReply {
+            kind: Self::KIND.to_string(),
+            id,
+            ok: false,
+            task: None,
+            error: Some(error),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The event envelope every stream carries, and the typed payloads of the event types victor
+//! writes. Clients ignore types they do not know; fields are only ever added.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::task::{TaskResult, TaskState};
+
+/// Event types written to a task's log.
+pub mod types {
+    /// The task changed state; data is [`super::StateData`]. The final one ends the log.
+    pub const STATE: &str = "state";
+    /// The process wrote to stdout or stderr; data is [`super::OutputData`].
+    pub const OUTPUT: &str = "output";
+    /// The task's output budget is spent; later output is dropped. Data is [`super::TruncatedData`].
+    pub const TRUNCATED: &str = "truncated";
+    /// Someone wrote to the task's stdin; data is [`super::InputData`].
+    pub const INPUT: &str = "input";
+    /// Sent on every open stream at a fixed interval; never stored, `seq` 0.
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// The server is stopping; the stream ends after it. Never stored, `seq` 0.
+    pub const SERVER_SHUTDOWN: &str = "server.shutdown";
+}
+
+/// One entry of a task's ordered log, and the frame every stream sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    /// The task the event belongs to; empty on stream-level events of the all-tasks stream.
+    pub task_id: String,
+    /// Position in the task's log, from 1 with no gaps; 0 on stream-level events
+    /// (heartbeat, server.shutdown), which are not part of any log.
+    pub seq: u64,
+    /// Position in the server-wide log of all tasks; resume the all-tasks stream from it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pos: u64,
+    #[schema(value_type = String, format = DateTime)]
+    pub ts: Timestamp,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Event {
+    /// A stream-level event (heartbeat, server.shutdown): not stored, `seq` 0.
+    pub fn stream_level(task_id: &str, kind: &str, data: serde_json::Value) -> Event {
+        Event {
+            task_id: task_id.to_string(),
+            seq: 0,
+            pos: 0,
+            ts: Timestamp::now(),
+            kind: kind.to_string(),
+            data,
+        }
+    }
+
+    /// The final state this event announces, if it is the last event of its task.
+    pub fn final_state(&self) -> Option<TaskState> {
+        if self.kind != types::STATE {
+            return None;
+        }
+        let state: TaskState = serde_json::from_value(self.data.get("state")?.clone()).ok()?;
+        state.is_final().then_some(state)
+    }
+
+    /// The payload of an `output` event.
+    pub fn output(&self) -> Option<OutputData> {
+        if self.kind != types::OUTPUT {
+            return None;
+        }
+        serde_json::from_value(self.data.clone()).ok()
+    }
+
+    /// The payload of a `state` event.
+    pub fn state(&self) -> Option<StateData> {
+        if self.kind != types::STATE {
+            return None;
+        }
+        serde_json::from_value(self.data.clone()).ok()
+    }
+}
+
+/// Which of the process's output streams a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// Data of an `output` event: one or more lines (a line longer than the server's limit is split
+/// across events; concatenating `text` restores the stream). Invalid UTF-8 is replaced by U+FFFD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutputData {
+    pub stream: OutputStream,
+    pub text: String,
+}
+
+/// Data of a `state` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StateData {
+    pub state: TaskState,
+    /// The process id, on the transition to `running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// How the task ended, on a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    /// Why the state changed, when victor rather than the process caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Data of a `truncated` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TruncatedData {
+    pub limit_bytes: u64,
+}
+
+/// Data of an `input` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InputData {
+    pub bytes: u64,
+    pub eof: bool,
+}

@@ -1,0 +1,13 @@
+//! Wire types shared by the server and its clients. Serde (and the OpenAPI schema derive that
+//! describes the same wire format) only: nothing here knows about HTTP, storage or processes.
+
+pub mod api;
+pub mod event;
+pub mod task;
+
+pub use api::{
+    CreateTask, ErrorBody, ErrorInfo, Health, Input, PROTOCOL_VERSION, Status, TaskPage, WsReply,
+    WsRequest,
+};
+pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
+pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

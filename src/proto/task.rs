@@ -1,0 +1,202 @@
+//! Tasks: what a client asks victor to run, and the record victor keeps of it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a task is in its life. `succeeded`, `failed`, `cancelled` and `interrupted` are final:
+/// a task in one of them never changes again and its event log is complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Queued,
+        TaskState::Running,
+        TaskState::Paused,
+        TaskState::Succeeded,
+        TaskState::Failed,
+        TaskState::Cancelled,
+        TaskState::Interrupted,
+    ];
+
+    /// A final state: the task will produce no more events.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted
+        )
+    }
+
+    /// The state occupies one of the server's concurrency slots.
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskState::Running | TaskState::Paused)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Running => "running",
+            TaskState::Paused => "paused",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Cancelled => "cancelled",
+            TaskState::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a state name that victor does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown task state `{0}` (expected one of queued, running, paused, succeeded, failed, cancelled, interrupted)")]
+pub struct UnknownState(pub String);
+
+impl FromStr for TaskState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// What to run: an argument vector run directly, or a string run by `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Command {
+    /// `["cargo", "test"]`: the program and its arguments, no shell involved.
+    Argv(Vec<String>),
+    /// `"cargo test 2>&1 | tail"`: run by `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Command {
+    /// The command as a person would type it, for tables and logs.
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(script) => script.clone(),
+            Command::Argv(argv) => argv
+                .iter()
+                .map(|arg| {
+                    if !arg.is_empty()
+                        && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+                    {
+                        arg.clone()
+                    } else {
+                        format!("'{}'", arg.replace('\'', r"'\''"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// A shell command task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecSpec {
+    pub command: Command,
+    /// Working directory on the server; the server's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Added to (and overriding) the server's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Seconds of running (paused time does not count) before the task is stopped and fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+    /// Written to the process's standard input when it starts; stdin is then closed unless
+    /// `keep_stdin_open` is set. Without it stdin stays open for `input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_stdin_open: bool,
+    /// Output bytes kept for this task; the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+}
+
+/// The kind of a task and what it needs to run. New kinds are new variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TaskSpec {
+    Exec(ExecSpec),
+}
+
+impl TaskSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskSpec::Exec(_) => "exec",
+        }
+    }
+
+    /// A one-line summary for people (the command line for `exec`).
+    pub fn summary(&self) -> String {
+        match self {
+            TaskSpec::Exec(exec) => exec.command.display(),
+        }
+    }
+}
+
+/// How a finished task ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskResult {
+    /// The process's exit code, when it exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that ended the process, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// The task ran past its `timeout_secs` and was stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    /// Why the task could not run or was ended by victor (spawn failure, interruption).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A task as the server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    /// Higher runs first among queued tasks; equal priorities run in the order they arrived.
+    #[serde(default)]
+    pub priority: i32,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<TaskResult>,
+    /// The seq of the task's newest event: a client that has seen it is up to date.
+    pub last_seq: u64,
+}

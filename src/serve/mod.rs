@@ -1,0 +1,253 @@
+//! `victor serve`: the HTTP server. Routes, auth and limits live here; tasks run in the engine
+//! and streams come from the bus. Each transport is a thin adapter over those two.
+
+mod error;
+mod stream;
+mod tasks;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::bus::{Bus, Hub};
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::store::{SharedStore, SqliteStore, StoreError};
+
+pub use error::ApiError;
+
+/// Everything `victor serve` needs, resolved from defaults, config file, environment and flags.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub api_key: Option<String>,
+    pub engine: EngineConfig,
+    /// Interval of the heartbeat event on every open stream.
+    pub heartbeat: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {host} without an API key: anyone on the network could run \
+         commands on this machine. Set one with --api-key, VICTOR_API_KEY or `api_key` in \
+         config.toml, or listen on 127.0.0.1"
+    )]
+    NoKeyOnNetwork { host: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<Engine>,
+    api_key: Option<Arc<str>>,
+    heartbeat: Duration,
+    /// Cancelled when the server starts shutting down: open streams say so and end.
+    closing: CancellationToken,
+    /// Open SSE and WebSocket streams.
+    clients: Arc<AtomicU64>,
+}
+
+/// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
+/// streams (`server.shutdown`), stop running tasks within the grace period (they become
+/// `interrupted`), close the store.
+pub async fn run(
+    config: ServeConfig,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: format!("{}:{}", config.host, config.port),
+            source,
+        })?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() && config.api_key.is_none() {
+        return Err(ServeError::NoKeyOnNetwork {
+            host: config.host.clone(),
+        });
+    }
+
+    let hub = Hub::new();
+    let store: SharedStore = Arc::new(SqliteStore::open(&config.data_dir, hub.clone())?);
+    let bus = Bus::new(hub, store.clone());
+    let engine = Engine::start(store.clone(), bus, config.engine.clone()).await?;
+    let closing = CancellationToken::new();
+    let state = AppState {
+        engine: engine.clone(),
+        api_key: config.api_key.as_deref().map(Arc::from),
+        heartbeat: config.heartbeat,
+        closing: closing.clone(),
+        clients: Arc::new(AtomicU64::new(0)),
+    };
+
+    tracing::info!(
+        address = %url_of(local),
+        data_dir = %config.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "victor {} listening on {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        url_of(local),
+        config.data_dir.display(),
+    );
+
+    let app = router(state, config.max_body_bytes);
+    let signal = closing.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: closing streams, stopping tasks");
+            signal.cancel();
+        })
+        .await?;
+
+    engine.shutdown().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The URL a client uses to reach a listening address.
+pub fn url_of(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "victor",
+        description = "Native API of victor: background tasks, their durable ordered event logs, \
+                       and live streams over Server-Sent Events and WebSocket. Every route but \
+                       /health needs the API key when the server has one."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []), ("api_key" = [])),
+    tags((name = "tasks", description = "Create, inspect and steer tasks"),
+         (name = "events", description = "Event logs and live streams"),
+         (name = "server", description = "Health and status"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("api_key"))),
+        );
+    }
+}
+
+/// The native API with its OpenAPI document.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tasks::health))
+        .routes(routes!(tasks::status))
+        .routes(routes!(tasks::create_task, tasks::list_tasks))
+        .routes(routes!(tasks::get_task, tasks::delete_task))
+        .routes(routes!(tasks::cancel_task))
+        .routes(routes!(tasks::pause_task))
+        .routes(routes!(tasks::resume_task))
+        .routes(routes!(tasks::input_task))
+        .routes(routes!(stream::task_events))
+        .routes(routes!(stream::all_events))
+        .routes(routes!(stream::websocket))
+}
+
+/// The OpenAPI document of the native API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let (api, openapi) = api().split_for_parts();
+    api.route("/health", axum::routing::get(tasks::health))
+        .fallback(|| async { ApiError::not_found("no such route; the API is under /api/v1, its description at /docs") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .with_state(state)
+}
+
+/// Paths anyone may read: liveness, and the API's own description.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/health" | "/api/v1/health")
+}
+
+/// Checks the API key, when the server has one, in constant time. The key comes as
+/// `Authorization: Bearer <key>` or `?api_key=<key>` (for WebSockets and EventSource, which
+/// cannot set headers); it is checked before any WebSocket upgrade.
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.api_key else {
+        return next.run(request).await;
+    };
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .map(str::to_string);
+    let from_query = || {
+        request.uri().query().and_then(|query| {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+                .ok()?
+                .into_iter()
+                .find(|(name, _)| name == "api_key")
+                .map(|(_, value)| value)
+        })
+    };
+    let offered = from_header.or_else(from_query).unwrap_or_default();
+    if bool::from(offered.as_bytes().ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}

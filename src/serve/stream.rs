@@ -1,0 +1,505 @@
+//! Event streams: Server-Sent Events (one task, or all tasks) and the WebSocket. Both carry the
+//! same envelope; both add a heartbeat event at a fixed interval and a `server.shutdown` event
+//! when the server stops.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, interval_at};
+use utoipa::IntoParams;
+
+use super::AppState;
+use super::error::{ApiError, ApiQuery, parse_json};
+use crate::bus::{Published, Topic, wants};
+use crate::engine::Engine;
+use crate::proto::{ErrorBody, ErrorInfo, Event, WsReply, WsRequest, types};
+use crate::store::{EventRange, StoreError};
+
+/// Events waiting between a subscription and its connection; a slow connection holds the
+/// subscription back here, and the subscription then catches up from the store.
+const FEED_BUFFER: usize = 32;
+/// Largest WebSocket message a client may send.
+const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// Default and largest page of `follow=false`.
+const DEFAULT_EVENT_PAGE: usize = 10_000;
+const MAX_EVENT_PAGE: usize = 100_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TaskEventParams {
+    /// Only events with a higher seq (`Last-Event-ID` wins when both are sent).
+    after: Option<u64>,
+    /// `false`: the stored events as a JSON array, now. Default `true`: a live SSE stream that
+    /// ends after the task's final event.
+    follow: Option<bool>,
+    /// Only these event types, comma-separated (heartbeats always come).
+    types: Option<String>,
+    /// With `follow=false`: at most this many events (default 10000, at most 100000).
+    limit: Option<usize>,
+}
+
+/// A task's events: a live SSE stream (`id:` is the seq) that replays from `after` or
+/// `Last-Event-ID` and ends after the final event; or, with `follow=false`, a JSON array.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "events",
+    params(("id" = String, Path, description = "Task id"), TaskEventParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq")),
+    responses(
+        (status = 200, description = "text/event-stream of events, or a JSON array with follow=false",
+         body = Vec<Event>, content_type = "text/event-stream"),
+        (status = 404, body = ErrorBody)))]
+pub async fn task_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<TaskEventParams>,
+) -> Result<Response, ApiError> {
+    state.engine.get(&id).await?;
+    let after = resume_point(&headers)?.or(params.after).unwrap_or(0);
+    let filter = parse_types(params.types.as_deref());
+    if params.follow == Some(false) {
+        let limit = params.limit.unwrap_or(DEFAULT_EVENT_PAGE);
+        if !(1..=MAX_EVENT_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(format!(
+                "limit must be between 1 and {MAX_EVENT_PAGE}"
+            )));
+        }
+        let events = stored_events(&state.engine, &id, after, limit).await?;
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter(|e| wants(filter.as_deref(), &e.kind))
+            .collect();
+        return Ok(Json(events).into_response());
+    }
+    let subscription = state
+        .engine
+        .bus()
+        .subscribe(Topic::Task(id.clone()), Some(after))
+        .await
+        .map_err(store_error)?;
+    let feed = spawn_feed(subscription, filter, |_| true);
+    Ok(sse(state, feed, id).into_response())
+}
+
+async fn stored_events(
+    engine: &Engine,
+    id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Event>, ApiError> {
+    engine
+        .bus()
+        .store()
+        .events_after(
+            EventRange::Task {
+                id: id.to_string(),
+                after,
+            },
+            limit,
+        )
+        .await
+        .map_err(store_error)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AllEventParams {
+    /// Only events with a higher `pos`; without it (and without `Last-Event-ID`) the stream
+    /// starts with the next event.
+    after: Option<u64>,
+    /// Only events of these tasks, comma-separated ids.
+    task: Option<String>,
+    /// Only these event types, comma-separated (heartbeats always come).
+    types: Option<String>,
+}
+
+/// Every task's events as one live SSE stream (`id:` is the server-wide `pos`).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    params(AllEventParams,
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this pos")),
+    responses((status = 200, description = "text/event-stream of events", body = Vec<Event>,
+        content_type = "text/event-stream")))]
+pub async fn all_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(params): ApiQuery<AllEventParams>,
+) -> Result<Response, ApiError> {
+    let after = resume_point(&headers)?.or(params.after);
+    let filter = parse_types(params.types.as_deref());
+    let tasks: Option<Vec<String>> = params.task.map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    });
+    let subscription = state
+        .engine
+        .bus()
+        .subscribe(Topic::All, after)
+        .await
+        .map_err(store_error)?;
+    let feed = spawn_feed(subscription, filter, move |event| {
+        tasks.as_ref().is_none_or(|tasks| tasks.contains(&event.task_id))
+    });
+    Ok(sse(state, feed, String::new()).into_response())
+}
+
+fn resume_point(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be a number"))
+        })
+        .transpose()
+}
+
+fn parse_types(list: Option<&str>) -> Option<Vec<String>> {
+    list.map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    ApiError::from(crate::engine::EngineError::from(error))
+}
+
+type Feed = mpsc::Receiver<Result<Arc<Published>, StoreError>>;
+
+/// Pulls a subscription on its own task into a small buffer, so that a connection can wait on
+/// the buffer, its heartbeat and shutdown at once without ever abandoning a half-read event.
+/// The task ends when the subscription does or when the connection drops the buffer.
+fn spawn_feed(
+    mut subscription: crate::bus::Subscription,
+    types_filter: Option<Vec<String>>,
+    keep: impl Fn(&Event) -> bool + Send + 'static,
+) -> Feed {
+    let (tx, rx) = mpsc::channel(FEED_BUFFER);
+    tokio::spawn(async move {
+        loop {
+            let item = subscription.next().await;
+            let keep_it = match &item {
+                Ok(Some(published)) => {
+                    wants(types_filter.as_deref(), &published.event.kind) && keep(&published.event)
+                }
+                Ok(None) => return,
+                Err(_) => true,
+            };
+            if !keep_it {
+                continue;
+            }
+            let failed = item.is_err();
+            let Some(item) = item.transpose() else { return };
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Counts an open stream for `/status` while it lives.
+struct Connected(Arc<AtomicU64>);
+
+impl Connected {
+    fn new(counter: &Arc<AtomicU64>) -> Connected {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Connected(counter.clone())
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a stream sends next.
+enum Next {
+    Event(Arc<Published>),
+    Heartbeat,
+    Shutdown,
+    Failed(StoreError),
+    End,
+}
+
+/// Waits for the next thing to send on a stream: an event, a heartbeat, or shutdown.
+async fn next_item(
+    feed: &mut Feed,
+    heartbeat: &mut tokio::time::Interval,
+    state: &AppState,
+) -> Next {
+    tokio::select! {
+        biased;
+        _ = state.closing.cancelled() => Next::Shutdown,
+        item = feed.recv() => match item {
+            Some(Ok(published)) => Next::Event(published),
+            Some(Err(e)) => Next::Failed(e),
+            None => Next::End,
+        },
+        _ = heartbeat.tick() => Next::Heartbeat,
+    }
+}
+
+fn heartbeat_timer(every: Duration) -> tokio::time::Interval {
+    let mut timer = interval_at(Instant::now() + every, every);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    timer
+}
+
+fn stream_event_json(task_id: &str, kind: &str) -> String {
+    serde_json::to_string(&Event::stream_level(task_id, kind, serde_json::json!({})))
+        .unwrap_or_default()
+}
+
+fn sse(
+    state: AppState,
+    feed: Feed,
+    task_id: String,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    struct Open {
+        feed: Feed,
+        heartbeat: tokio::time::Interval,
+        state: AppState,
+        task_id: String,
+        done: bool,
+        _connected: Connected,
+    }
+    let open = Open {
+        heartbeat: heartbeat_timer(state.heartbeat),
+        _connected: Connected::new(&state.clients),
+        feed,
+        state,
+        task_id,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(open, |mut open| async move {
+        if open.done {
+            return None;
+        }
+        let frame = match next_item(&mut open.feed, &mut open.heartbeat, &open.state).await {
+            Next::Event(published) => {
+                let id = if open.task_id.is_empty() {
+                    published.event.pos
+                } else {
+                    published.event.seq
+                };
+                SseEvent::default().id(id.to_string()).data(&published.json)
+            }
+            Next::Heartbeat => {
+                SseEvent::default().data(stream_event_json(&open.task_id, types::HEARTBEAT))
+            }
+            Next::Shutdown => {
+                open.done = true;
+                SseEvent::default().data(stream_event_json(&open.task_id, types::SERVER_SHUTDOWN))
+            }
+            Next::Failed(e) => {
+                open.done = true;
+                tracing::error!(error = %e, "event stream failed");
+                let error = ErrorBody {
+                    error: ApiError::from(crate::engine::EngineError::from(e)).info(),
+                };
+                SseEvent::default()
+                    .event("error")
+                    .data(serde_json::to_string(&error).unwrap_or_default())
+            }
+            Next::End => return None,
+        };
+        Some((Ok(frame), open))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(60)))
+}
+
+/// The WebSocket: JSON messages to subscribe to tasks and to steer them; events arrive in the
+/// same envelope as SSE, replies as `{"type":"reply",...}`.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "events",
+    responses((status = 101, description = "Switching to the WebSocket protocol; client messages \
+        are WsRequest, server messages are Event or WsReply")))]
+pub async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| serve_socket(socket, state))
+}
+
+async fn serve_socket(socket: WebSocket, state: AppState) {
+    let _connected = Connected::new(&state.clients);
+    let (mut sink, mut incoming) = socket.split();
+    let (outgoing, mut queue) = mpsc::channel::<Message>(FEED_BUFFER);
+
+    let writer_state = state.clone();
+    let writer = tokio::spawn(async move {
+        let mut heartbeat = heartbeat_timer(writer_state.heartbeat);
+        loop {
+            let message = tokio::select! {
+                biased;
+                _ = writer_state.closing.cancelled() => {
+                    let _ = sink
+                        .send(Message::Text(stream_event_json("", types::SERVER_SHUTDOWN).into()))
+                        .await;
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: 1001,
+                            reason: "server shutting down".into(),
+                        })))
+                        .await;
+                    return;
+                }
+                message = queue.recv() => match message {
+                    Some(message) => message,
+                    None => return,
+                },
+                _ = heartbeat.tick() => Message::Text(stream_event_json("", types::HEARTBEAT).into()),
+            };
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut subscriptions: HashMap<Option<String>, JoinHandle<()>> = HashMap::new();
+    while let Some(Ok(message)) = incoming.next().await {
+        let text = match message {
+            Message::Text(text) => text.to_string(),
+            Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        let replied = match parse_json::<WsRequest>(text.as_bytes()) {
+            Err(e) => send_reply(&outgoing, WsReply::error(None, e.info())).await,
+            Ok(request) => handle_request(request, &state, &outgoing, &mut subscriptions).await,
+        };
+        if !replied {
+            break;
+        }
+    }
+    for (_, subscription) in subscriptions {
+        subscription.abort();
+    }
+    drop(outgoing);
+    let _ = writer.await;
+}
+
+async fn send_reply(outgoing: &mpsc::Sender<Message>, reply: WsReply) -> bool {
+    let text = serde_json::to_string(&reply).unwrap_or_default();
+    outgoing.send(Message::Text(text.into())).await.is_ok()
+}
+
+/// Answers one request; false when the connection is gone.
+async fn handle_request(
+    request: WsRequest,
+    state: &AppState,
+    outgoing: &mpsc::Sender<Message>,
+    subscriptions: &mut HashMap<Option<String>, JoinHandle<()>>,
+) -> bool {
+    let reply = answer_request(request, state, outgoing, subscriptions).await;
+    match reply {
+        Some(reply) => send_reply(outgoing, reply).await,
+        None => true,
+    }
+}
+
+/// The reply to a request, or `None` when it was already sent (a subscription replies before
+/// its first event).
+async fn answer_request(
+    request: WsRequest,
+    state: &AppState,
+    outgoing: &mpsc::Sender<Message>,
+    subscriptions: &mut HashMap<Option<String>, JoinHandle<()>>,
+) -> Option<WsReply> {
+    let engine = &state.engine;
+    let control = |id: Option<String>, result: Result<crate::proto::Task, crate::engine::EngineError>| {
+        match result {
+            Ok(task) => WsReply::ok(id, Some(task)),
+            Err(e) => WsReply::error(id, ApiError::from(e).info()),
+        }
+    };
+    Some(match request {
+        WsRequest::Ping { id } => WsReply::ok(id, None),
+        WsRequest::Cancel { id, task_id } => control(id, engine.cancel(&task_id).await),
+        WsRequest::Pause { id, task_id } => control(id, engine.pause(&task_id).await),
+        WsRequest::Resume { id, task_id } => control(id, engine.resume(&task_id).await),
+        WsRequest::Input {
+            id,
+            task_id,
+            text,
+            eof,
+        } => control(
+            id,
+            engine
+                .input(&task_id, crate::proto::Input { text, eof })
+                .await,
+        ),
+        WsRequest::Unsubscribe { id, task_id } => match subscriptions.remove(&task_id) {
+            Some(subscription) => {
+                subscription.abort();
+                WsReply::ok(id, None)
+            }
+            None => WsReply::error(
+                id,
+                ErrorInfo {
+                    code: "not_found".into(),
+                    message: "no such subscription on this connection".into(),
+                    state: None,
+                },
+            ),
+        },
+        WsRequest::Subscribe {
+            id,
+            task_id,
+            after,
+            types,
+        } => {
+            let topic = match &task_id {
+                Some(task) => match engine.get(task).await {
+                    Ok(_) => Topic::Task(task.clone()),
+                    Err(e) => return Some(WsReply::error(id, ApiError::from(e).info())),
+                },
+                None => Topic::All,
+            };
+            let subscription = match engine.bus().subscribe(topic, after).await {
+                Ok(subscription) => subscription,
+                Err(e) => return Some(WsReply::error(id, store_error(e).info())),
+            };
+            if !send_reply(outgoing, WsReply::ok(id, None)).await {
+                return None;
+            }
+            let mut feed = spawn_feed(subscription, types, |_| true);
+            let outgoing = outgoing.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(Ok(published)) = feed.recv().await {
+                    if outgoing
+                        .send(Message::Text(published.json.clone().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            if let Some(previous) = subscriptions.insert(task_id, forward) {
+                previous.abort();
+            }
+            return None;
+        }
+    })
+}

@@ -1,0 +1,124 @@
+//! Durable storage of tasks and their event logs, behind one trait so that the embedded SQLite
+//! store and a shared store for several nodes are interchangeable.
+//!
+//! The store is the single place that assigns `seq` (per task, from 1, without gaps) and `pos`
+//! (server-wide). It hands every committed event to an [`EventSink`] in commit order, after the
+//! commit, so that nothing reaches a subscriber that a restart could lose.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::proto::{Event, Task, TaskResult, TaskState};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("task {0} not found")]
+    NotFound(String),
+    #[error("task {id} is {state}")]
+    WrongState { id: String, state: TaskState },
+    #[error("the Idempotency-Key was already used for a different request")]
+    IdempotencyMismatch,
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("cannot open the store at {path}: {message}")]
+    Open { path: String, message: String },
+}
+
+/// Receives every committed event, in commit order, right after the commit.
+pub trait EventSink: Send + Sync + 'static {
+    fn committed(&self, events: &[Event]);
+}
+
+/// A task to insert, with the request fingerprint that makes `Idempotency-Key` safe to reuse.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub task: Task,
+    pub idempotency_key: Option<String>,
+    /// Compared when the key is seen again: the same key with a different request is refused.
+    pub request_fingerprint: String,
+}
+
+/// A state change, written together with the `state` event that announces it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub state: TaskState,
+    /// Only allowed from these states; anything else is [`StoreError::WrongState`].
+    pub from: &'static [TaskState],
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub result: Option<TaskResult>,
+    /// The `state` event's data.
+    pub data: serde_json::Value,
+}
+
+/// Which tasks `list_tasks` returns.
+#[derive(Debug, Clone, Default)]
+pub struct TaskQuery {
+    /// Any of these states (all when empty).
+    pub states: Vec<TaskState>,
+    /// Tasks older than this cursor (from a previous page).
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// Which events `events_after` returns.
+#[derive(Debug, Clone)]
+pub enum EventRange {
+    /// One task's events with `seq > after`, in seq order.
+    Task { id: String, after: u64 },
+    /// All events with `pos > after`, in pos order.
+    All { after: u64 },
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a task with its first event (`state: queued`). With an idempotency key already
+    /// seen, returns the existing task and `false` instead.
+    async fn create_task(&self, new: NewTask) -> Result<(Task, bool), StoreError>;
+
+    /// Appends events of one kind-agnostic sort to a task's log, in order.
+    async fn append(
+        &self,
+        task_id: &str,
+        events: Vec<(&'static str, serde_json::Value)>,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Changes a task's state and appends the `state` event, atomically.
+    async fn transition(&self, task_id: &str, change: Transition) -> Result<Task, StoreError>;
+
+    async fn get_task(&self, id: &str) -> Result<Option<Task>, StoreError>;
+
+    /// Newest first; the second value is the cursor of the next page.
+    async fn list_tasks(&self, query: TaskQuery) -> Result<(Vec<Task>, Option<u64>), StoreError>;
+
+    /// Tasks in these states, oldest first (for recovery after a restart).
+    async fn tasks_in_states(&self, states: &[TaskState]) -> Result<Vec<Task>, StoreError>;
+
+    async fn events_after(&self, range: EventRange, limit: usize)
+    -> Result<Vec<Event>, StoreError>;
+
+    /// The newest `pos` in the store (0 when empty).
+    async fn last_pos(&self) -> Result<u64, StoreError>;
+
+    /// Deletes a finished task and its events.
+    async fn delete_task(&self, id: &str) -> Result<(), StoreError>;
+
+    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError>;
+
+    /// Flushes and closes; later calls fail with [`StoreError::Closed`].
+    async fn close(&self);
+}
+
+/// The store as the rest of victor holds it.
+pub type SharedStore = Arc<dyn Store>;

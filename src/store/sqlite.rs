@@ -1,0 +1,655 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! All writes go through one thread that owns the write connection. It takes whatever writes are
+//! waiting, applies them in one transaction (each in its own savepoint, so one failure spoils no
+//! other), commits, hands the committed events to the sink in order, and only then answers the
+//! callers. Batching is what makes thousands of durable task creations a second possible; the single
+//! writer is what makes `seq` and `pos` gap-free and publication ordered. Reads use a small pool of
+//! read-only connections on tokio's blocking threads, so they never wait behind the writer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use tokio::sync::oneshot;
+
+use super::{
+    EventRange, EventSink, NewTask, Store, StoreError, TaskQuery, Transition,
+};
+use crate::proto::{Event, StateData, Task, TaskState, types};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE tasks (
+        num             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        name            TEXT,
+        kind            TEXT NOT NULL,
+        spec            TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        priority        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        started_at      INTEGER,
+        finished_at     INTEGER,
+        result          TEXT,
+        last_seq        INTEGER NOT NULL DEFAULT 0,
+        idempotency_key TEXT UNIQUE,
+        fingerprint     TEXT
+    );
+    CREATE INDEX tasks_by_state ON tasks (state, num);
+    CREATE TABLE events (
+        pos     INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        ts      INTEGER NOT NULL,
+        type    TEXT NOT NULL,
+        data    TEXT NOT NULL,
+        UNIQUE (task_id, seq)
+    );
+"#];
+
+/// Writes waiting longer than this many in one transaction wait for the next.
+const MAX_BATCH: usize = 1024;
+/// Read connections kept open between reads.
+const MAX_IDLE_READERS: usize = 8;
+
+const TASK_COLUMNS: &str =
+    "num, id, name, spec, state, priority, created_at, started_at, finished_at, result, last_seq";
+
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+enum WriteOp {
+    Create(NewTask, oneshot::Sender<Result<(Task, bool), StoreError>>),
+    Append(
+        String,
+        Vec<(&'static str, serde_json::Value)>,
+        oneshot::Sender<Result<Vec<Event>, StoreError>>,
+    ),
+    Transition(String, Transition, oneshot::Sender<Result<Task, StoreError>>),
+    Delete(String, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A write applied inside the open transaction, waiting for the commit to be answered.
+enum Applied {
+    Create(oneshot::Sender<Result<(Task, bool), StoreError>>, Result<(Task, bool), StoreError>),
+    Append(oneshot::Sender<Result<Vec<Event>, StoreError>>, Result<Vec<Event>, StoreError>),
+    Transition(oneshot::Sender<Result<Task, StoreError>>, Result<Task, StoreError>),
+    Delete(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `victor.db` in `data_dir` and migrates it to the current schema.
+    pub fn open(data_dir: &Path, sink: Arc<dyn EventSink>) -> Result<SqliteStore, StoreError> {
+        let path = data_dir.join("victor.db");
+        let open_error = |e: &dyn std::fmt::Display| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| open_error(&e))?;
+        let mut conn = Connection::open(&path).map_err(|e| open_error(&e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| open_error(&e))?;
+        migrate(&mut conn).map_err(|e| open_error(&e))?;
+
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("victor-store-writer".into())
+            .spawn(move || write_loop(conn, rx, sink))
+            .map_err(|e| open_error(&e))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(thread)),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    async fn write<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let writer = self.inner.writer.lock().map_err(|_| StoreError::Closed)?;
+            let writer = writer.as_ref().ok_or(StoreError::Closed)?;
+            writer.send(op(reply)).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let result = query(&conn);
+            inner.return_reader(conn);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Inner {
+    fn take_reader(&self) -> Result<Connection, StoreError> {
+        if self.writer.lock().map(|w| w.is_none()).unwrap_or(true) {
+            return Err(StoreError::Closed);
+        }
+        if let Some(conn) = self.readers.lock().ok().and_then(|mut pool| pool.pop()) {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn return_reader(&self, conn: Connection) {
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < MAX_IDLE_READERS
+        {
+            pool.push(conn);
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let tx = conn.transaction()?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index + 1)?;
+    }
+    tx.commit()
+}
+
+fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, sink: Arc<dyn EventSink>) {
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut committed_events = Vec::new();
+        let mut applied = Vec::with_capacity(batch.len());
+        let outcome = conn.transaction().and_then(|mut tx| {
+            for op in batch {
+                applied.push(apply_in_savepoint(&mut tx, op, &mut committed_events));
+            }
+            tx.commit()
+        });
+        match outcome {
+            Ok(()) => {
+                if !committed_events.is_empty() {
+                    sink.committed(&committed_events);
+                }
+                for done in applied {
+                    done.answer();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed");
+                for done in applied {
+                    done.fail(&e);
+                }
+            }
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "store checkpoint on close failed");
+    }
+}
+
+fn apply_in_savepoint(
+    tx: &mut rusqlite::Transaction<'_>,
+    op: WriteOp,
+    committed_events: &mut Vec<Event>,
+) -> Applied {
+    let mut events = Vec::new();
+    let mut run = |f: &mut dyn FnMut(&Connection, &mut Vec<Event>) -> Result<(), StoreError>| {
+        let savepoint = tx.savepoint()?;
+        f(&savepoint, &mut events)?;
+        savepoint.commit()?;
+        Ok::<(), StoreError>(())
+    };
+    let applied = match op {
+        WriteOp::Create(new, reply) => {
+            let mut out = None;
+            let result = run(&mut |conn, events| {
+                out = Some(insert_task(conn, &new, events)?);
+                Ok(())
+            })
+            .and_then(|()| out.ok_or(StoreError::Closed));
+            Applied::Create(reply, result)
+        }
+        WriteOp::Append(task_id, new_events, reply) => {
+            let result = run(&mut |conn, events| {
+                for (kind, data) in &new_events {
+                    events.push(append_event(conn, &task_id, kind, data)?);
+                }
+                Ok(())
+            })
+            .map(|()| events.clone());
+            Applied::Append(reply, result)
+        }
+        WriteOp::Transition(task_id, change, reply) => {
+            let mut out = None;
+            let result = run(&mut |conn, events| {
+                out = Some(apply_transition(conn, &task_id, &change, events)?);
+                Ok(())
+            })
+            .and_then(|()| out.ok_or(StoreError::Closed));
+            Applied::Transition(reply, result)
+        }
+        WriteOp::Delete(task_id, reply) => {
+            let result = run(&mut |conn, _| delete(conn, &task_id));
+            Applied::Delete(reply, result)
+        }
+    };
+    if applied.succeeded() {
+        committed_events.append(&mut events);
+    }
+    applied
+}
+
+impl Applied {
+    fn succeeded(&self) -> bool {
+        match self {
+            Applied::Create(_, r) => r.is_ok(),
+            Applied::Append(_, r) => r.is_ok(),
+            Applied::Transition(_, r) => r.is_ok(),
+            Applied::Delete(_, r) => r.is_ok(),
+        }
+    }
+
+    fn answer(self) {
+        // A caller that went away no longer needs the answer; the write itself stands.
+        match self {
+            Applied::Create(reply, r) => drop(reply.send(r)),
+            Applied::Append(reply, r) => drop(reply.send(r)),
+            Applied::Transition(reply, r) => drop(reply.send(r)),
+            Applied::Delete(reply, r) => drop(reply.send(r)),
+        }
+    }
+
+    fn fail(self, error: &rusqlite::Error) {
+        let failed = || StoreError::Corrupt(format!("commit failed: {error}"));
+        match self {
+            Applied::Create(reply, _) => drop(reply.send(Err(failed()))),
+            Applied::Append(reply, _) => drop(reply.send(Err(failed()))),
+            Applied::Transition(reply, _) => drop(reply.send(Err(failed()))),
+            Applied::Delete(reply, _) => drop(reply.send(Err(failed()))),
+        }
+    }
+}
+
+fn insert_task(
+    conn: &Connection,
+    new: &NewTask,
+    events: &mut Vec<Event>,
+) -> Result<(Task, bool), StoreError> {
+    if let Some(key) = &new.idempotency_key {
+        let existing: Option<(String, Option<String>)> = conn
+            .query_row(
+                "SELECT id, fingerprint FROM tasks WHERE idempotency_key = ?1",
+                [key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, fingerprint)) = existing {
+            if fingerprint.as_deref() != Some(new.request_fingerprint.as_str()) {
+                return Err(StoreError::IdempotencyMismatch);
+            }
+            let task = select_task(conn, &id)?.ok_or(StoreError::NotFound(id))?;
+            return Ok((task, false));
+        }
+    }
+    let task = &new.task;
+    conn.execute(
+        "INSERT INTO tasks (id, name, kind, spec, state, priority, created_at, idempotency_key, fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            task.id,
+            task.name,
+            task.spec.kind(),
+            to_json(&task.spec)?,
+            task.state.as_str(),
+            task.priority,
+            task.created_at.as_microsecond(),
+            new.idempotency_key,
+            new.request_fingerprint,
+        ],
+    )?;
+    let data = to_value(&StateData {
+        state: task.state,
+        pid: None,
+        result: None,
+        reason: None,
+    })?;
+    events.push(append_event(conn, &task.id, types::STATE, &data)?);
+    let task = select_task(conn, &task.id)?.ok_or_else(|| StoreError::NotFound(task.id.clone()))?;
+    Ok((task, true))
+}
+
+fn append_event(
+    conn: &Connection,
+    task_id: &str,
+    kind: &str,
+    data: &serde_json::Value,
+) -> Result<Event, StoreError> {
+    let seq: u64 = conn
+        .query_row(
+            "UPDATE tasks SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
+            [task_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(task_id.to_string()))?;
+    let ts = Timestamp::now();
+    conn.prepare_cached(
+        "INSERT INTO events (task_id, seq, ts, type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![task_id, seq, ts.as_microsecond(), kind, to_json(data)?])?;
+    Ok(Event {
+        task_id: task_id.to_string(),
+        seq,
+        pos: conn.last_insert_rowid() as u64,
+        ts,
+        kind: kind.to_string(),
+        data: data.clone(),
+    })
+}
+
+fn apply_transition(
+    conn: &Connection,
+    task_id: &str,
+    change: &Transition,
+    events: &mut Vec<Event>,
+) -> Result<Task, StoreError> {
+    let current = select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))?;
+    if !change.from.contains(&current.state) {
+        return Err(StoreError::WrongState {
+            id: task_id.to_string(),
+            state: current.state,
+        });
+    }
+    let result = change.result.as_ref().map(to_json).transpose()?;
+    conn.execute(
+        "UPDATE tasks SET state = ?2,
+             started_at = COALESCE(?3, started_at),
+             finished_at = COALESCE(?4, finished_at),
+             result = COALESCE(?5, result)
+         WHERE id = ?1",
+        params![
+            task_id,
+            change.state.as_str(),
+            change.started_at.map(|t| t.as_microsecond()),
+            change.finished_at.map(|t| t.as_microsecond()),
+            result,
+        ],
+    )?;
+    events.push(append_event(conn, task_id, types::STATE, &change.data)?);
+    select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))
+}
+
+fn delete(conn: &Connection, task_id: &str) -> Result<(), StoreError> {
+    let task = select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))?;
+    if !task.state.is_final() {
+        return Err(StoreError::WrongState {
+            id: task_id.to_string(),
+            state: task.state,
+        });
+    }
+    conn.execute("DELETE FROM events WHERE task_id = ?1", [task_id])?;
+    conn.execute("DELETE FROM tasks WHERE id = ?1", [task_id])?;
+    Ok(())
+}
+
+fn select_task(conn: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?
+        .query_row([id], task_from_row)
+        .optional()?
+        .map(|(_, task)| task)
+        .transpose()
+}
+
+type TaskRow = (u64, Result<Task, StoreError>);
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    let num: u64 = row.get(0)?;
+    let spec: String = row.get(3)?;
+    let state: String = row.get(4)?;
+    let result: Option<String> = row.get(9)?;
+    let micros = |index: usize| -> rusqlite::Result<Option<Timestamp>> {
+        Ok(row
+            .get::<_, Option<i64>>(index)?
+            .and_then(|us| Timestamp::from_microsecond(us).ok()))
+    };
+    let id: String = row.get(1)?;
+    let created_at = micros(6)?.unwrap_or(Timestamp::UNIX_EPOCH);
+    let started_at = micros(7)?;
+    let finished_at = micros(8)?;
+    let name: Option<String> = row.get(2)?;
+    let priority: i32 = row.get(5)?;
+    let last_seq: u64 = row.get(10)?;
+    let task = (|| {
+        Ok(Task {
+            spec: from_json(&spec)?,
+            state: state
+                .parse()
+                .map_err(|e: crate::proto::task::UnknownState| StoreError::Corrupt(e.to_string()))?,
+            result: result.as_deref().map(from_json).transpose()?,
+            id,
+            name,
+            priority,
+            created_at,
+            started_at,
+            finished_at,
+            last_seq,
+        })
+    })();
+    Ok((num, task))
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
+    let data: String = row.get(5)?;
+    let ts: i64 = row.get(3)?;
+    let pos: u64 = row.get(0)?;
+    let task_id: String = row.get(1)?;
+    let seq: u64 = row.get(2)?;
+    let kind: String = row.get(4)?;
+    Ok(from_json(&data).map(|data| Event {
+        task_id,
+        seq,
+        pos,
+        ts: Timestamp::from_microsecond(ts).unwrap_or(Timestamp::UNIX_EPOCH),
+        kind,
+        data,
+    }))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn state_list(states: &[TaskState]) -> String {
+    states
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_task(&self, new: NewTask) -> Result<(Task, bool), StoreError> {
+        self.write(|reply| WriteOp::Create(new, reply)).await
+    }
+
+    async fn append(
+        &self,
+        task_id: &str,
+        events: Vec<(&'static str, serde_json::Value)>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let task_id = task_id.to_string();
+        self.write(|reply| WriteOp::Append(task_id, events, reply)).await
+    }
+
+    async fn transition(&self, task_id: &str, change: Transition) -> Result<Task, StoreError> {
+        let task_id = task_id.to_string();
+        self.write(|reply| WriteOp::Transition(task_id, change, reply)).await
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| select_task(conn, &id)).await
+    }
+
+    async fn list_tasks(&self, query: TaskQuery) -> Result<(Vec<Task>, Option<u64>), StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE num < ?1");
+            if !query.states.is_empty() {
+                sql.push_str(&format!(" AND state IN ({})", state_list(&query.states)));
+            }
+            sql.push_str(" ORDER BY num DESC LIMIT ?2");
+            let before = query.before.unwrap_or(i64::MAX as u64);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![before, query.limit as u64 + 1], task_from_row)?;
+            let mut tasks = Vec::with_capacity(query.limit);
+            let mut next = None;
+            let mut last_num = None;
+            for row in rows {
+                let (num, task) = row?;
+                if tasks.len() == query.limit {
+                    next = last_num;
+                    break;
+                }
+                tasks.push(task?);
+                last_num = Some(num);
+            }
+            Ok((tasks, next))
+        })
+        .await
+    }
+
+    async fn tasks_in_states(&self, states: &[TaskState]) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks WHERE state IN ({}) ORDER BY num",
+            state_list(states)
+        );
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map([], task_from_row)?;
+            rows.map(|row| row?.1).collect()
+        })
+        .await
+    }
+
+    async fn events_after(
+        &self,
+        range: EventRange,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.read(move |conn| {
+            const COLUMNS: &str = "pos, task_id, seq, ts, type, data";
+            let mut out = Vec::new();
+            match range {
+                EventRange::Task { id, after } => {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                    ))?;
+                    for row in stmt.query_map(params![id, after, limit as u64], event_from_row)? {
+                        out.push(row??);
+                    }
+                }
+                EventRange::All { after } => {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {COLUMNS} FROM events WHERE pos > ?1 ORDER BY pos LIMIT ?2"
+                    ))?;
+                    for row in stmt.query_map(params![after, limit as u64], event_from_row)? {
+                        out.push(row??);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn last_pos(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |row| {
+                row.get(0)
+            })?)
+        })
+        .await
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(|reply| WriteOp::Delete(id, reply)).await
+    }
+
+    async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError> {
+        self.read(|conn| {
+            let mut counts: BTreeMap<TaskState, u64> =
+                TaskState::ALL.into_iter().map(|s| (s, 0)).collect();
+            let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?;
+            for row in rows {
+                let (state, count) = row?;
+                if let Ok(state) = state.parse::<TaskState>() {
+                    counts.insert(state, count);
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn close(&self) {
+        let sender = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        drop(sender);
+        if let Ok(mut pool) = self.inner.readers.lock() {
+            pool.clear();
+        }
+        let thread = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
