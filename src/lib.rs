@@ -5,10 +5,10 @@
 //! `serve` (HTTP, SSE and WebSocket), `client` (typed API client), `cli` (the `victor` command).
 
 pub mod bus;
-pub mod engine;
-pub mod proto;
-pub mod store;
 pub mod cli;
 pub mod client;
+pub mod engine;
+pub mod proto;
 pub mod serve;
+pub mod store;
 pub mod tui;

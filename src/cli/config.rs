@@ -74,7 +74,9 @@ pub fn default_data_dir() -> PathBuf {
 /// Loads the settings, with `overrides` (flags and their environment variables; `None` fields
 /// are left alone) on top.
 pub fn load(config_file: Option<&Path>, overrides: impl Serialize) -> anyhow::Result<Settings> {
-    let path = config_file.map(Path::to_path_buf).or_else(default_config_path);
+    let path = config_file
+        .map(Path::to_path_buf)
+        .or_else(default_config_path);
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
     if let Some(path) = &path {
         if config_file.is_some() && !path.exists() {

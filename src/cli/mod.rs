@@ -18,7 +18,12 @@ pub use output::Exit;
 /// `victor serve` runs tasks in the background on this machine and keeps every event they
 /// produce in a durable, ordered log; the other commands are its clients.
 #[derive(Debug, Parser)]
-#[command(name = "victor", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "victor",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Settings file (default: config.toml in the platform's config dir, e.g. ~/.config/victor).
     #[arg(long, global = true, env = "VICTOR_CONFIG", value_name = "PATH")]

@@ -200,7 +200,10 @@ pub fn styled(plain: impl Into<String>, styled: impl Into<String>) -> (String, S
 
 /// The state cell of a task.
 pub fn state_cell(state: TaskState) -> (String, String) {
-    styled(format!("{} {}", state_symbol(state), state), state_label(state))
+    styled(
+        format!("{} {}", state_symbol(state), state),
+        state_label(state),
+    )
 }
 
 /// Cuts text to `max` characters, marking the cut.
@@ -246,13 +249,26 @@ mod tests {
     fn exit_codes_follow_the_task_outcome() {
         let code = |state, result| Exit::of_task(&task(state, Some(result))).code();
         assert_eq!(code(TaskState::Succeeded, TaskResult::default()), 0);
-        let exited = |c| TaskResult { exit_code: Some(c), ..TaskResult::default() };
+        let exited = |c| TaskResult {
+            exit_code: Some(c),
+            ..TaskResult::default()
+        };
         assert_eq!(code(TaskState::Failed, exited(3)), 3);
-        let signalled = TaskResult { signal: Some(9), ..TaskResult::default() };
+        let signalled = TaskResult {
+            signal: Some(9),
+            ..TaskResult::default()
+        };
         assert_eq!(code(TaskState::Failed, signalled), 137);
-        let timed_out = TaskResult { signal: Some(15), timed_out: true, ..TaskResult::default() };
+        let timed_out = TaskResult {
+            signal: Some(15),
+            timed_out: true,
+            ..TaskResult::default()
+        };
         assert_eq!(code(TaskState::Failed, timed_out), 124);
-        let not_started = TaskResult { error: Some("no such file".into()), ..TaskResult::default() };
+        let not_started = TaskResult {
+            error: Some("no such file".into()),
+            ..TaskResult::default()
+        };
         assert_eq!(code(TaskState::Failed, not_started), 127);
         assert_eq!(code(TaskState::Cancelled, TaskResult::default()), 130);
         assert_eq!(code(TaskState::Interrupted, TaskResult::default()), 125);
@@ -264,13 +280,16 @@ mod tests {
         table.row(vec![styled("xx", "\u{1b}[31mxx\u{1b}[0m"), cell("y")]);
         let rendered = table.render();
         let lines: Vec<&str> = rendered.lines().collect();
-        assert!(lines[1].starts_with("\u{1b}[31mxx\u{1b}[0m  y"), "{rendered:?}");
+        assert!(
+            lines[1].starts_with("\u{1b}[31mxx\u{1b}[0m  y"),
+            "{rendered:?}"
+        );
     }
 
     #[test]
     fn relative_times_are_compact() {
         let now = Timestamp::from_second(1_000_000).unwrap();
-        let at = |secs| Timestamp::from_second(1_000_000 - secs).unwrap();
+        let at = |secs: i64| Timestamp::from_second(1_000_000 - secs).unwrap();
         assert_eq!(ago(at(5), now), "5s ago");
         assert_eq!(ago(at(125), now), "2m ago");
         assert_eq!(ago(at(7200), now), "2h ago");

@@ -40,7 +40,12 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent: Option<usize>,
     /// Require this key from every client (`Authorization: Bearer KEY`).
-    #[arg(long, env = "VICTOR_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "VICTOR_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     /// Log as text for people or JSON lines for machines [default: text].
@@ -85,7 +90,10 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
     let config = ServeConfig {
         host: settings.host.clone(),
         port: settings.port,
-        data_dir: settings.data_dir.clone().unwrap_or_else(config::default_data_dir),
+        data_dir: settings
+            .data_dir
+            .clone()
+            .unwrap_or_else(config::default_data_dir),
         api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
         engine: EngineConfig {
             max_concurrent: settings.max_concurrent,

@@ -39,7 +39,13 @@ struct Connection {
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<String>,
     /// API key, when the server requires one.
-    #[arg(long, global = true, env = "VICTOR_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        global = true,
+        env = "VICTOR_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
 }
@@ -144,16 +150,20 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(at) => text.split_at(at),
         None => (text, "s"),
     };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 90, 90s, 5m, 1h)"))?;
     let scale = match unit {
         "ms" => 0.001,
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` (use s, m or h: 90s, 5m, 1h)")),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` (use ms, s, m or h: 90s, 5m, 1h)"
+            ));
+        }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 90, 90s, 5m, 1h)"))?;
     Duration::try_from_secs_f64(value * scale)
         .ok()
         .filter(|d| !d.is_zero())
@@ -211,7 +221,9 @@ async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::
             eof,
         } => {
             let text = match text.as_deref() {
-                None if !eof => bail!("give the TEXT to send, `-` for stdin, or --eof to close stdin"),
+                None if !eof => {
+                    bail!("give the TEXT to send, `-` for stdin, or --eof to close stdin")
+                }
                 None => String::new(),
                 Some("-") => {
                     let mut all = String::new();
@@ -244,9 +256,7 @@ async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::
 /// Prints a client error as one line with a hint.
 fn report(error: &ClientError) {
     let hint = match error {
-        ClientError::Api { status: 401, .. } => {
-            " (set the key with --api-key or VICTOR_API_KEY)"
-        }
+        ClientError::Api { status: 401, .. } => " (set the key with --api-key or VICTOR_API_KEY)",
         ClientError::Api { status: 404, .. } => " (list tasks with `victor task list`)",
         _ => "",
     };
@@ -305,7 +315,12 @@ async fn start_task(client: &Client, start: StartArgs) -> anyhow::Result<Task> {
 }
 
 /// Streams a task's output here until it ends; Ctrl-C cancels it (or detaches).
-async fn run_attached(client: &Client, task: &Task, detach: bool, json: bool) -> anyhow::Result<Exit> {
+async fn run_attached(
+    client: &Client,
+    task: &Task,
+    detach: bool,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let mut follow = client.follow(Topic::Task(task.id.clone()), None);
     let mut cancelling = false;
     loop {
@@ -392,7 +407,11 @@ fn print_event(event: &Event, json: bool) -> anyhow::Result<()> {
             }
         }
     } else if event.kind == types::TRUNCATED {
-        let limit = event.data.get("limit_bytes").and_then(|v| v.as_u64()).unwrap_or(0);
+        let limit = event
+            .data
+            .get("limit_bytes")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
         anstream::eprintln!(
             "{}",
             format!("[victor: output truncated at {limit} bytes; the rest was dropped]").dimmed()
@@ -401,7 +420,12 @@ fn print_event(event: &Event, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn list(client: &Client, states: &[TaskState], limit: usize, json: bool) -> anyhow::Result<Exit> {
+async fn list(
+    client: &Client,
+    states: &[TaskState],
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let mut tasks = Vec::new();
     let mut cursor: Option<String> = None;
     while tasks.len() < limit {
@@ -433,7 +457,10 @@ async fn list(client: &Client, states: &[TaskState], limit: usize, json: bool) -
             cell(task.id.clone()),
             state_cell(task.state),
             cell(exit_label(task)),
-            styled(ago(task.created_at, now), ago(task.created_at, now).dimmed().to_string()),
+            styled(
+                ago(task.created_at, now),
+                ago(task.created_at, now).dimmed().to_string(),
+            ),
             cell(elapsed(task, now)),
             cell(ellipsize(&summary, 60)),
         ]);
@@ -445,10 +472,7 @@ async fn list(client: &Client, states: &[TaskState], limit: usize, json: bool) -
 /// `show`: one field a line.
 fn describe(task: &Task) -> String {
     let now = Timestamp::now();
-    let mut lines = vec![
-        ("id", task.id.clone()),
-        ("state", state_label(task.state)),
-    ];
+    let mut lines = vec![("id", task.id.clone()), ("state", state_label(task.state))];
     if let Some(name) = &task.name {
         lines.push(("name", name.clone()));
     }
@@ -467,7 +491,10 @@ fn describe(task: &Task) -> String {
     if task.priority != 0 {
         lines.push(("priority", task.priority.to_string()));
     }
-    lines.push(("created", format!("{} ({})", task.created_at, ago(task.created_at, now))));
+    lines.push((
+        "created",
+        format!("{} ({})", task.created_at, ago(task.created_at, now)),
+    ));
     if let Some(started) = task.started_at {
         lines.push(("started", started.to_string()));
     }
@@ -490,7 +517,13 @@ fn describe(task: &Task) -> String {
     out
 }
 
-async fn logs(client: &Client, id: &str, follow: bool, after: u64, json: bool) -> anyhow::Result<Exit> {
+async fn logs(
+    client: &Client,
+    id: &str,
+    follow: bool,
+    after: u64,
+    json: bool,
+) -> anyhow::Result<Exit> {
     if follow {
         let mut stream: Follow = client.follow(Topic::Task(id.to_string()), Some(after));
         while let Some(event) = stream.next().await {
@@ -512,7 +545,12 @@ async fn logs(client: &Client, id: &str, follow: bool, after: u64, json: bool) -
     }
 }
 
-async fn wait(client: &Client, id: &str, timeout: Option<Duration>, json: bool) -> anyhow::Result<Exit> {
+async fn wait(
+    client: &Client,
+    id: &str,
+    timeout: Option<Duration>,
+    json: bool,
+) -> anyhow::Result<Exit> {
     let task = client.get_task(id).await?;
     let after = task.last_seq.saturating_sub(1);
     let mut stream = client

@@ -31,7 +31,9 @@ pub enum ClientError {
         message: String,
         state: Option<TaskState>,
     },
-    #[error("lost the connection to the victor server at {url} and could not reconnect for {secs}s")]
+    #[error(
+        "lost the connection to the victor server at {url} and could not reconnect for {secs}s"
+    )]
     Lost { url: String, secs: u64 },
     #[error("`{0}` is not a server URL (expected e.g. http://127.0.0.1:8765)")]
     BadUrl(String),
@@ -172,7 +174,8 @@ impl Client {
     }
 
     pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
-        self.json(self.request(Method::GET, &task_path(id, ""))).await
+        self.json(self.request(Method::GET, &task_path(id, "")))
+            .await
     }
 
     pub async fn cancel(&self, id: &str) -> Result<Task, ClientError> {
@@ -191,8 +194,11 @@ impl Client {
     }
 
     pub async fn input(&self, id: &str, input: &Input) -> Result<Task, ClientError> {
-        self.json(self.request(Method::POST, &task_path(id, "/input")).json(input))
-            .await
+        self.json(
+            self.request(Method::POST, &task_path(id, "/input"))
+                .json(input),
+        )
+        .await
     }
 
     pub async fn delete_task(&self, id: &str) -> Result<(), ClientError> {
@@ -202,14 +208,22 @@ impl Client {
     }
 
     /// Stored events of a task after `after`, at most `limit` of them.
-    pub async fn events(&self, id: &str, after: u64, limit: usize) -> Result<Vec<Event>, ClientError> {
+    pub async fn events(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, ClientError> {
         let query = [
             ("follow", "false".to_string()),
             ("after", after.to_string()),
             ("limit", limit.to_string()),
         ];
-        self.json(self.request(Method::GET, &task_path(id, "/events")).query(&query))
-            .await
+        self.json(
+            self.request(Method::GET, &task_path(id, "/events"))
+                .query(&query),
+        )
+        .await
     }
 
     /// Follows a stream live from `after`, reconnecting and resuming by itself.

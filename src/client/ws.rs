@@ -13,7 +13,7 @@ use crate::proto::{Event, WsReply, WsRequest};
 #[derive(Debug, Clone)]
 pub enum WsMessage {
     Event(Event),
-    Reply(WsReply),
+    Reply(Box<WsReply>),
 }
 
 pub struct WsConnection {
@@ -21,7 +21,10 @@ pub struct WsConnection {
 }
 
 impl WsConnection {
-    pub(super) async fn connect(base: &str, api_key: Option<&str>) -> Result<WsConnection, ClientError> {
+    pub(super) async fn connect(
+        base: &str,
+        api_key: Option<&str>,
+    ) -> Result<WsConnection, ClientError> {
         let url = format!(
             "{}/api/v1/ws",
             base.replacen("https://", "wss://", 1)
@@ -55,7 +58,8 @@ impl WsConnection {
     }
 
     pub async fn send(&mut self, request: &WsRequest) -> Result<(), ClientError> {
-        let text = serde_json::to_string(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text =
+            serde_json::to_string(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.socket
             .send(Message::text(text))
             .await
@@ -79,7 +83,7 @@ impl WsConnection {
                 Err(e) => return Some(Err(ClientError::Protocol(e.to_string()))),
             };
             let parsed = if value.get("type").and_then(|t| t.as_str()) == Some(WsReply::KIND) {
-                serde_json::from_value(value).map(WsMessage::Reply)
+                serde_json::from_value(value).map(|reply| WsMessage::Reply(Box::new(reply)))
             } else {
                 serde_json::from_value(value).map(WsMessage::Event)
             };

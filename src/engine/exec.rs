@@ -16,8 +16,8 @@ use tokio::time::{Instant, sleep_until};
 
 use super::{Control, ControlMsg, Engine, EngineError, interrupted};
 use crate::proto::{
-    Command, ExecSpec, InputData, OutputData, OutputStream, StateData, Task, TaskResult,
-    TaskState, TruncatedData, types,
+    Command, ExecSpec, InputData, OutputData, OutputStream, StateData, Task, TaskResult, TaskState,
+    TruncatedData, types,
 };
 use crate::store::SharedStore;
 
@@ -118,16 +118,26 @@ pub(super) async fn run(
     let output = Arc::new(OutputBudget {
         store: engine.store().clone(),
         task_id: task.id.clone(),
-        limit: spec.max_output_bytes.unwrap_or(engine.config.max_output_bytes),
+        limit: spec
+            .max_output_bytes
+            .unwrap_or(engine.config.max_output_bytes),
         used: AtomicU64::new(0),
         truncated: AtomicBool::new(false),
     });
     let mut pumps = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(stdout, OutputStream::Stdout, output.clone())));
+        pumps.push(tokio::spawn(pump(
+            stdout,
+            OutputStream::Stdout,
+            output.clone(),
+        )));
     }
     if let Some(stderr) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(stderr, OutputStream::Stderr, output.clone())));
+        pumps.push(tokio::spawn(pump(
+            stderr,
+            OutputStream::Stderr,
+            output.clone(),
+        )));
     }
 
     let far_future = || Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
@@ -280,7 +290,11 @@ pub(super) async fn run(
                 Some(Ending::Timeout) => {
                     result.timed_out = true;
                     let secs = spec.timeout_secs.unwrap_or_default();
-                    (TaskState::Failed, result, format!("timed out after {secs}s"))
+                    (
+                        TaskState::Failed,
+                        result,
+                        format!("timed out after {secs}s"),
+                    )
                 }
                 None if status.success() => (TaskState::Succeeded, result, String::new()),
                 None => (TaskState::Failed, result, String::new()),
@@ -300,7 +314,8 @@ fn send_signal(group: Pid, signal: Signal) {
 /// Writes queued input to the process; closing the queue or an `eof` write closes stdin.
 async fn feed_stdin(mut pipe: ChildStdin, mut queue: mpsc::Receiver<(Vec<u8>, bool)>) {
     while let Some((bytes, eof)) = queue.recv().await {
-        if !bytes.is_empty() && (pipe.write_all(&bytes).await.is_err() || pipe.flush().await.is_err())
+        if !bytes.is_empty()
+            && (pipe.write_all(&bytes).await.is_err() || pipe.flush().await.is_err())
         {
             return;
         }
@@ -408,6 +423,7 @@ fn incomplete_tail(bytes: &[u8]) -> usize {
             continue;
         }
         let width = match byte {
+            0xF8.. => 1,
             0xF0.. => 4,
             0xE0.. => 3,
             0xC0.. => 2,
@@ -432,7 +448,10 @@ mod tests {
         for max in 0..=text.len() {
             let cut = utf8_floor(text, max);
             if max > 0 {
-                assert!(std::str::from_utf8(&text[..cut]).is_ok(), "cut {cut} of {max}");
+                assert!(
+                    std::str::from_utf8(&text[..cut]).is_ok(),
+                    "cut {cut} of {max}"
+                );
             }
         }
         assert_eq!(utf8_floor(text, 2), 1);

@@ -152,7 +152,12 @@ impl Engine {
         {
             tracing::warn!(task = %task.id, "marking task interrupted after a restart");
             engine
-                .finish(&task.id, TaskState::Interrupted, interrupted(reason), reason)
+                .finish(
+                    &task.id,
+                    TaskState::Interrupted,
+                    interrupted(reason),
+                    reason,
+                )
                 .await?;
         }
         for task in engine.store.tasks_in_states(&[TaskState::Queued]).await? {
@@ -185,8 +190,8 @@ impl Engine {
         if self.lock().stopping {
             return Err(EngineError::ShuttingDown);
         }
-        let fingerprint = serde_json::to_string(&request)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let fingerprint =
+            serde_json::to_string(&request).map_err(|e| EngineError::Invalid(e.to_string()))?;
         let task = Task {
             id: uuid::Uuid::now_v7().to_string(),
             name: request.name,

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 
 /// Where a task is in its life. `succeeded`, `failed`, `cancelled` and `interrupted` are final:
 /// a task in one of them never changes again and its event log is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     Queued,
@@ -37,7 +39,10 @@ impl TaskState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled | TaskState::Interrupted
+            TaskState::Succeeded
+                | TaskState::Failed
+                | TaskState::Cancelled
+                | TaskState::Interrupted
         )
     }
 
@@ -67,7 +72,9 @@ impl fmt::Display for TaskState {
 
 /// The error of parsing a state name that victor does not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown task state `{0}` (expected one of queued, running, paused, succeeded, failed, cancelled, interrupted)")]
+#[error(
+    "unknown task state `{0}` (expected one of queued, running, paused, succeeded, failed, cancelled, interrupted)"
+)]
 pub struct UnknownState(pub String);
 
 impl FromStr for TaskState {
@@ -100,7 +107,9 @@ impl Command {
                 .iter()
                 .map(|arg| {
                     if !arg.is_empty()
-                        && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+                        && arg
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
                     {
                         arg.clone()
                     } else {

@@ -93,9 +93,11 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
             }
             EngineError::Invalid(_) => ApiError::invalid(message),
-            EngineError::IdempotencyMismatch => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_mismatch", message)
-            }
+            EngineError::IdempotencyMismatch => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_mismatch",
+                message,
+            ),
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
@@ -115,19 +117,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "the request body is larger than the server accepts",
-                    )
-                } else {
-                    ApiError::bad_request(rejection.body_text())
-                }
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "payload_too_large",
+                            "the request body is larger than the server accepts",
+                        )
+                    } else {
+                        ApiError::bad_request(rejection.body_text())
+                    }
+                })?;
         parse_json(&bytes).map(ApiJson)
     }
 }

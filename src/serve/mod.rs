@@ -83,18 +83,24 @@ pub async fn run(
     config: ServeConfig,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+    let bind_error = |source| ServeError::Bind {
+        addr: format!("{}:{}", config.host, config.port),
+        source,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((config.host.as_str(), config.port))
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: format!("{}:{}", config.host, config.port),
-            source,
-        })?;
-    let local = listener.local_addr()?;
-    if !local.ip().is_loopback() && config.api_key.is_none() {
+        .map_err(bind_error)?
+        .collect();
+    // Checked before binding: not even a moment listening on the network without a key.
+    if config.api_key.is_none() && addrs.iter().any(|addr| !addr.ip().is_loopback()) {
         return Err(ServeError::NoKeyOnNetwork {
             host: config.host.clone(),
         });
     }
+    let listener = tokio::net::TcpListener::bind(addrs.as_slice())
+        .await
+        .map_err(bind_error)?;
+    let local = listener.local_addr()?;
 
     let hub = Hub::new();
     let store: SharedStore = Arc::new(SqliteStore::open(&config.data_dir, hub.clone())?);
@@ -152,6 +158,7 @@ pub fn url_of(addr: SocketAddr) -> String {
                        /health needs the API key when the server has one."
     ),
     modifiers(&BearerAuth),
+    components(schemas(crate::proto::WsRequest, crate::proto::WsReply)),
     security(("bearer" = []), ("api_key" = [])),
     tags((name = "tasks", description = "Create, inspect and steer tasks"),
          (name = "events", description = "Event logs and live streams"),
@@ -199,7 +206,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (api, openapi) = api().split_for_parts();
     api.route("/health", axum::routing::get(tasks::health))
-        .fallback(|| async { ApiError::not_found("no such route; the API is under /api/v1, its description at /docs") })
+        .fallback(|| async {
+            ApiError::not_found("no such route; the API is under /api/v1, its description at /docs")
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,

@@ -152,7 +152,9 @@ pub async fn all_events(
         .await
         .map_err(store_error)?;
     let feed = spawn_feed(subscription, filter, move |event| {
-        tasks.as_ref().is_none_or(|tasks| tasks.contains(&event.task_id))
+        tasks
+            .as_ref()
+            .is_none_or(|tasks| tasks.contains(&event.task_id))
     });
     Ok(sse(state, feed, String::new()).into_response())
 }
@@ -427,12 +429,13 @@ async fn answer_request(
     subscriptions: &mut HashMap<Option<String>, JoinHandle<()>>,
 ) -> Option<WsReply> {
     let engine = &state.engine;
-    let control = |id: Option<String>, result: Result<crate::proto::Task, crate::engine::EngineError>| {
-        match result {
-            Ok(task) => WsReply::ok(id, Some(task)),
-            Err(e) => WsReply::error(id, ApiError::from(e).info()),
-        }
-    };
+    let control =
+        |id: Option<String>, result: Result<crate::proto::Task, crate::engine::EngineError>| {
+            match result {
+                Ok(task) => WsReply::ok(id, Some(task)),
+                Err(e) => WsReply::error(id, ApiError::from(e).info()),
+            }
+        };
     Some(match request {
         WsRequest::Ping { id } => WsReply::ok(id, None),
         WsRequest::Cancel { id, task_id } => control(id, engine.cancel(&task_id).await),

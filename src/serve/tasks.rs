@@ -130,7 +130,10 @@ pub fn parse_states(list: Option<&str>) -> Result<Vec<TaskState>, ApiError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|e: crate::proto::task::UnknownState| ApiError::invalid(e.to_string())))
+        .map(|s| {
+            s.parse()
+                .map_err(|e: crate::proto::task::UnknownState| ApiError::invalid(e.to_string()))
+        })
         .collect()
 }
 

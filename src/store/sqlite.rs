@@ -17,9 +17,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
-use super::{
-    EventRange, EventSink, NewTask, Store, StoreError, TaskQuery, Transition,
-};
+use super::{EventRange, EventSink, NewTask, Store, StoreError, TaskQuery, Transition};
 use crate::proto::{Event, StateData, Task, TaskState, types};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
@@ -78,16 +76,32 @@ enum WriteOp {
         Vec<(&'static str, serde_json::Value)>,
         oneshot::Sender<Result<Vec<Event>, StoreError>>,
     ),
-    Transition(String, Transition, oneshot::Sender<Result<Task, StoreError>>),
+    Transition(
+        String,
+        Transition,
+        oneshot::Sender<Result<Task, StoreError>>,
+    ),
     Delete(String, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// A write applied inside the open transaction, waiting for the commit to be answered.
 enum Applied {
-    Create(oneshot::Sender<Result<(Task, bool), StoreError>>, Result<(Task, bool), StoreError>),
-    Append(oneshot::Sender<Result<Vec<Event>, StoreError>>, Result<Vec<Event>, StoreError>),
-    Transition(oneshot::Sender<Result<Task, StoreError>>, Result<Task, StoreError>),
-    Delete(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Create(
+        oneshot::Sender<Result<(Task, bool), StoreError>>,
+        Result<(Task, bool), StoreError>,
+    ),
+    Append(
+        oneshot::Sender<Result<Vec<Event>, StoreError>>,
+        Result<Vec<Event>, StoreError>,
+    ),
+    Transition(
+        oneshot::Sender<Result<Task, StoreError>>,
+        Result<Task, StoreError>,
+    ),
+    Delete(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
 }
 
 impl SqliteStore {
@@ -226,68 +240,56 @@ fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, sink: Arc<dyn 
     }
 }
 
+/// Applies one write in its own savepoint, so that its failure leaves the others in the
+/// batch intact; its events join `committed` only when it succeeded.
 fn apply_in_savepoint(
     tx: &mut rusqlite::Transaction<'_>,
     op: WriteOp,
-    committed_events: &mut Vec<Event>,
+    committed: &mut Vec<Event>,
 ) -> Applied {
-    let mut events = Vec::new();
-    let mut run = |f: &mut dyn FnMut(&Connection, &mut Vec<Event>) -> Result<(), StoreError>| {
-        let savepoint = tx.savepoint()?;
-        f(&savepoint, &mut events)?;
-        savepoint.commit()?;
-        Ok::<(), StoreError>(())
-    };
-    let applied = match op {
-        WriteOp::Create(new, reply) => {
-            let mut out = None;
-            let result = run(&mut |conn, events| {
-                out = Some(insert_task(conn, &new, events)?);
-                Ok(())
-            })
-            .and_then(|()| out.ok_or(StoreError::Closed));
-            Applied::Create(reply, result)
-        }
-        WriteOp::Append(task_id, new_events, reply) => {
-            let result = run(&mut |conn, events| {
+    match op {
+        WriteOp::Create(new, reply) => Applied::Create(
+            reply,
+            in_savepoint(tx, committed, |conn, events| {
+                insert_task(conn, &new, events)
+            }),
+        ),
+        WriteOp::Append(task_id, new_events, reply) => Applied::Append(
+            reply,
+            in_savepoint(tx, committed, |conn, events| {
                 for (kind, data) in &new_events {
                     events.push(append_event(conn, &task_id, kind, data)?);
                 }
-                Ok(())
-            })
-            .map(|()| events.clone());
-            Applied::Append(reply, result)
-        }
-        WriteOp::Transition(task_id, change, reply) => {
-            let mut out = None;
-            let result = run(&mut |conn, events| {
-                out = Some(apply_transition(conn, &task_id, &change, events)?);
-                Ok(())
-            })
-            .and_then(|()| out.ok_or(StoreError::Closed));
-            Applied::Transition(reply, result)
-        }
-        WriteOp::Delete(task_id, reply) => {
-            let result = run(&mut |conn, _| delete(conn, &task_id));
-            Applied::Delete(reply, result)
-        }
-    };
-    if applied.succeeded() {
-        committed_events.append(&mut events);
+                Ok(events.clone())
+            }),
+        ),
+        WriteOp::Transition(task_id, change, reply) => Applied::Transition(
+            reply,
+            in_savepoint(tx, committed, |conn, events| {
+                apply_transition(conn, &task_id, &change, events)
+            }),
+        ),
+        WriteOp::Delete(task_id, reply) => Applied::Delete(
+            reply,
+            in_savepoint(tx, committed, |conn, _| delete(conn, &task_id)),
+        ),
     }
-    applied
+}
+
+fn in_savepoint<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    committed: &mut Vec<Event>,
+    write: impl FnOnce(&Connection, &mut Vec<Event>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let savepoint = tx.savepoint()?;
+    let mut events = Vec::new();
+    let value = write(&savepoint, &mut events)?;
+    savepoint.commit()?;
+    committed.append(&mut events);
+    Ok(value)
 }
 
 impl Applied {
-    fn succeeded(&self) -> bool {
-        match self {
-            Applied::Create(_, r) => r.is_ok(),
-            Applied::Append(_, r) => r.is_ok(),
-            Applied::Transition(_, r) => r.is_ok(),
-            Applied::Delete(_, r) => r.is_ok(),
-        }
-    }
-
     fn answer(self) {
         // A caller that went away no longer needs the answer; the write itself stands.
         match self {
@@ -371,11 +373,19 @@ fn append_event(
         )
         .optional()?
         .ok_or_else(|| StoreError::NotFound(task_id.to_string()))?;
-    let ts = Timestamp::now();
+    // Microseconds are what the store keeps: the live copy must equal the stored one.
+    let ts = Timestamp::from_microsecond(Timestamp::now().as_microsecond())
+        .unwrap_or(Timestamp::UNIX_EPOCH);
     conn.prepare_cached(
         "INSERT INTO events (task_id, seq, ts, type, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![task_id, seq, ts.as_microsecond(), kind, to_json(data)?])?;
+    .execute(params![
+        task_id,
+        seq,
+        ts.as_microsecond(),
+        kind,
+        to_json(data)?
+    ])?;
     Ok(Event {
         task_id: task_id.to_string(),
         seq,
@@ -392,7 +402,8 @@ fn apply_transition(
     change: &Transition,
     events: &mut Vec<Event>,
 ) -> Result<Task, StoreError> {
-    let current = select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))?;
+    let current =
+        select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))?;
     if !change.from.contains(&current.state) {
         return Err(StoreError::WrongState {
             id: task_id.to_string(),
@@ -463,7 +474,9 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
             spec: from_json(&spec)?,
             state: state
                 .parse()
-                .map_err(|e: crate::proto::task::UnknownState| StoreError::Corrupt(e.to_string()))?,
+                .map_err(|e: crate::proto::task::UnknownState| {
+                    StoreError::Corrupt(e.to_string())
+                })?,
             result: result.as_deref().map(from_json).transpose()?,
             id,
             name,
@@ -526,12 +539,14 @@ impl Store for SqliteStore {
         events: Vec<(&'static str, serde_json::Value)>,
     ) -> Result<Vec<Event>, StoreError> {
         let task_id = task_id.to_string();
-        self.write(|reply| WriteOp::Append(task_id, events, reply)).await
+        self.write(|reply| WriteOp::Append(task_id, events, reply))
+            .await
     }
 
     async fn transition(&self, task_id: &str, change: Transition) -> Result<Task, StoreError> {
         let task_id = task_id.to_string();
-        self.write(|reply| WriteOp::Transition(task_id, change, reply)).await
+        self.write(|reply| WriteOp::Transition(task_id, change, reply))
+            .await
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<Task>, StoreError> {
@@ -612,9 +627,11 @@ impl Store for SqliteStore {
 
     async fn last_pos(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
-            Ok(conn.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |row| {
-                row.get(0)
-            })?)
+            Ok(
+                conn.query_row("SELECT COALESCE(MAX(pos), 0) FROM events", [], |row| {
+                    row.get(0)
+                })?,
+            )
         })
         .await
     }
@@ -628,8 +645,11 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut counts: BTreeMap<TaskState, u64> =
                 TaskState::ALL.into_iter().map(|s| (s, 0)).collect();
-            let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
-            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?)))?;
+            let mut stmt =
+                conn.prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+            })?;
             for row in rows {
                 let (state, count) = row?;
                 if let Ok(state) = state.parse::<TaskState>() {
@@ -647,7 +667,12 @@ impl Store for SqliteStore {
         if let Ok(mut pool) = self.inner.readers.lock() {
             pool.clear();
         }
-        let thread = self.inner.writer_thread.lock().ok().and_then(|mut t| t.take());
+        let thread = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }

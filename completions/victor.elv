@@ -1,0 +1,316 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[victor] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'victor'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'victor'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the task server on this machine'
+            cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand completions 'Print shell completions (or write every shell''s with --dir)'
+            cand man 'Print the manual page (or write all of them with --dir)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;serve'= {
+            cand --host 'Address to listen on [default: 127.0.0.1]. Anything but loopback needs an API key'
+            cand --port 'Port to listen on; 0 picks a free one [default: 8765]'
+            cand --data-dir 'Where the database lives [default: the platform''s data dir, e.g. ~/.local/share/victor]'
+            cand --max-concurrent 'Tasks running at once; the rest wait in a queue [default: 4]'
+            cand --api-key 'Require this key from every client (`Authorization: Bearer KEY`)'
+            cand --log-format 'Log as text for people or JSON lines for machines [default: text]'
+            cand --heartbeat-secs 'Seconds between heartbeat events on every open stream [default: 5]'
+            cand --kill-grace-secs 'Seconds between SIGTERM and SIGKILL when a task is cancelled or times out [default: 5]'
+            cand --shutdown-grace-secs 'Seconds running tasks get to stop when the server shuts down [default: 5]'
+            cand --max-output-bytes 'Output bytes kept per task before a `truncated` event [default: 67108864]'
+            cand --max-body-bytes 'Largest request body accepted [default: 1048576]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand start 'Start a task and print its id'
+            cand run 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
+            cand list 'List tasks, newest first'
+            cand show 'Show one task'
+            cand logs 'Print a task''s output (with --json, its events as NDJSON)'
+            cand wait 'Wait for a task to end and exit with its exit code'
+            cand cancel 'Cancel a task: SIGTERM, then SIGKILL after the server''s grace period'
+            cand pause 'Pause a running task (SIGSTOP to its process group)'
+            cand resume 'Resume a paused task (SIGCONT)'
+            cand input 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin'
+            cand rm 'Delete a finished task and its events'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;task;start'= {
+            cand --name 'A name to recognise the task by'
+            cand --cwd 'Working directory on the server'
+            cand -e 'Environment variable for the task (repeatable)'
+            cand --env 'Environment variable for the task (repeatable)'
+            cand --timeout 'Stop the task after this long running: 90, 90s, 5m, 1h'
+            cand --priority 'Higher runs first when tasks queue'
+            cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
+            cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;run'= {
+            cand --name 'A name to recognise the task by'
+            cand --cwd 'Working directory on the server'
+            cand -e 'Environment variable for the task (repeatable)'
+            cand --env 'Environment variable for the task (repeatable)'
+            cand --timeout 'Stop the task after this long running: 90, 90s, 5m, 1h'
+            cand --priority 'Higher runs first when tasks queue'
+            cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
+            cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
+            cand --detach 'Ctrl-C leaves the task running instead of cancelling it'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;list'= {
+            cand --state 'Only tasks in these states (comma-separated: running,queued)'
+            cand --limit 'At most this many tasks'
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;show'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;logs'= {
+            cand --after 'Only events after this seq'
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -f 'Keep following until the task ends'
+            cand --follow 'Keep following until the task ends'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;wait'= {
+            cand --timeout 'Give up after this long (exit 75): 90, 90s, 5m, 1h'
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;cancel'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;pause'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;resume'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;input'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -n 'Do not add a newline after TEXT'
+            cand --no-newline 'Do not add a newline after TEXT'
+            cand --eof 'Close the task''s stdin afterwards (it sees end of file)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;rm'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;help'= {
+            cand start 'Start a task and print its id'
+            cand run 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
+            cand list 'List tasks, newest first'
+            cand show 'Show one task'
+            cand logs 'Print a task''s output (with --json, its events as NDJSON)'
+            cand wait 'Wait for a task to end and exit with its exit code'
+            cand cancel 'Cancel a task: SIGTERM, then SIGKILL after the server''s grace period'
+            cand pause 'Pause a running task (SIGSTOP to its process group)'
+            cand resume 'Resume a paused task (SIGCONT)'
+            cand input 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin'
+            cand rm 'Delete a finished task and its events'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;task;help;start'= {
+        }
+        &'victor;task;help;run'= {
+        }
+        &'victor;task;help;list'= {
+        }
+        &'victor;task;help;show'= {
+        }
+        &'victor;task;help;logs'= {
+        }
+        &'victor;task;help;wait'= {
+        }
+        &'victor;task;help;cancel'= {
+        }
+        &'victor;task;help;pause'= {
+        }
+        &'victor;task;help;resume'= {
+        }
+        &'victor;task;help;input'= {
+        }
+        &'victor;task;help;rm'= {
+        }
+        &'victor;task;help;help'= {
+        }
+        &'victor;completions'= {
+            cand --dir 'Write the completions of every shell into this directory'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;man'= {
+            cand --dir 'Write a page per command into this directory'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;help'= {
+            cand serve 'Run the task server on this machine'
+            cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand completions 'Print shell completions (or write every shell''s with --dir)'
+            cand man 'Print the manual page (or write all of them with --dir)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;help;serve'= {
+        }
+        &'victor;help;task'= {
+            cand start 'Start a task and print its id'
+            cand run 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
+            cand list 'List tasks, newest first'
+            cand show 'Show one task'
+            cand logs 'Print a task''s output (with --json, its events as NDJSON)'
+            cand wait 'Wait for a task to end and exit with its exit code'
+            cand cancel 'Cancel a task: SIGTERM, then SIGKILL after the server''s grace period'
+            cand pause 'Pause a running task (SIGSTOP to its process group)'
+            cand resume 'Resume a paused task (SIGCONT)'
+            cand input 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin'
+            cand rm 'Delete a finished task and its events'
+        }
+        &'victor;help;task;start'= {
+        }
+        &'victor;help;task;run'= {
+        }
+        &'victor;help;task;list'= {
+        }
+        &'victor;help;task;show'= {
+        }
+        &'victor;help;task;logs'= {
+        }
+        &'victor;help;task;wait'= {
+        }
+        &'victor;help;task;cancel'= {
+        }
+        &'victor;help;task;pause'= {
+        }
+        &'victor;help;task;resume'= {
+        }
+        &'victor;help;task;input'= {
+        }
+        &'victor;help;task;rm'= {
+        }
+        &'victor;help;completions'= {
+        }
+        &'victor;help;man'= {
+        }
+        &'victor;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

@@ -1,0 +1,193 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_victor_global_optspecs
+    string join \n config= h/help V/version
+end
+
+function __fish_victor_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_victor_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_victor_using_subcommand
+    set -l cmd (__fish_victor_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c victor -n "__fish_victor_needs_command" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c victor -n "__fish_victor_needs_command" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_needs_command" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_needs_command" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_needs_command" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_needs_command" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand serve" -l host -d 'Address to listen on [default: 127.0.0.1]. Anything but loopback needs an API key' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l port -d 'Port to listen on; 0 picks a free one [default: 8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l data-dir -d 'Where the database lives [default: the platform\'s data dir, e.g. ~/.local/share/victor]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-concurrent -d 'Tasks running at once; the rest wait in a queue [default: 4]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l api-key -d 'Require this key from every client (`Authorization: Bearer KEY`)' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l log-format -d 'Log as text for people or JSON lines for machines [default: text]' -r -f -a "text\t''
+json\t''"
+complete -c victor -n "__fish_victor_using_subcommand serve" -l heartbeat-secs -d 'Seconds between heartbeat events on every open stream [default: 5]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l kill-grace-secs -d 'Seconds between SIGTERM and SIGKILL when a task is cancelled or times out [default: 5]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l shutdown-grace-secs -d 'Seconds running tasks get to stop when the server shuts down [default: 5]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-output-bytes -d 'Output bytes kept per task before a `truncated` event [default: 67108864]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-body-bytes -d 'Largest request body accepted [default: 1048576]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "start" -d 'Start a task and print its id'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "list" -d 'List tasks, newest first'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "show" -d 'Show one task'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "logs" -d 'Print a task\'s output (with --json, its events as NDJSON)'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "wait" -d 'Wait for a task to end and exit with its exit code'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "cancel" -d 'Cancel a task: SIGTERM, then SIGKILL after the server\'s grace period'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "pause" -d 'Pause a running task (SIGSTOP to its process group)'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "resume" -d 'Resume a paused task (SIGCONT)'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "input" -d 'Write to a task\'s stdin: TEXT and a newline, or `-` for this command\'s own stdin'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "rm" -d 'Delete a finished task and its events'
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l name -d 'A name to recognise the task by' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l cwd -d 'Working directory on the server' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -s e -l env -d 'Environment variable for the task (repeatable)' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l timeout -d 'Stop the task after this long running: 90, 90s, 5m, 1h' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l priority -d 'Higher runs first when tasks queue' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l shell -d 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l name -d 'A name to recognise the task by' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l cwd -d 'Working directory on the server' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -s e -l env -d 'Environment variable for the task (repeatable)' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l timeout -d 'Stop the task after this long running: 90, 90s, 5m, 1h' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first when tasks queue' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l shell -d 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l detach -d 'Ctrl-C leaves the task running instead of cancelling it'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l state -d 'Only tasks in these states (comma-separated: running,queued)' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l limit -d 'At most this many tasks' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l after -d 'Only events after this seq' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep following until the task ends'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long (exit 75): 90, 90s, 5m, 1h' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s n -l no-newline -d 'Do not add a newline after TEXT'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l eof -d 'Close the task\'s stdin afterwards (it sees end of file)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "start" -d 'Start a task and print its id'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "list" -d 'List tasks, newest first'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one task'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Print a task\'s output (with --json, its events as NDJSON)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "wait" -d 'Wait for a task to end and exit with its exit code'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "cancel" -d 'Cancel a task: SIGTERM, then SIGKILL after the server\'s grace period'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "pause" -d 'Pause a running task (SIGSTOP to its process group)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "resume" -d 'Resume a paused task (SIGCONT)'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "input" -d 'Write to a task\'s stdin: TEXT and a newline, or `-` for this command\'s own stdin'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Delete a finished task and its events'
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand completions" -l dir -d 'Write the completions of every shell into this directory' -r -F
+complete -c victor -n "__fish_victor_using_subcommand completions" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a page per command into this directory' -r -F
+complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "show" -d 'Show one task'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "logs" -d 'Print a task\'s output (with --json, its events as NDJSON)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "wait" -d 'Wait for a task to end and exit with its exit code'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "cancel" -d 'Cancel a task: SIGTERM, then SIGKILL after the server\'s grace period'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "pause" -d 'Pause a running task (SIGSTOP to its process group)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "resume" -d 'Resume a paused task (SIGCONT)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "input" -d 'Write to a task\'s stdin: TEXT and a newline, or `-` for this command\'s own stdin'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "rm" -d 'Delete a finished task and its events'

@@ -1,0 +1,310 @@
+//! The native API's contract as any HTTP client sees it: statuses, error bodies, auth, health,
+//! and its OpenAPI description.
+
+mod common;
+
+use common::{Server, finished, http, shell};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// Sends a request and returns the status and the JSON body (Null when empty).
+async fn call(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_status_and_error_body() {
+    let server = Server::start_with(&["--max-body-bytes", "2048", "--max-concurrent", "1"]);
+    let url = |path: &str| format!("{}{path}", server.url);
+    let client = http();
+
+    let (s, b) = call(client.post(url("/api/v1/tasks")).body("{not json")).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .json(&json!({"spec": {"kind": "exec"}})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .json(&json!({"spec": {"kind": "teleport"}})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    for spec in [
+        json!({"kind": "exec", "command": []}),
+        json!({"kind": "exec", "command": "   "}),
+        json!({"kind": "exec", "command": ["true"], "cwd": "/no/such/dir"}),
+        json!({"kind": "exec", "command": ["true"], "timeout_secs": -1}),
+        json!({"kind": "exec", "command": ["true"], "env": {"A=B": "c"}}),
+        json!({"kind": "exec", "command": ["true"], "max_output_bytes": 0}),
+    ] {
+        let (s, b) = call(
+            client
+                .post(url("/api/v1/tasks"))
+                .json(&json!({ "spec": spec })),
+        )
+        .await;
+        assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    }
+
+    let big = "x".repeat(4096);
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .json(&json!({"spec": {"kind": "exec", "command": big}})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    for (method, path) in [
+        ("GET", "/api/v1/tasks/nope"),
+        ("DELETE", "/api/v1/tasks/nope"),
+        ("POST", "/api/v1/tasks/nope/cancel"),
+        ("POST", "/api/v1/tasks/nope/pause"),
+        ("POST", "/api/v1/tasks/nope/resume"),
+        ("GET", "/api/v1/tasks/nope/events"),
+        ("GET", "/api/v1/no-such-route"),
+    ] {
+        let request = client.request(method.parse().unwrap(), url(path));
+        let (s, b) = call(request).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    }
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks/nope/input"))
+            .json(&json!({"text": "x"})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+
+    let (s, b) = call(client.put(url("/api/v1/tasks"))).await;
+    assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+
+    let (s, b) = call(client.get(url("/api/v1/tasks?state=sleeping"))).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let (s, b) = call(client.get(url("/api/v1/tasks?limit=0"))).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let (s, b) = call(client.get(url("/api/v1/tasks?limit=many"))).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = call(client.get(url("/api/v1/tasks?cursor=abc"))).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    // Controls that do not fit the state: 409 with the current state.
+    let (s, running) = call(client.post(url("/api/v1/tasks")).json(&shell("sleep 30"))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, queued) = call(client.post(url("/api/v1/tasks")).json(&shell("true"))).await;
+    let running_id = running["id"].as_str().unwrap();
+    let queued_id = queued["id"].as_str().unwrap();
+    let (s, b) = call(client.post(url(&format!("/api/v1/tasks/{queued_id}/pause")))).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    assert_eq!(b["error"]["state"], "queued");
+    let (s, b) = call(
+        client
+            .post(url(&format!("/api/v1/tasks/{queued_id}/input")))
+            .json(&json!({"text": "x"})),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    let (s, b) = call(client.delete(url(&format!("/api/v1/tasks/{queued_id}")))).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    let (s, b) = call(client.post(url(&format!("/api/v1/tasks/{running_id}/resume")))).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    assert_eq!(b["error"]["state"], "running");
+
+    let (s, _) = call(client.post(url(&format!("/api/v1/tasks/{running_id}/cancel")))).await;
+    assert_eq!(s, StatusCode::OK);
+    let victor = server.client();
+    finished(&victor, running_id).await;
+    finished(&victor, queued_id).await;
+    let (s, b) = call(client.post(url(&format!("/api/v1/tasks/{running_id}/cancel")))).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+    assert_eq!(b["error"]["state"], "cancelled");
+    let (s, b) = call(client.post(url(&format!("/api/v1/tasks/{running_id}/pause")))).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+
+    let (s, b) = call(
+        client
+            .get(url(&format!("/api/v1/tasks/{running_id}/events")))
+            .header("Last-Event-ID", "x"),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .header("Idempotency-Key", "k".repeat(300))
+            .json(&shell("true")),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    let (s, b) = call(client.delete(url(&format!("/api/v1/tasks/{running_id}")))).await;
+    assert_eq!((s, b), (StatusCode::NO_CONTENT, Value::Null));
+}
+
+#[tokio::test]
+async fn with_a_key_every_route_but_health_needs_it() {
+    let server = Server::start_with(&["--api-key", "s3cret-key"]);
+    let url = |path: &str| format!("{}{path}", server.url);
+    let client = http();
+
+    for path in ["/health", "/api/v1/health"] {
+        let (s, b) = call(client.get(url(path))).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(b["status"], "healthy");
+        assert_eq!(b["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(b["protocol"], 1);
+    }
+    for path in [
+        "/api/v1/tasks",
+        "/api/v1/status",
+        "/api/v1/events",
+        "/api/v1/no-such-route",
+    ] {
+        let (s, b) = call(client.get(url(path))).await;
+        assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+        let (s, b) = call(client.get(url(path)).bearer_auth("wrong")).await;
+        assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let (s, _) = call(client.get(url("/api/v1/tasks")).bearer_auth("s3cret-key")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(client.get(url("/api/v1/status?api_key=s3cret-key"))).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The WebSocket is checked before the upgrade.
+    let ws_url = url("/api/v1/ws").replace("http://", "ws://");
+    let refused = tokio_tungstenite::connect_async(ws_url.clone())
+        .await
+        .unwrap_err();
+    match refused {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
+        other => panic!("expected a 401 before the upgrade, got {other:?}"),
+    }
+    assert!(
+        tokio_tungstenite::connect_async(format!("{ws_url}?api_key=s3cret-key"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        server.client().websocket().await.is_ok(),
+        "the client sends the key as a header"
+    );
+
+    // The CLI sends the key too, and says how to set it when it is missing.
+    let out = server.run(&["task", "run", "--", "echo", "authorized"]);
+    assert_eq!(common::stdout(&out), "authorized\n");
+    let out = server
+        .victor()
+        .env_remove("VICTOR_API_KEY")
+        .args(["task", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        common::stderr(&out).contains("VICTOR_API_KEY"),
+        "{}",
+        common::stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn status_reports_tasks_by_state_and_uptime() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client.create_task(&shell("true"), None).await.unwrap();
+    finished(&client, &task.id).await;
+    let (s, b) = call(http().get(format!("{}/api/v1/status", server.url))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["tasks"]["succeeded"], 1);
+    assert_eq!(b["tasks"]["running"], 0);
+    assert_eq!(
+        b["tasks"].as_object().unwrap().len(),
+        7,
+        "every state is listed"
+    );
+    assert!(b["uptime_secs"].is_u64());
+    assert_eq!(b["connected_clients"], 0);
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_native_route_and_docs_are_served() {
+    let server = Server::start();
+    let (s, doc) = call(http().get(format!("{}/openapi.json", server.url))).await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/v1/health", &["get"][..]),
+        ("/api/v1/status", &["get"]),
+        ("/api/v1/tasks", &["get", "post"]),
+        ("/api/v1/tasks/{id}", &["get", "delete"]),
+        ("/api/v1/tasks/{id}/cancel", &["post"]),
+        ("/api/v1/tasks/{id}/pause", &["post"]),
+        ("/api/v1/tasks/{id}/resume", &["post"]),
+        ("/api/v1/tasks/{id}/input", &["post"]),
+        ("/api/v1/tasks/{id}/events", &["get"]),
+        ("/api/v1/events", &["get"]),
+        ("/api/v1/ws", &["get"]),
+    ] {
+        for method in methods {
+            assert!(
+                paths[path].get(*method).is_some(),
+                "{method} {path} documented"
+            );
+        }
+    }
+    for schema in [
+        "Task",
+        "Event",
+        "CreateTask",
+        "ErrorBody",
+        "WsRequest",
+        "WsReply",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "schema {schema}"
+        );
+    }
+    let page = http()
+        .get(format!("{}/docs/", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger"), "{html}");
+    // Offline: the UI's script is served by victor itself.
+    let script = http()
+        .get(format!("{}/docs/swagger-ui-bundle.js", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+}

@@ -1,0 +1,443 @@
+//! `victor task` as a script uses it: the real binary against a real server.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+
+use common::{Server, VICTOR, stderr, stdout};
+use victor::proto::{Event, Task, TaskState};
+
+#[test]
+fn run_streams_output_and_exits_with_the_task_exit_code() {
+    let server = Server::start();
+    let out = server.run(&[
+        "task",
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert!(stderr(&out).contains("err\n"));
+
+    let out = server.run(&["task", "run", "--", "echo", "hello world"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "hello world\n");
+
+    // One argument with spaces runs in a shell.
+    let out = server.run(&["task", "run", "--", "echo a | tr a b"]);
+    assert_eq!(stdout(&out), "b\n");
+}
+
+#[test]
+fn run_reports_why_a_task_did_not_finish_normally() {
+    let server = Server::start();
+    let out = server.run(&["task", "run", "--", "no-such-program-victor"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        stderr(&out).contains("cannot start `no-such-program-victor`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = server.run(&["task", "run", "--timeout", "300ms", "--", "sleep", "10"]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+
+    let out = server.run(&["task", "run", "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+}
+
+#[test]
+fn start_feeds_stdin_from_a_file_and_sets_env_and_cwd() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.txt"), "from a file\n").unwrap();
+    let input = dir.path().join("input.txt");
+    let out = server.run(&[
+        "task",
+        "run",
+        "--cwd",
+        dir.path().to_str().unwrap(),
+        "--env",
+        "GREETING=hi there",
+        "--stdin",
+        input.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd; cat",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let canonical = std::fs::canonicalize(dir.path()).unwrap();
+    assert_eq!(
+        stdout(&out),
+        format!("hi there\n{}\nfrom a file\n", canonical.display())
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_the_task_and_detach_leaves_it_running() {
+    let server = Server::start();
+    let mut run = server
+        .victor()
+        .args(["task", "run", "--", "sh", "-c", "echo started; sleep 30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    run.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let list = server.run(&["task", "list", "--json"]);
+    let tasks: Vec<Task> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(tasks[0].state, TaskState::Cancelled);
+
+    let mut run = server
+        .victor()
+        .args([
+            "task",
+            "run",
+            "--detach",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 30",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    run.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("keeps running"));
+    let list = server.run(&["task", "list", "--json", "--state", "running"]);
+    let tasks: Vec<Task> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(tasks.len(), 1);
+}
+
+#[test]
+fn start_list_show_logs_wait_and_rm() {
+    let server = Server::start();
+    let out = server.run(&[
+        "task",
+        "start",
+        "--name",
+        "greet",
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; exit 3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    assert_eq!(id.len(), 36, "prints just the id: {id:?}");
+
+    let out = server.run(&["task", "wait", &id]);
+    assert_eq!(out.status.code(), Some(3));
+
+    let out = server.run(&["task", "show", "--json", &id]);
+    let task: Task = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task.name.as_deref(), Some("greet"));
+    assert_eq!(task.state, TaskState::Failed);
+    assert_eq!(task.result.unwrap().exit_code, Some(3));
+
+    let out = server.run(&["task", "show", &id]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("failed") && text.contains("greet") && text.contains("exit"),
+        "{text}"
+    );
+
+    let out = server.run(&["task", "logs", &id]);
+    assert_eq!(stdout(&out), "one\n");
+    assert_eq!(stderr(&out), "two\n");
+
+    let out = server.run(&["task", "logs", "--json", &id]);
+    let events: Vec<Event> = stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("NDJSON envelope"))
+        .collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        events.last().unwrap().final_state(),
+        Some(TaskState::Failed)
+    );
+
+    let out = server.run(&["task", "list"]);
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap();
+    assert!(header.starts_with("ID") && header.contains("STATE") && header.contains("COMMAND"));
+    assert!(text.contains(&id) && text.contains("greet"));
+    assert!(!text.contains('\u{1b}'), "no colour when piped");
+
+    let out = server.run(&["task", "rm", &id]);
+    assert!(out.status.success());
+    let out = server.run(&["task", "show", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+}
+
+#[test]
+fn logs_follow_prints_live_output_until_the_end() {
+    let server = Server::start();
+    let id = stdout(&server.run(&[
+        "task",
+        "start",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line $i; sleep 0.2; done",
+    ]))
+    .trim()
+    .to_string();
+    let out = server.run(&["task", "logs", "-f", &id]);
+    assert_eq!(stdout(&out), "line 1\nline 2\nline 3\n");
+}
+
+#[test]
+fn wait_times_out_with_its_own_exit_code() {
+    let server = Server::start();
+    let id = stdout(&server.run(&["task", "start", "--", "sleep", "30"]))
+        .trim()
+        .to_string();
+    let out = server.run(&["task", "wait", "--timeout", "300ms", &id]);
+    assert_eq!(out.status.code(), Some(75));
+}
+
+#[test]
+fn input_command_reaches_the_process() {
+    let server = Server::start();
+    let id = stdout(&server.run(&[
+        "task",
+        "start",
+        "--",
+        "sh",
+        "-c",
+        "read a; read b; echo \"$b $a\"",
+    ]))
+    .trim()
+    .to_string();
+    assert!(
+        server
+            .run(&["task", "input", &id, "world"])
+            .status
+            .success()
+    );
+    let mut piped = server
+        .victor()
+        .args(["task", "input", &id, "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    piped.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    assert!(piped.wait().unwrap().success());
+    let out = server.run(&["task", "wait", &id]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&server.run(&["task", "logs", &id])), "hello world\n");
+}
+
+#[test]
+fn cancel_pause_resume_commands_print_the_new_state() {
+    let server = Server::start();
+    let id = stdout(&server.run(&["task", "start", "--", "sleep", "30"]))
+        .trim()
+        .to_string();
+    let out = server.run(&["task", "pause", &id]);
+    assert!(stdout(&out).contains("paused"), "{}", stdout(&out));
+    let out = server.run(&["task", "pause", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("paused"), "{}", stderr(&out));
+    let out = server.run(&["task", "resume", "--json", &id]);
+    let task: Task = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task.state, TaskState::Running);
+    assert!(server.run(&["task", "cancel", &id]).status.success());
+    assert_eq!(server.run(&["task", "wait", &id]).status.code(), Some(130));
+}
+
+#[test]
+fn unreachable_server_gets_a_clear_message_and_exit_code() {
+    let out = std::process::Command::new(VICTOR)
+        .args(["task", "list", "--server", "http://127.0.0.1:9"])
+        .env("VICTOR_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    assert_eq!(
+        stderr(&out).trim(),
+        "victor: cannot reach the victor server at http://127.0.0.1:9 — start one with `victor serve`"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let server = Server::start();
+    for _ in 0..3 {
+        server.run(&["task", "start", "--", "true"]);
+    }
+    let mut list = server
+        .victor()
+        .args(["task", "list", "--json", "--limit", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(list.stdout.take());
+    let out = list.wait_with_output().unwrap();
+    assert_eq!(stderr(&out), "", "no panic or error text on a closed pipe");
+}
+
+#[test]
+fn usage_errors_get_a_one_line_message() {
+    let out = std::process::Command::new(VICTOR)
+        .args(["task", "start", "--timeout", "soon", "--", "true"])
+        .env("VICTOR_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a duration"), "{}", stderr(&out));
+
+    let server = Server::start();
+    let out = server.run(&["task", "start", "--env", "NOEQUALS", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("KEY=VALUE"), "{}", stderr(&out));
+
+    let out = server.run(&["task", "start", "--cwd", "/no/such/dir", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn settings_precedence_is_defaults_file_env_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "max_concurrent = 3\nport = 0\n").unwrap();
+    let status_with = |env: Option<&str>, flag: Option<&str>| -> usize {
+        let mut command = std::process::Command::new(VICTOR);
+        command
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("VICTOR_CONFIG", &config)
+            .env("RUST_LOG", "info")
+            .env_remove("VICTOR_MAX_CONCURRENT")
+            .env_remove("VICTOR_PORT")
+            .stderr(Stdio::piped());
+        if let Some(env) = env {
+            command.env("VICTOR_MAX_CONCURRENT", env);
+        }
+        if let Some(flag) = flag {
+            command.args(["--max-concurrent", flag]);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut reader = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let url = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let status = runtime
+            .block_on(victor::client::Client::new(&url, None).unwrap().status())
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        status.max_concurrent
+    };
+    assert_eq!(status_with(None, None), 3, "file over defaults");
+    assert_eq!(status_with(Some("2"), None), 2, "env over file");
+    assert_eq!(status_with(Some("2"), Some("1")), 1, "flag over env");
+}
+
+#[test]
+fn listening_beyond_loopback_without_a_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(VICTOR)
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("VICTOR_CONFIG", "/dev/null")
+        .env_remove("VICTOR_API_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("refusing to listen on 0.0.0.0 without an API key"),
+        "{text}"
+    );
+    assert!(text.contains("--api-key"), "{text}");
+}
+
+#[test]
+fn generated_completions_and_man_pages_are_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let completions = dir.path().join("completions");
+    let man = dir.path().join("man");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(VICTOR)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    run(&["completions", "--dir", completions.to_str().unwrap()]);
+    run(&["man", "--dir", man.to_str().unwrap()]);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (generated, kept) in [
+        (&completions, root.join("completions")),
+        (&man, root.join("man")),
+    ] {
+        let mut names: Vec<_> = std::fs::read_dir(generated)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        let mut kept_names: Vec<_> = std::fs::read_dir(&kept)
+            .unwrap_or_else(|_| panic!("{} is missing", kept.display()))
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        kept_names.sort();
+        assert_eq!(names, kept_names, "files in {}", kept.display());
+        for name in names {
+            let fresh = std::fs::read(generated.join(&name)).unwrap();
+            let old = std::fs::read(kept.join(&name)).unwrap();
+            assert!(
+                fresh == old,
+                "{}/{} is stale: regenerate with `cargo run -- completions --dir completions && \
+                 cargo run -- man --dir man`",
+                kept.display(),
+                name.to_string_lossy()
+            );
+        }
+    }
+}
+
+#[test]
+fn completions_print_for_one_shell() {
+    let out = std::process::Command::new(VICTOR)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("_victor()"));
+}

@@ -1,0 +1,290 @@
+//! A real `victor serve` on 127.0.0.1 with a temporary data dir, and helpers to drive it with the
+//! real client library and the real binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use victor::client::Client;
+use victor::proto::{Command as TaskCommand, CreateTask, ExecSpec, Task, TaskSpec};
+
+pub const VICTOR: &str = env!("CARGO_BIN_EXE_victor");
+
+/// Environment variables that would leak the developer's own settings into a test.
+const SETTINGS_VARS: &[&str] = &[
+    "VICTOR_API_KEY",
+    "VICTOR_SERVER",
+    "VICTOR_HOST",
+    "VICTOR_PORT",
+    "VICTOR_DATA_DIR",
+    "VICTOR_MAX_CONCURRENT",
+    "VICTOR_LOG_FORMAT",
+    "VICTOR_HEARTBEAT_SECS",
+    "VICTOR_KILL_GRACE_SECS",
+    "VICTOR_SHUTDOWN_GRACE_SECS",
+    "VICTOR_MAX_OUTPUT_BYTES",
+    "VICTOR_MAX_BODY_BYTES",
+];
+
+/// A running server. Killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// Keeps the temporary directory alive for as long as the server (and its restarts).
+    _home: Arc<tempfile::TempDir>,
+    home_path: PathBuf,
+    args: Vec<String>,
+    pub api_key: Option<String>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra `victor serve` flags.
+    pub fn start_with(args: &[&str]) -> Server {
+        let home = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let home_path = home.path().to_path_buf();
+        std::fs::write(home_path.join("config.toml"), "").expect("config file");
+        let api_key = args
+            .iter()
+            .position(|a| *a == "--api-key")
+            .map(|i| args[i + 1].to_string());
+        let mut server = Server {
+            child: None,
+            url: String::new(),
+            data_dir: home_path.join("data"),
+            _home: home,
+            home_path,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            api_key,
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        server.launch("0");
+        server
+    }
+
+    fn launch(&mut self, port: &str) {
+        let mut command = Command::new(VICTOR);
+        command
+            .args(["serve", "--host", "127.0.0.1", "--port", port, "--data-dir"])
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("VICTOR_CONFIG", self.home_path.join("config.toml"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for var in SETTINGS_VARS {
+            command.env_remove(var);
+        }
+        let mut child = command.spawn().expect("start victor serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (found, url) = mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut found = Some(found);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("listening on ")
+                    && let Some(found) = found.take()
+                {
+                    let rest = &line[at + "listening on ".len()..];
+                    let url = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = found.send(url.to_string());
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.url = url
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", self.log()));
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn port(&self) -> String {
+        self.url.rsplit(':').next().unwrap_or_default().to_string()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, self.api_key.clone()).expect("client")
+    }
+
+    /// The real binary, pointed at this server and isolated from the developer's settings.
+    pub fn victor(&self) -> Command {
+        let mut command = Command::new(VICTOR);
+        command
+            .env("VICTOR_SERVER", &self.url)
+            .env("VICTOR_CONFIG", self.home_path.join("config.toml"))
+            .env("NO_COLOR", "1");
+        command.env_remove("VICTOR_API_KEY");
+        if let Some(key) = &self.api_key {
+            command.env("VICTOR_API_KEY", key);
+        }
+        command
+    }
+
+    /// Runs the binary to its end with the given arguments.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.victor()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run victor")
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the process to end; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("signal");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same port and data dir.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the server first");
+        let port = self.port();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // The old socket may linger a moment after a kill.
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.launch(&port);
+            }));
+            if attempt.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not restart:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn data_path(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A task request for a shell command.
+pub fn shell(script: &str) -> CreateTask {
+    CreateTask {
+        name: None,
+        priority: 0,
+        spec: TaskSpec::Exec(exec(TaskCommand::Shell(script.to_string()))),
+    }
+}
+
+pub fn exec(command: TaskCommand) -> ExecSpec {
+    ExecSpec {
+        command,
+        cwd: None,
+        env: Default::default(),
+        timeout_secs: None,
+        stdin: None,
+        keep_stdin_open: false,
+        max_output_bytes: None,
+    }
+}
+
+/// Polls until `check` holds for the task, or panics after `limit`.
+pub async fn wait_for(
+    client: &Client,
+    id: &str,
+    limit: Duration,
+    check: impl Fn(&Task) -> bool,
+) -> Task {
+    let deadline = Instant::now() + limit;
+    loop {
+        let task = client.get_task(id).await.expect("get task");
+        if check(&task) {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task never reached the expected condition: {task:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the task to finish.
+pub async fn finished(client: &Client, id: &str) -> Task {
+    wait_for(client, id, Duration::from_secs(30), |t| t.state.is_final()).await
+}
+
+/// All output text of a task's stored events, by stream.
+pub async fn output_of(client: &Client, id: &str) -> (String, String) {
+    let events = client.events(id, 0, 100_000).await.expect("events");
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    for event in events {
+        if let Some(output) = event.output() {
+            match output.stream {
+                victor::proto::OutputStream::Stdout => stdout.push_str(&output.text),
+                victor::proto::OutputStream::Stderr => stderr.push_str(&output.text),
+            }
+        }
+    }
+    (stdout, stderr)
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Raw HTTP for checking statuses and bodies exactly as a non-victor client sees them.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}

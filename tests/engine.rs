@@ -1,0 +1,486 @@
+//! The task engine through the API: controls, the concurrency limit, idempotency, output.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, exec, finished, output_of, shell, wait_for};
+use victor::client::Client;
+use victor::proto::{Command, CreateTask, Input, TaskSpec, TaskState, types};
+
+/// The seq of the newest event, read from the server.
+async fn last_seq(client: &Client, id: &str) -> u64 {
+    client.get_task(id).await.unwrap().last_seq
+}
+
+#[tokio::test]
+async fn pause_really_stops_output_and_resume_continues_it() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client
+        .create_task(
+            &shell("i=0; while true; do echo $i; i=$((i+1)); sleep 0.02; done"),
+            None,
+        )
+        .await
+        .unwrap();
+    wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.last_seq >= 5
+    })
+    .await;
+
+    let paused = client.pause(&task.id).await.unwrap();
+    assert_eq!(paused.state, TaskState::Paused);
+    let frozen = last_seq(&client, &task.id).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        last_seq(&client, &task.id).await,
+        frozen,
+        "no output while paused"
+    );
+
+    let resumed = client.resume(&task.id).await.unwrap();
+    assert_eq!(resumed.state, TaskState::Running);
+    wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.last_seq > frozen + 3
+    })
+    .await;
+
+    let cancelled = client.cancel(&task.id).await.unwrap();
+    assert!(!cancelled.state.is_final() || cancelled.state == TaskState::Cancelled);
+    let done = finished(&client, &task.id).await;
+    assert_eq!(done.state, TaskState::Cancelled);
+    assert_eq!(done.result.unwrap().signal, Some(15));
+
+    // The numbers printed before and after the pause follow on without a gap.
+    let (stdout, _) = output_of(&client, &task.id).await;
+    let numbers: Vec<u64> = stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn cancel_escalates_to_sigkill_after_the_grace_period() {
+    let server = Server::start_with(&["--kill-grace-secs", "0.3"]);
+    let client = server.client();
+    let task = client
+        .create_task(
+            &shell("trap '' TERM; echo ready; while true; do sleep 0.05; done"),
+            None,
+        )
+        .await
+        .unwrap();
+    wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.last_seq >= 3
+    })
+    .await;
+    client.cancel(&task.id).await.unwrap();
+    let done = finished(&client, &task.id).await;
+    assert_eq!(done.state, TaskState::Cancelled);
+    assert_eq!(done.result.unwrap().signal, Some(9));
+}
+
+#[tokio::test]
+async fn a_paused_task_can_be_cancelled() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client.create_task(&shell("sleep 30"), None).await.unwrap();
+    wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.state == TaskState::Running
+    })
+    .await;
+    client.pause(&task.id).await.unwrap();
+    client.cancel(&task.id).await.unwrap();
+    assert_eq!(
+        finished(&client, &task.id).await.state,
+        TaskState::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn input_reaches_the_process_and_eof_closes_stdin() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client
+        .create_task(
+            &shell("while read line; do echo got:$line; done; echo bye"),
+            None,
+        )
+        .await
+        .unwrap();
+    wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.state == TaskState::Running
+    })
+    .await;
+    client
+        .input(
+            &task.id,
+            &Input {
+                text: "one\ntwo\n".into(),
+                eof: false,
+            },
+        )
+        .await
+        .unwrap();
+    client
+        .input(
+            &task.id,
+            &Input {
+                text: "three\n".into(),
+                eof: true,
+            },
+        )
+        .await
+        .unwrap();
+    let done = finished(&client, &task.id).await;
+    assert_eq!(done.state, TaskState::Succeeded);
+    let (stdout, _) = output_of(&client, &task.id).await;
+    assert_eq!(stdout, "got:one\ngot:two\ngot:three\nbye\n");
+
+    let late = client
+        .input(
+            &task.id,
+            &Input {
+                text: "x".into(),
+                eof: false,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(late, victor::client::ClientError::Api { status: 409, .. }),
+        "{late:?}"
+    );
+}
+
+#[tokio::test]
+async fn initial_stdin_is_written_then_closed() {
+    let server = Server::start();
+    let client = server.client();
+    let mut request = shell("tr a-z A-Z");
+    let TaskSpec::Exec(spec) = &mut request.spec;
+    spec.stdin = Some("shout\n".into());
+    let task = client.create_task(&request, None).await.unwrap();
+    assert_eq!(
+        finished(&client, &task.id).await.state,
+        TaskState::Succeeded
+    );
+    assert_eq!(output_of(&client, &task.id).await.0, "SHOUT\n");
+}
+
+#[tokio::test]
+async fn the_concurrency_limit_holds_and_the_queue_is_fifo_with_priorities() {
+    let server = Server::start_with(&["--max-concurrent", "2"]);
+    let client = server.client();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            client
+                .create_task(&shell("sleep 0.4"), None)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let mut urgent = shell("sleep 0.4");
+    urgent.priority = 10;
+    let urgent = client.create_task(&urgent, None).await.unwrap().id;
+
+    let mut tasks = Vec::new();
+    for id in ids.iter().chain([&urgent]) {
+        tasks.push(finished(&client, id).await);
+    }
+    assert!(tasks.iter().all(|t| t.state == TaskState::Succeeded));
+
+    // At no moment were more than two running, and two did run side by side.
+    let mut edges: Vec<(jiff::Timestamp, i32)> = Vec::new();
+    for task in &tasks {
+        edges.push((task.started_at.unwrap(), 1));
+        edges.push((task.finished_at.unwrap(), -1));
+    }
+    edges.sort_by_key(|&(at, delta)| (at, delta));
+    let mut running = 0;
+    let mut peak = 0;
+    for (_, delta) in edges {
+        running += delta;
+        peak = peak.max(running);
+    }
+    assert_eq!(peak, 2, "two at a time");
+
+    // The urgent task, created last, started before the ones still queued when it came.
+    let started = |id: &str| {
+        tasks
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap()
+            .started_at
+            .unwrap()
+    };
+    assert!(started(&urgent) < started(&ids[2]), "priority goes first");
+    assert!(
+        started(&ids[2]) <= started(&ids[3]) && started(&ids[3]) <= started(&ids[4]),
+        "FIFO"
+    );
+
+    let status = client.status().await.unwrap();
+    assert_eq!(status.tasks[&TaskState::Succeeded], 6);
+}
+
+#[tokio::test]
+async fn a_queued_task_is_cancelled_at_once_and_cannot_be_paused() {
+    let server = Server::start_with(&["--max-concurrent", "1"]);
+    let client = server.client();
+    let blocker = client.create_task(&shell("sleep 30"), None).await.unwrap();
+    let queued = client
+        .create_task(&shell("echo never"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get_task(&queued.id).await.unwrap().state,
+        TaskState::Queued
+    );
+    let refused = client.pause(&queued.id).await.unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            victor::client::ClientError::Api {
+                status: 409,
+                state: Some(TaskState::Queued),
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let cancelled = client.cancel(&queued.id).await.unwrap();
+    assert_eq!(cancelled.state, TaskState::Cancelled);
+    assert!(cancelled.started_at.is_none());
+    client.cancel(&blocker.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_task() {
+    let server = Server::start();
+    let client = server.client();
+    let first = client
+        .create_task(&shell("echo once"), Some("deploy-42"))
+        .await
+        .unwrap();
+    let again = client
+        .create_task(&shell("echo once"), Some("deploy-42"))
+        .await
+        .unwrap();
+    assert_eq!(first.id, again.id);
+    let page = client.list_tasks(&[], 10, None).await.unwrap();
+    assert_eq!(page.tasks.len(), 1, "no second task");
+
+    let raw = common::http()
+        .post(format!("{}/api/v1/tasks", server.url))
+        .header("Idempotency-Key", "deploy-42")
+        .json(&shell("echo once"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200, "a replay is 200, a creation 201");
+
+    let different = client
+        .create_task(&shell("echo something else"), Some("deploy-42"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&different, victor::client::ClientError::Api { status: 422, code, .. } if code == "idempotency_mismatch"),
+        "{different:?}"
+    );
+
+    // Concurrent retries with one key still make one task.
+    let mut retries = Vec::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        retries.push(tokio::spawn(async move {
+            client
+                .create_task(&shell("echo race"), Some("race-key"))
+                .await
+                .unwrap()
+                .id
+        }));
+    }
+    let mut ids = Vec::new();
+    for retry in retries {
+        ids.push(retry.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn long_lines_are_split_invalid_utf8_replaced_and_output_budgeted() {
+    let server = Server::start();
+    let client = server.client();
+
+    // A 40,000-byte line arrives in pieces that join back into the line.
+    let task = client
+        .create_task(&shell("head -c 40000 /dev/zero | tr '\\0' x; echo"), None)
+        .await
+        .unwrap();
+    finished(&client, &task.id).await;
+    let events = client.events(&task.id, 0, 1000).await.unwrap();
+    let pieces: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.output())
+        .map(|o| o.text)
+        .collect();
+    assert!(pieces.len() >= 3, "split into pieces: {}", pieces.len());
+    assert!(pieces.iter().all(|p| p.len() <= 16 * 1024));
+    assert_eq!(pieces.concat(), format!("{}\n", "x".repeat(40_000)));
+
+    // Bytes that are not UTF-8 become U+FFFD; valid multi-byte text survives.
+    let task = client
+        .create_task(&shell("printf 'ok \\377\\376 é\\n'"), None)
+        .await
+        .unwrap();
+    finished(&client, &task.id).await;
+    assert_eq!(
+        output_of(&client, &task.id).await.0,
+        "ok \u{FFFD}\u{FFFD} é\n"
+    );
+
+    // Past the budget: output is cut, one `truncated` event says so, and the task still ends well.
+    let mut request = shell("seq 1 100000");
+    let TaskSpec::Exec(spec) = &mut request.spec;
+    spec.max_output_bytes = Some(1000);
+    let task = client.create_task(&request, None).await.unwrap();
+    let done = finished(&client, &task.id).await;
+    assert_eq!(done.state, TaskState::Succeeded);
+    let events = client.events(&task.id, 0, 100_000).await.unwrap();
+    let kept: usize = events
+        .iter()
+        .filter_map(|e| e.output())
+        .map(|o| o.text.len())
+        .sum();
+    assert_eq!(kept, 1000);
+    let truncated: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == types::TRUNCATED)
+        .collect();
+    assert_eq!(truncated.len(), 1);
+    assert_eq!(truncated[0].data["limit_bytes"], 1000);
+}
+
+#[tokio::test]
+async fn a_partial_line_such_as_a_prompt_is_sent_without_waiting_for_its_newline() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client
+        .create_task(&shell("printf 'name? '; read name; echo hi $name"), None)
+        .await
+        .unwrap();
+    wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.last_seq >= 3
+    })
+    .await;
+    assert_eq!(output_of(&client, &task.id).await.0, "name? ");
+    client
+        .input(
+            &task.id,
+            &Input {
+                text: "ada\n".into(),
+                eof: false,
+            },
+        )
+        .await
+        .unwrap();
+    finished(&client, &task.id).await;
+    assert_eq!(output_of(&client, &task.id).await.0, "name? hi ada\n");
+}
+
+#[tokio::test]
+async fn argv_runs_without_a_shell_and_a_timeout_fails_the_task() {
+    let server = Server::start();
+    let client = server.client();
+    let request = CreateTask {
+        name: Some("literal".into()),
+        priority: 0,
+        spec: TaskSpec::Exec(exec(Command::Argv(vec!["echo".into(), "$HOME; ls".into()]))),
+    };
+    let task = client.create_task(&request, None).await.unwrap();
+    finished(&client, &task.id).await;
+    assert_eq!(output_of(&client, &task.id).await.0, "$HOME; ls\n");
+
+    let mut request = shell("sleep 10");
+    let TaskSpec::Exec(spec) = &mut request.spec;
+    spec.timeout_secs = Some(0.3);
+    let task = client.create_task(&request, None).await.unwrap();
+    let done = finished(&client, &task.id).await;
+    assert_eq!(done.state, TaskState::Failed);
+    assert!(done.result.unwrap().timed_out);
+}
+
+#[tokio::test]
+async fn what_a_task_leaves_behind_holding_its_pipes_goes_with_it() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client
+        .create_task(&shell("sleep 60 & echo started"), None)
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(10), finished(&client, &task.id))
+        .await
+        .expect("the task ends although a background child holds its stdout");
+    assert_eq!(done.state, TaskState::Succeeded);
+    assert_eq!(output_of(&client, &task.id).await.0, "started\n");
+}
+
+#[tokio::test]
+async fn list_is_newest_first_paginated_and_filtered_and_delete_removes_events() {
+    let server = Server::start();
+    let client = server.client();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let task = client
+            .create_task(&shell(&format!("echo {i}")), None)
+            .await
+            .unwrap();
+        ids.push(task.id);
+    }
+    for id in &ids {
+        finished(&client, id).await;
+    }
+    let running = client.create_task(&shell("sleep 30"), None).await.unwrap();
+    wait_for(&client, &running.id, Duration::from_secs(10), |t| {
+        t.state == TaskState::Running
+    })
+    .await;
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client.list_tasks(&[], 2, cursor.as_deref()).await.unwrap();
+        assert!(page.tasks.len() <= 2);
+        seen.extend(page.tasks.into_iter().map(|t| t.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = ids.iter().cloned().chain([running.id.clone()]).collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    let page = client
+        .list_tasks(&[TaskState::Running], 50, None)
+        .await
+        .unwrap();
+    assert_eq!(page.tasks.len(), 1);
+    assert_eq!(page.tasks[0].id, running.id);
+
+    let refused = client.delete_task(&running.id).await.unwrap_err();
+    assert!(matches!(
+        refused,
+        victor::client::ClientError::Api { status: 409, .. }
+    ));
+    client.delete_task(&ids[0]).await.unwrap();
+    let gone = client.events(&ids[0], 0, 10).await.unwrap_err();
+    assert!(matches!(
+        gone,
+        victor::client::ClientError::Api { status: 404, .. }
+    ));
+    client.cancel(&running.id).await.unwrap();
+}
