@@ -322,11 +322,14 @@ async fn run_attached(
     json: bool,
 ) -> anyhow::Result<Exit> {
     let mut follow = client.follow(Topic::Task(task.id.clone()), None);
+    // One listener for the whole run, so that no Ctrl-C falls between two waits.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
     let mut cancelling = false;
     loop {
         let event = tokio::select! {
             event = follow.next() => event,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupts.recv() => {
                 if detach {
                     anstream::eprintln!(
                         "detached: task {} keeps running (follow it with `victor task logs -f {}`)",

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use jiff::Timestamp;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -14,9 +13,9 @@ use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Control, ControlMsg, Engine, EngineError, interrupted};
+use super::{Control, ControlMsg, Engine, EngineError, error_result};
 use crate::proto::{
-    Command, ExecSpec, InputData, OutputData, OutputStream, StateData, Task, TaskResult, TaskState,
+    Command, ExecSpec, InputData, OutputData, OutputStream, Task, TaskResult, TaskState,
     TruncatedData, types,
 };
 use crate::store::SharedStore;
@@ -78,7 +77,7 @@ pub(super) async fn run(
             };
             let reason = format!("cannot start `{program}`: {e}");
             engine
-                .finish(&task.id, TaskState::Failed, interrupted(&reason), &reason)
+                .finish(&task.id, TaskState::Failed, error_result(&reason), &reason)
                 .await?;
             return Ok(());
         }
@@ -92,13 +91,7 @@ pub(super) async fn run(
             &task.id,
             TaskState::Running,
             &[TaskState::Queued],
-            StateData {
-                state: TaskState::Running,
-                pid: Some(pid),
-                result: None,
-                reason: None,
-            },
-            Some(Timestamp::now()),
+            Some(pid),
         )
         .await?;
 
@@ -185,13 +178,7 @@ pub(super) async fn run(
                         signal_group(Signal::SIGSTOP);
                         paused_since = Some(Instant::now());
                         engine
-                            .change_state(
-                                &task.id,
-                                TaskState::Paused,
-                                &[TaskState::Running],
-                                StateData { state: TaskState::Paused, pid: None, result: None, reason: None },
-                                None,
-                            )
+                            .change_state(&task.id, TaskState::Paused, &[TaskState::Running], None)
                             .await
                             .map(drop)
                     }
@@ -202,13 +189,7 @@ pub(super) async fn run(
                             *deadline += since.elapsed();
                         }
                         engine
-                            .change_state(
-                                &task.id,
-                                TaskState::Running,
-                                &[TaskState::Paused],
-                                StateData { state: TaskState::Running, pid: None, result: None, reason: None },
-                                None,
-                            )
+                            .change_state(&task.id, TaskState::Running, &[TaskState::Paused], None)
                             .await
                             .map(drop)
                     }
@@ -272,7 +253,7 @@ pub(super) async fn run(
     let (state, result, reason) = match status {
         Err(e) => {
             let reason = format!("lost track of the process: {e}");
-            (TaskState::Failed, interrupted(&reason), reason)
+            (TaskState::Failed, error_result(&reason), reason)
         }
         Ok(status) => {
             let mut result = TaskResult {

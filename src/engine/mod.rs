@@ -155,7 +155,7 @@ impl Engine {
                 .finish(
                     &task.id,
                     TaskState::Interrupted,
-                    interrupted(reason),
+                    error_result(reason),
                     reason,
                 )
                 .await?;
@@ -343,7 +343,7 @@ impl Engine {
                 Found::Dequeued => {
                     let reason = "cancelled before it started";
                     return self
-                        .finish(id, TaskState::Cancelled, interrupted(reason), reason)
+                        .finish(id, TaskState::Cancelled, error_result(reason), reason)
                         .await;
                 }
                 Found::Elsewhere => {
@@ -464,15 +464,21 @@ impl Engine {
             .await?)
     }
 
-    /// A state change of a live task (running ⇄ paused), with its event.
+    /// A state change of a live task (queued → running ⇄ paused), with its event. The `pid`
+    /// comes with the start, which is also when `started_at` is set.
     async fn change_state(
         &self,
         id: &str,
         state: TaskState,
         from: &'static [TaskState],
-        data: StateData,
-        started_at: Option<Timestamp>,
+        pid: Option<u32>,
     ) -> Result<Task, EngineError> {
+        let data = StateData {
+            state,
+            pid,
+            result: None,
+            reason: None,
+        };
         Ok(self
             .store
             .transition(
@@ -480,7 +486,7 @@ impl Engine {
                 Transition {
                     state,
                     from,
-                    started_at,
+                    started_at: pid.map(|_| Timestamp::now()),
                     finished_at: None,
                     result: None,
                     data: serde_json::to_value(data).unwrap_or_default(),
@@ -502,7 +508,8 @@ impl Scheduler {
     }
 }
 
-fn interrupted(reason: &str) -> TaskResult {
+/// The result of a task that victor ended, or that never ran: no exit code, just why.
+fn error_result(reason: &str) -> TaskResult {
     TaskResult {
         error: Some(reason.to_string()),
         ..TaskResult::default()
