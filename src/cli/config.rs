@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every key `config.toml` may hold. Server and clients read the same file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address `victor serve` listens on.
     pub host: String,

@@ -51,10 +51,10 @@ pub enum ServeError {
          config.toml, or listen on 127.0.0.1"
     )]
     NoKeyOnNetwork { host: String },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {reason}{}", bind_hint(reason))]
     Bind {
         addr: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,6 +62,16 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (is another victor already running? pick another port with --port)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        _ => "",
+    }
 }
 
 /// What every handler shares.
@@ -83,9 +93,9 @@ pub async fn run(
     config: ServeConfig,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let bind_error = |source| ServeError::Bind {
+    let bind_error = |reason| ServeError::Bind {
         addr: format!("{}:{}", config.host, config.port),
-        source,
+        reason,
     };
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((config.host.as_str(), config.port))
         .await
