@@ -103,6 +103,14 @@ async fn every_bad_input_gets_its_status_and_error_body() {
     .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
 
+    let (s, b) = call(client.get(url("/api/v1/ws"))).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Numbers past what the store can hold are "the end", not a server error.
+    let huge = u64::MAX;
+    let (s, _) = call(client.get(url(&format!("/api/v1/tasks?cursor={huge}")))).await;
+    assert_eq!(s, StatusCode::OK);
+
     let (s, b) = call(client.put(url("/api/v1/tasks"))).await;
     assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 
@@ -155,6 +163,12 @@ async fn every_bad_input_gets_its_status_and_error_body() {
     )
     .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let events = format!(
+        "/api/v1/tasks/{running_id}/events?follow=false&after={}",
+        u64::MAX
+    );
+    let (s, b) = call(client.get(url(&events))).await;
+    assert_eq!((s, b), (StatusCode::OK, json!([])));
 
     let (s, b) = call(
         client

@@ -31,10 +31,18 @@ async fn pause_really_stops_output_and_resume_continues_it() {
 
     let paused = client.pause(&task.id).await.unwrap();
     assert_eq!(paused.state, TaskState::Paused);
-    // Lines written just before the stop may still be in the pipe; after that, silence.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let frozen = last_seq(&client, &task.id).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Lines written just before the stop may still be in the pipe; once they are read, the
+    // log stays still however long we wait.
+    let mut frozen = last_seq(&client, &task.id).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = last_seq(&client, &task.id).await;
+        if now == frozen {
+            break;
+        }
+        frozen = now;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         last_seq(&client, &task.id).await,
         frozen,
@@ -514,4 +522,40 @@ async fn list_is_newest_first_paginated_and_filtered_and_delete_removes_events()
         victor::client::ClientError::Api { status: 404, .. }
     ));
     client.cancel(&running.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn output_that_fills_the_budget_exactly_is_still_marked_truncated_when_more_comes() {
+    let server = Server::start();
+    let client = server.client();
+    let mut request = shell("head -c 1000 /dev/zero | tr '\\0' a; sleep 0.2; echo more");
+    let TaskSpec::Exec(spec) = &mut request.spec;
+    spec.max_output_bytes = Some(1000);
+    let task = client.create_task(&request, None).await.unwrap();
+    finished(&client, &task.id).await;
+    let events = client.events(&task.id, 0, 1000).await.unwrap();
+    let kept: usize = events
+        .iter()
+        .filter_map(|e| e.output())
+        .map(|o| o.text.len())
+        .sum();
+    assert_eq!(kept, 1000);
+    assert_eq!(
+        events.iter().filter(|e| e.kind == types::TRUNCATED).count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_servers_secrets_are_not_in_the_tasks_environment() {
+    let server = Server::start_with_env(&[], &[("VICTOR_API_KEY", "do-not-leak-me")]);
+    let client = server.client();
+    let task = client.create_task(&shell("env"), None).await.unwrap();
+    finished(&client, &task.id).await;
+    let (stdout, _) = output_of(&client, &task.id).await;
+    assert!(
+        stdout.contains("PATH="),
+        "the environment is otherwise inherited"
+    );
+    assert!(!stdout.contains("do-not-leak-me"));
 }

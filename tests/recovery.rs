@@ -163,3 +163,105 @@ async fn a_follower_resumes_across_a_server_restart_printing_nothing_twice() {
         Some(TaskState::Interrupted)
     );
 }
+
+#[tokio::test]
+async fn processes_of_interrupted_tasks_do_not_outlive_a_crash() {
+    let mut server = Server::start();
+    let client = server.client();
+    let task = client
+        .create_task(&shell("exec sleep 60"), None)
+        .await
+        .unwrap();
+    let running = wait_for(&client, &task.id, Duration::from_secs(10), |t| {
+        t.state == TaskState::Running
+    })
+    .await;
+    let events = client.events(&running.id, 0, 10).await.unwrap();
+    let pid = events
+        .iter()
+        .find_map(|e| e.state()?.pid)
+        .expect("running event has the pid");
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| {
+                !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    };
+
+    server.kill9();
+    assert!(
+        alive(pid),
+        "a crash of the server does not stop the process by itself"
+    );
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the leftover process {pid} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.client().get_task(&task.id).await.unwrap().state,
+        TaskState::Interrupted
+    );
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let server = Server::start();
+    let out = std::process::Command::new(common::VICTOR)
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&server.data_dir)
+        .env("VICTOR_CONFIG", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("another victor server is using this data dir"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
+    let mut server = Server::start_with(&["--shutdown-grace-secs", "1"]);
+    let client = server.client();
+    let task = client
+        .create_task(&shell("seq 1 200000; sleep 60"), None)
+        .await
+        .unwrap();
+    // Asks for a big stream and never reads it.
+    let address = server.url.trim_start_matches("http://").to_string();
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    use std::io::Write;
+    write!(
+        stalled,
+        "GET /api/v1/tasks/{}/events HTTP/1.1\r\nHost: {address}\r\n\r\n",
+        task.id
+    )
+    .unwrap();
+    wait_for(&client, &task.id, Duration::from_secs(20), |t| {
+        t.last_seq > 20
+    })
+    .await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}

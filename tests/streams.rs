@@ -130,6 +130,7 @@ async fn heartbeats_are_real_events_on_every_open_stream() {
     let server = Server::start_with(&["--heartbeat-secs", "0.2"]);
     let client = server.client();
     let task = client.create_task(&shell("sleep 30"), None).await.unwrap();
+    let started = Instant::now();
     let response = http()
         .get(format!("{}/api/v1/tasks/{}/events", server.url, task.id))
         .send()
@@ -138,7 +139,6 @@ async fn heartbeats_are_real_events_on_every_open_stream() {
     let mut stream = response.bytes_stream();
     use futures_util::StreamExt;
     let mut body = String::new();
-    let started = Instant::now();
     while body.matches("\"heartbeat\"").count() < 3 {
         let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
@@ -218,7 +218,10 @@ async fn the_all_tasks_stream_filters_by_task_and_type_and_resumes_by_pos() {
             .unwrap();
         body.push_str(&String::from_utf8_lossy(&chunk));
     }
-    let frames = parse_sse(&body);
+    let frames: Vec<Frame> = parse_sse(&body)
+        .into_iter()
+        .filter(|f| f.event.seq > 0)
+        .collect();
     assert!(frames.iter().all(|f| f.event.task_id == second.id));
     assert!(frames.iter().all(|f| f.event.pos > first_pos));
 }
@@ -471,4 +474,57 @@ async fn status_counts_open_streams() {
     let _ws = client.websocket().await.unwrap();
     assert_eq!(wait_for_clients(&client, 2).await, 2);
     client.cancel(&task.id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_type_filtered_task_stream_still_ends_with_the_final_event() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client
+        .create_task(&shell("echo a; echo b >&2"), None)
+        .await
+        .unwrap();
+    let mut follow = client
+        .follow(Topic::Task(task.id.clone()), None)
+        .types(&["output"]);
+    let mut kinds = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = follow.next().await {
+            let event = event.unwrap();
+            if event.seq > 0 {
+                kinds.push(event.kind.clone());
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends: {kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some(types::STATE));
+    assert!(
+        kinds[..kinds.len() - 1].iter().all(|k| k == types::OUTPUT),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_all_tasks_stream_says_where_it_starts() {
+    let server = Server::start();
+    let client = server.client();
+    let task = client.create_task(&shell("echo x"), None).await.unwrap();
+    finished(&client, &task.id).await;
+    let last_pos = client
+        .events(&task.id, 0, 100)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .pos;
+    let response = http()
+        .get(format!("{}/api/v1/events", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()[victor::proto::START_POS_HEADER],
+        last_pos.to_string().as_str()
+    );
 }

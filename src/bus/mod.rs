@@ -19,7 +19,7 @@ use crate::store::{EventRange, EventSink, SharedStore, StoreError};
 const TASK_RING: usize = 256;
 /// Events kept in the all-tasks live ring.
 const ALL_RING: usize = 1024;
-/// Events read from the store per catch-up query.
+/// Events read from the store per catch-up query (the store also caps a read by size).
 const REPLAY_BATCH: usize = 512;
 
 /// An event as the bus shares it: parsed, and serialized once for every transport.
@@ -147,6 +147,10 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
     /// The seq (task topic) or pos (all topic) of the last event handed out.
     pub fn cursor(&self) -> u64 {
         self.cursor
@@ -217,7 +221,7 @@ impl Subscription {
             Topic::All => EventRange::All { after: self.cursor },
         };
         let events = self.store.events_after(range, REPLAY_BATCH).await?;
-        if events.len() < REPLAY_BATCH {
+        if events.is_empty() {
             self.replaying = false;
         }
         if events.is_empty()
@@ -246,21 +250,24 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Topic::Task(id) = &self.topic {
             let mut tasks = self.hub.tasks.lock().unwrap_or_else(|p| p.into_inner());
-            // Only we still listen: let the ring go. Should the last listener have been someone
-            // else's on a newer ring, it sees the ring close and recovers from the store.
-            if tasks.get(id).is_some_and(|s| s.receiver_count() <= 1) {
+            // Stop listening first, under the lock, then let the ring go if nobody else listens.
+            drop(std::mem::replace(&mut self.live, broadcast::channel(1).1));
+            if tasks.get(id).is_some_and(|s| s.receiver_count() == 0) {
                 tasks.remove(id);
             }
         }
     }
 }
 
-/// Whether a subscriber asked for this event type (`None`: all types). Stream-level events
-/// (heartbeat, shutdown) are always delivered.
-pub fn wants(types_filter: Option<&[String]>, kind: &str) -> bool {
+/// Whether a subscriber to `topic` asked for this event (`None`: all types). Stream-level
+/// events (heartbeat, shutdown) always go through, and so does the final event of a task
+/// stream, which tells the client that the stream is over.
+pub fn wants(types_filter: Option<&[String]>, event: &Event, topic: &Topic) -> bool {
+    let ends_stream = matches!(topic, Topic::Task(_)) && event.final_state().is_some();
     match types_filter {
         None => true,
-        Some(_) if kind == types::HEARTBEAT || kind == types::SERVER_SHUTDOWN => true,
-        Some(filter) => filter.iter().any(|t| t == kind),
+        Some(_) if event.kind == types::HEARTBEAT || event.kind == types::SERVER_SHUTDOWN => true,
+        Some(_) if ends_stream => true,
+        Some(filter) => filter.contains(&event.kind),
     }
 }

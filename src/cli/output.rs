@@ -44,6 +44,9 @@ impl Exit {
     pub fn of_task(task: &Task) -> Exit {
         let result = task.result.clone().unwrap_or_default();
         Exit::Task(match task.state {
+            TaskState::Queued | TaskState::Running | TaskState::Paused => {
+                return Exit::StillRunning;
+            }
             TaskState::Succeeded => 0,
             TaskState::Cancelled => Self::CANCELLED,
             TaskState::Interrupted => Self::INTERRUPTED,

@@ -205,7 +205,7 @@ async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::
             if json {
                 print_json(&task)?;
             } else {
-                print!("{}", describe(&task));
+                anstream::print!("{}", describe(&task));
             }
             Ok(Exit::Success)
         }
@@ -534,16 +534,16 @@ async fn logs(
         }
         return Ok(Exit::Success);
     }
-    const PAGE: usize = 10_000;
+    // Pages are capped by count and by size: only an empty page is the end.
     let mut cursor = after;
     loop {
-        let events = client.events(id, cursor, PAGE).await?;
+        let events = client.events(id, cursor, 10_000).await?;
+        let Some(last) = events.last() else {
+            return Ok(Exit::Success);
+        };
+        cursor = last.seq;
         for event in &events {
             print_event(event, json)?;
-            cursor = event.seq;
-        }
-        if events.len() < PAGE {
-            return Ok(Exit::Success);
         }
     }
 }
@@ -566,14 +566,15 @@ async fn wait(
         Ok::<(), ClientError>(())
     };
     match timeout {
-        Some(limit) => {
-            if tokio::time::timeout(limit, until_end).await.is_err() {
+        Some(limit) => match tokio::time::timeout(limit, until_end).await {
+            Ok(ended) => ended?,
+            Err(_) => {
                 if !json {
                     anstream::eprintln!("task {id} is still going after {limit:?}");
                 }
                 return Ok(Exit::StillRunning);
             }
-        }
+        },
         None => until_end.await?,
     }
     let task = client.get_task(id).await?;

@@ -10,7 +10,7 @@ use sse_stream::{Sse, SseByteStream};
 use tokio::time::Instant;
 
 use super::{Client, ClientError, is_retryable, task_path};
-use crate::proto::{Event, types};
+use crate::proto::{Event, START_POS_HEADER, types};
 
 /// What to follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,10 @@ pub struct Follow {
     types: Option<String>,
     frames: Option<SseFrames>,
     connected_once: bool,
+    /// The current connection has delivered something (an event or a heartbeat).
+    progressed: bool,
+    /// Wait (with backoff) before the next connection attempt.
+    pause_before_connect: bool,
     failing_since: Option<Instant>,
     backoff: Duration,
     done: bool,
@@ -54,6 +58,8 @@ impl Follow {
             types: None,
             frames: None,
             connected_once: false,
+            progressed: false,
+            pause_before_connect: false,
             failing_since: None,
             backoff: FIRST_BACKOFF,
             done: false,
@@ -96,39 +102,42 @@ impl Follow {
                 return None;
             }
             let Some(frames) = self.frames.as_mut() else {
+                if self.pause_before_connect
+                    && let Err(e) = self.wait_before_retry().await
+                {
+                    self.done = true;
+                    return Some(Err(e));
+                }
                 if let Err(e) = self.connect().await {
                     if e.is_final() || !self.connected_once {
                         self.done = true;
                         return Some(Err(e));
                     }
-                    if let Err(e) = self.wait_before_retry().await {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
+                    self.pause_before_connect = true;
                 }
                 continue;
             };
             let frame = match tokio::time::timeout(self.idle_timeout, frames.next()).await {
-                Ok(Some(Ok(frame))) => frame,
-                // Closed, broken or silent: connect again from the cursor.
-                Ok(None) | Ok(Some(Err(_))) | Err(_) => {
+                Ok(Some(Ok(frame))) if frame.event.as_deref() != Some("error") => frame,
+                // Closed, broken, failing or silent: connect again from the cursor, at once
+                // if this connection got somewhere, after a pause if it did not.
+                _ => {
                     self.frames = None;
+                    self.pause_before_connect = !self.progressed;
                     continue;
                 }
             };
-            if frame.event.as_deref() == Some("error") {
-                self.frames = None;
-                continue;
-            }
             let Some(data) = frame.data else { continue };
-            let event: Event = match serde_json::from_str(&data) {
-                Ok(event) => event,
-                Err(_) => continue,
+            let Ok(event) = serde_json::from_str::<Event>(&data) else {
+                continue;
             };
+            self.progressed = true;
+            self.failing_since = None;
+            self.backoff = FIRST_BACKOFF;
             if event.seq == 0 {
                 if event.kind == types::SERVER_SHUTDOWN {
                     self.frames = None;
-                    self.failing_since.get_or_insert_with(Instant::now);
+                    self.pause_before_connect = true;
                 }
                 return Some(Ok(event));
             }
@@ -174,12 +183,18 @@ impl Follow {
             }
             Err(e) => return Err(e),
         };
+        if self.cursor.is_none() {
+            // The all-tasks stream from "now": remember where now was, to resume from it.
+            self.cursor = response
+                .headers()
+                .get(START_POS_HEADER)
+                .and_then(|value| value.to_str().ok()?.parse().ok());
+        }
         if self.connected_once {
             self.reconnects += 1;
         }
         self.connected_once = true;
-        self.failing_since = None;
-        self.backoff = FIRST_BACKOFF;
+        self.progressed = false;
         self.frames = Some(Box::pin(SseByteStream::new(response.bytes_stream())));
         Ok(())
     }

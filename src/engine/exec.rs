@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use jiff::{SignedDuration, Timestamp};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -29,6 +30,13 @@ const PARTIAL_LINE_DELAY: Duration = Duration::from_millis(10);
 const PIPE_DRAIN: Duration = Duration::from_millis(500);
 /// Writes waiting for a task's stdin before `input` answers "busy".
 const STDIN_QUEUE: usize = 64;
+
+/// Variables of the server's environment that hold its secrets, kept from tasks.
+const SERVER_SECRETS: [&str; 3] = [
+    "VICTOR_API_KEY",
+    "VICTOR_SERVER_API_KEY",
+    "VICTOR_SERVER_SESSION_SECRET",
+];
 
 /// Why victor, not the process, is ending the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +66,10 @@ pub(super) async fn run(
             command
         }
     };
+    // The server's secrets are not the task's business.
+    for secret in SERVER_SECRETS {
+        command.env_remove(secret);
+    }
     command
         .envs(&spec.env)
         .stdin(std::process::Stdio::piped())
@@ -82,18 +94,31 @@ pub(super) async fn run(
             return Ok(());
         }
     };
-    let pid = child.id().unwrap_or_default();
+    // A pid of 0 would make every signal below hit victor's own process group.
+    let Some(pid) = child.id().filter(|&pid| pid > 0) else {
+        let reason = "the process exited before victor could track it".to_string();
+        engine
+            .finish(&task.id, TaskState::Failed, error_result(&reason), &reason)
+            .await?;
+        return Ok(());
+    };
     let group = Pid::from_raw(pid as i32);
     let signal_group = |signal: Signal| send_signal(group, signal);
 
-    engine
+    if let Err(e) = engine
         .change_state(
             &task.id,
             TaskState::Running,
             &[TaskState::Queued],
             Some(pid),
         )
-        .await?;
+        .await
+    {
+        // Unrecorded, the process must not run on: nobody could see or stop it.
+        signal_group(Signal::SIGKILL);
+        let _ = child.wait().await;
+        return Err(e);
+    }
 
     let stdin = child.stdin.take().map(|pipe| {
         let (writes, queue) = mpsc::channel(STDIN_QUEUE);
@@ -116,6 +141,7 @@ pub(super) async fn run(
             .unwrap_or(engine.config.max_output_bytes),
         used: AtomicU64::new(0),
         truncated: AtomicBool::new(false),
+        read: AtomicU64::new(0),
     });
     let mut pumps = Vec::new();
     if let Some(stdout) = child.stdout.take() {
@@ -229,25 +255,32 @@ pub(super) async fn run(
         }
     };
 
-    // Let the pipes drain; whatever the process left behind holding them is part of the task
-    // and goes with it.
-    let drained = async {
-        for pump in &mut pumps {
-            let _ = pump.await;
-        }
-    };
-    if tokio::time::timeout(PIPE_DRAIN, drained).await.is_err() {
-        signal_group(Signal::SIGKILL);
-        let rest = async {
+    // Let the pipes drain for as long as output keeps coming; when they go quiet while held
+    // open by something the process left behind, that is part of the task and goes with it.
+    let mut killed = false;
+    loop {
+        // A finished handle is never awaited twice (that would panic).
+        pumps.retain(|pump| !pump.is_finished());
+        let read_before = output.read.load(Ordering::Relaxed);
+        let all_done = async {
             for pump in &mut pumps {
                 let _ = pump.await;
             }
         };
-        if tokio::time::timeout(PIPE_DRAIN, rest).await.is_err() {
+        if tokio::time::timeout(PIPE_DRAIN, all_done).await.is_ok() {
+            break;
+        }
+        if output.read.load(Ordering::Relaxed) != read_before {
+            continue;
+        }
+        if killed {
             for pump in &pumps {
                 pump.abort();
             }
+            break;
         }
+        signal_group(Signal::SIGKILL);
+        killed = true;
     }
 
     let (state, result, reason) = match status {
@@ -286,6 +319,46 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// After a crash of the server, ends the process group a task was running in, if it still
+/// runs. The pid is trusted only if its process leads its own group and started when the task
+/// did, so a recycled pid is left alone.
+pub(super) fn kill_leftover(pid: u32, started_at: Timestamp) {
+    let Some(start) = process_start(pid) else {
+        return;
+    };
+    if start.duration_since(started_at).abs() < SignedDuration::from_secs(2) {
+        tracing::warn!(
+            pid,
+            "ending the process group a crashed server left running"
+        );
+        send_signal(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    }
+}
+
+/// When a process that leads its own process group started, from `/proc` (Linux).
+fn process_start(pid: u32) -> Option<Timestamp> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain anything.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let group: u32 = fields.get(2)?.parse().ok()?;
+    if group != pid {
+        return None;
+    }
+    let ticks_since_boot: i64 = fields.get(19)?.parse().ok()?;
+    let boot: i64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())?;
+    // /proc counts in USER_HZ, which Linux fixes at 100 per second.
+    Timestamp::from_second(boot)
+        .ok()?
+        .checked_add(SignedDuration::from_millis(ticks_since_boot * 10))
+        .ok()
+}
+
 fn send_signal(group: Pid, signal: Signal) {
     if let Err(e) = killpg(group, signal) {
         tracing::debug!(group = group.as_raw(), %signal, error = %e, "signal to process group failed");
@@ -313,6 +386,8 @@ struct OutputBudget {
     limit: u64,
     used: AtomicU64,
     truncated: AtomicBool,
+    /// Bytes read from the pipes, kept or not: shows whether output is still flowing.
+    read: AtomicU64,
 }
 
 impl OutputBudget {
@@ -324,10 +399,7 @@ impl OutputBudget {
         }
         let len = bytes.len() as u64;
         let before = self.used.fetch_add(len, Ordering::Relaxed);
-        if before >= self.limit {
-            return;
-        }
-        let allowed = (self.limit - before).min(len) as usize;
+        let allowed = self.limit.saturating_sub(before).min(len) as usize;
         let kept = &bytes[..utf8_floor(bytes, allowed)];
         let mut events = Vec::with_capacity(2);
         if !kept.is_empty() {
@@ -342,6 +414,9 @@ impl OutputBudget {
                 limit_bytes: self.limit,
             };
             events.push((types::TRUNCATED, to_value(&data)));
+        }
+        if events.is_empty() {
+            return;
         }
         if let Err(e) = self.store.append(&self.task_id, events).await {
             tracing::error!(task = %self.task_id, error = %e, "cannot record output");
@@ -372,6 +447,7 @@ async fn pump(mut pipe: impl AsyncRead + Unpin, stream: OutputStream, output: Ar
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        output.read.fetch_add(n as u64, Ordering::Relaxed);
         pending.extend_from_slice(&buf[..n]);
         while !pending.is_empty() {
             let window = &pending[..pending.len().min(CHUNK)];
@@ -438,6 +514,29 @@ mod tests {
         assert_eq!(utf8_floor(text, 2), 1);
         assert_eq!(utf8_floor(text, 4), 3);
         assert_eq!(utf8_floor(text, 6), 6);
+    }
+
+    #[test]
+    fn process_start_matches_a_group_leader_and_nothing_else() {
+        let mut leader = std::process::Command::new("sleep");
+        std::os::unix::process::CommandExt::process_group(&mut leader, 0);
+        let mut leader = leader.arg("5").spawn().unwrap();
+        let started = process_start(leader.id()).expect("a group leader has a start time");
+        let age = Timestamp::now().duration_since(started);
+        assert!(
+            age < SignedDuration::from_secs(5) && age > SignedDuration::from_secs(-2),
+            "{age:?}"
+        );
+        leader.kill().unwrap();
+        leader.wait().unwrap();
+        // The test process itself does not lead its own group under cargo test.
+        let mut member = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        assert_eq!(process_start(member.id()), None);
+        member.kill().unwrap();
+        member.wait().unwrap();
     }
 
     #[test]

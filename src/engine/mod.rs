@@ -151,6 +151,10 @@ impl Engine {
             .await?
         {
             tracing::warn!(task = %task.id, "marking task interrupted after a restart");
+            if let (Some(pid), Some(started_at)) = (engine.pid_of(&task.id).await, task.started_at)
+            {
+                exec::kill_leftover(pid, started_at);
+            }
             engine
                 .finish(
                     &task.id,
@@ -165,6 +169,16 @@ impl Engine {
         }
         engine.schedule();
         Ok(engine)
+    }
+
+    /// The process id a task was started with, from its `running` event.
+    async fn pid_of(&self, id: &str) -> Option<u32> {
+        let range = crate::store::EventRange::Task {
+            id: id.to_string(),
+            after: 0,
+        };
+        let events = self.store.events_after(range, 16).await.ok()?;
+        events.iter().find_map(|event| event.state()?.pid)
     }
 
     pub fn bus(&self) -> &Bus {
@@ -306,7 +320,14 @@ impl Engine {
         };
         let limit = self.config.shutdown_grace + Duration::from_secs(5);
         if tokio::time::timeout(limit, wait).await.is_err() {
-            tracing::error!("some tasks did not stop within the shutdown grace period");
+            let stuck: Vec<String> = self.lock().running.keys().cloned().collect();
+            tracing::error!(tasks = ?stuck, "tasks did not stop in time; marking them interrupted");
+            let reason = "the server shut down while the task was running";
+            for id in stuck {
+                let _ = self
+                    .finish(&id, TaskState::Interrupted, error_result(reason), reason)
+                    .await;
+            }
         }
     }
 

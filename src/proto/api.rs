@@ -10,6 +10,10 @@ use super::task::{Task, TaskSpec, TaskState};
 /// Version of the native protocol; raised only when a change is not backwards compatible.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Response header of the all-tasks stream: the `pos` it starts after, so that a client that
+/// has seen no event yet can still resume without a gap.
+pub const START_POS_HEADER: &str = "victor-start-pos";
+
 /// Body of `POST /api/v1/tasks`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateTask {
@@ -148,6 +152,9 @@ pub struct WsReply {
     pub task: Option<Task>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
+    /// On a subscription: the seq (one task) or pos (all tasks) it starts after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
 }
 
 impl WsReply {
@@ -160,6 +167,7 @@ impl WsReply {
             ok: true,
             task,
             error: None,
+            cursor: None,
         }
     }
 
@@ -170,6 +178,7 @@ impl WsReply {
             ok: false,
             task: None,
             error: Some(error),
+            cursor: None,
         }
     }
 }

@@ -6,8 +6,8 @@ pub mod event;
 pub mod task;
 
 pub use api::{
-    CreateTask, ErrorBody, ErrorInfo, Health, Input, PROTOCOL_VERSION, Status, TaskPage, WsReply,
-    WsRequest,
+    CreateTask, ErrorBody, ErrorInfo, Health, Input, PROTOCOL_VERSION, START_POS_HEADER, Status,
+    TaskPage, WsReply, WsRequest,
 };
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
 pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

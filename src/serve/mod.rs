@@ -136,20 +136,37 @@ pub async fn run(
     );
 
     let app = router(state, config.max_body_bytes);
-    let signal = closing.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.await;
-            tracing::info!("shutting down: closing streams, stopping tasks");
-            signal.cancel();
-        })
-        .await?;
-
+    let mut http = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(closing.clone().cancelled_owned())
+            .into_future(),
+    );
+    tokio::select! {
+        _ = stop => {}
+        served = &mut http => {
+            // The listener failed on its own: still stop the tasks and close the store.
+            tracing::error!(outcome = ?served, "the HTTP server stopped unexpectedly");
+        }
+    }
+    tracing::info!("shutting down: closing streams, stopping tasks");
+    closing.cancel();
+    // Tasks stop while connections drain; a client that stopped reading is not waited for
+    // beyond the grace period.
     engine.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_DRAIN, &mut http)
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing connections that did not finish in time");
+        http.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long open connections get to finish after the tasks have stopped.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
 /// The URL a client uses to reach a listening address.
 pub fn url_of(addr: SocketAddr) -> String {

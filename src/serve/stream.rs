@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -25,7 +26,7 @@ use super::AppState;
 use super::error::{ApiError, ApiQuery, parse_json};
 use crate::bus::{Published, Topic, wants};
 use crate::engine::Engine;
-use crate::proto::{ErrorBody, ErrorInfo, Event, WsReply, WsRequest, types};
+use crate::proto::{ErrorBody, ErrorInfo, Event, START_POS_HEADER, WsReply, WsRequest, types};
 use crate::store::{EventRange, StoreError};
 
 /// Events waiting between a subscription and its connection; a slow connection holds the
@@ -79,7 +80,7 @@ pub async fn task_events(
         let events = stored_events(&state.engine, &id, after, limit).await?;
         let events: Vec<Event> = events
             .into_iter()
-            .filter(|e| wants(filter.as_deref(), &e.kind))
+            .filter(|e| wants(filter.as_deref(), e, &Topic::Task(id.clone())))
             .collect();
         return Ok(Json(events).into_response());
     }
@@ -151,12 +152,17 @@ pub async fn all_events(
         .subscribe(Topic::All, after)
         .await
         .map_err(store_error)?;
+    let start = subscription.cursor();
     let feed = spawn_feed(subscription, filter, move |event| {
         tasks
             .as_ref()
             .is_none_or(|tasks| tasks.contains(&event.task_id))
     });
-    Ok(sse(state, feed, String::new()).into_response())
+    let mut response = sse(state, feed, String::new()).into_response();
+    response
+        .headers_mut()
+        .insert(START_POS_HEADER, start.into());
+    Ok(response)
 }
 
 fn resume_point(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
@@ -190,7 +196,8 @@ type Feed = mpsc::Receiver<Result<Arc<Published>, StoreError>>;
 
 /// Pulls a subscription on its own task into a small buffer, so that a connection can wait on
 /// the buffer, its heartbeat and shutdown at once without ever abandoning a half-read event.
-/// The task ends when the subscription does or when the connection drops the buffer.
+/// The task ends when the subscription does, after an error, or as soon as the connection
+/// drops the buffer (even while nothing is happening on the topic).
 fn spawn_feed(
     mut subscription: crate::bus::Subscription,
     types_filter: Option<Vec<String>>,
@@ -199,21 +206,24 @@ fn spawn_feed(
     let (tx, rx) = mpsc::channel(FEED_BUFFER);
     tokio::spawn(async move {
         loop {
-            let item = subscription.next().await;
-            let keep_it = match &item {
-                Ok(Some(published)) => {
-                    wants(types_filter.as_deref(), &published.event.kind) && keep(&published.event)
-                }
-                Ok(None) => return,
-                Err(_) => true,
+            let item = tokio::select! {
+                _ = tx.closed() => return,
+                item = subscription.next() => item,
             };
-            if !keep_it {
-                continue;
-            }
-            let failed = item.is_err();
-            let Some(item) = item.transpose() else { return };
-            if tx.send(item).await.is_err() || failed {
-                return;
+            match item {
+                Ok(None) => return,
+                Ok(Some(published)) => {
+                    let event = &published.event;
+                    let wanted =
+                        wants(types_filter.as_deref(), event, subscription.topic()) && keep(event);
+                    if wanted && tx.send(Ok(published)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
             }
         }
     });
@@ -337,10 +347,24 @@ fn sse(
 #[utoipa::path(get, path = "/api/v1/ws", tag = "events",
     responses((status = 101, description = "Switching to the WebSocket protocol; client messages \
         are WsRequest, server messages are Event or WsReply")))]
-pub async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade
-        .max_message_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| serve_socket(socket, state))
+pub async fn websocket(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match upgrade {
+        Ok(upgrade) => upgrade
+            .max_message_size(MAX_WS_MESSAGE)
+            .on_upgrade(move |socket| serve_socket(socket, state)),
+        Err(rejection) => ApiError::new(
+            rejection.status(),
+            "bad_request",
+            format!(
+                "{} (connect with a WebSocket client)",
+                rejection.body_text()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 async fn serve_socket(socket: WebSocket, state: AppState) {
@@ -483,18 +507,25 @@ async fn answer_request(
                 Ok(subscription) => subscription,
                 Err(e) => return Some(WsReply::error(id, store_error(e).info())),
             };
-            if !send_reply(outgoing, WsReply::ok(id, None)).await {
+            let mut reply = WsReply::ok(id, None);
+            reply.cursor = Some(subscription.cursor());
+            if !send_reply(outgoing, reply).await {
                 return None;
             }
             let mut feed = spawn_feed(subscription, types, |_| true);
             let outgoing = outgoing.clone();
             let forward = tokio::spawn(async move {
-                while let Some(Ok(published)) = feed.recv().await {
-                    if outgoing
-                        .send(Message::Text(published.json.clone().into()))
-                        .await
-                        .is_err()
-                    {
+                while let Some(item) = feed.recv().await {
+                    let message = match item {
+                        Ok(published) => Message::Text(published.json.clone().into()),
+                        Err(e) => {
+                            // Never silently: the client learns that its subscription ended.
+                            let error = ApiError::from(crate::engine::EngineError::from(e));
+                            let _ = send_reply(&outgoing, WsReply::error(None, error.info())).await;
+                            return;
+                        }
+                    };
+                    if outgoing.send(message).await.is_err() {
                         return;
                     }
                 }

@@ -35,6 +35,10 @@ pub enum StoreError {
     Open { path: String, message: String },
 }
 
+/// The most event data one read returns (one event more can pass it), so that a reader far
+/// behind catches up in steps of bounded memory.
+pub const READ_BYTES: usize = 1024 * 1024;
+
 /// Receives every committed event, in commit order, right after the commit.
 pub trait EventSink: Send + Sync + 'static {
     fn committed(&self, events: &[Event]);
@@ -87,7 +91,7 @@ pub trait Store: Send + Sync + 'static {
     /// seen, returns the existing task and `false` instead.
     async fn create_task(&self, new: NewTask) -> Result<(Task, bool), StoreError>;
 
-    /// Appends events of one kind-agnostic sort to a task's log, in order.
+    /// Appends events to a task's log, in order; returns them with their seq and pos.
     async fn append(
         &self,
         task_id: &str,
@@ -105,6 +109,8 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks in these states, oldest first (for recovery after a restart).
     async fn tasks_in_states(&self, states: &[TaskState]) -> Result<Vec<Task>, StoreError>;
 
+    /// At most `limit` events, and no more than about [`READ_BYTES`] of them: fewer than
+    /// `limit` does not mean the end of the log; an empty answer does.
     async fn events_after(&self, range: EventRange, limit: usize)
     -> Result<Vec<Event>, StoreError>;
 

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
-use super::{EventRange, EventSink, NewTask, Store, StoreError, TaskQuery, Transition};
+use super::{EventRange, EventSink, NewTask, READ_BYTES, Store, StoreError, TaskQuery, Transition};
 use crate::proto::{Event, StateData, Task, TaskState, types};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
@@ -67,6 +67,8 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<WriteOp>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// Held (locked) for as long as the store is open.
+    _lock: std::fs::File,
 }
 
 enum WriteOp {
@@ -113,6 +115,22 @@ impl SqliteStore {
             message: e.to_string(),
         };
         std::fs::create_dir_all(data_dir).map_err(|e| open_error(&e))?;
+        // One server per data dir: a second would take the first one's running tasks for
+        // leftovers of a crash.
+        let lock =
+            std::fs::File::create(data_dir.join("victor.lock")).map_err(|e| open_error(&e))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(StoreError::Open {
+                path: data_dir.display().to_string(),
+                message: match e {
+                    std::fs::TryLockError::WouldBlock => {
+                        "another victor server is using this data dir; stop it or pass a different --data-dir"
+                            .to_string()
+                    }
+                    std::fs::TryLockError::Error(e) => e.to_string(),
+                },
+            });
+        }
         let mut conn = Connection::open(&path).map_err(|e| open_error(&e))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -133,6 +151,7 @@ impl SqliteStore {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(thread)),
                 readers: Mutex::new(Vec::new()),
+                _lock: lock,
             }),
         })
     }
@@ -365,14 +384,24 @@ fn append_event(
     kind: &str,
     data: &serde_json::Value,
 ) -> Result<Event, StoreError> {
-    let seq: u64 = conn
-        .query_row(
-            "UPDATE tasks SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq",
-            [task_id],
-            |row| row.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(task_id.to_string()))?;
+    // A final event is the last: nothing is appended to the log of a finished task.
+    let seq: Option<u64> = conn
+        .prepare_cached(
+            "UPDATE tasks SET last_seq = last_seq + 1
+             WHERE id = ?1 AND state NOT IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+             RETURNING last_seq",
+        )?
+        .query_row([task_id], |row| row.get(0))
+        .optional()?;
+    let Some(seq) = seq else {
+        return Err(match select_task(conn, task_id)? {
+            Some(task) => StoreError::WrongState {
+                id: task_id.to_string(),
+                state: task.state,
+            },
+            None => StoreError::NotFound(task_id.to_string()),
+        });
+    };
     // Microseconds are what the store keeps: the live copy must equal the stored one.
     let ts = Timestamp::from_microsecond(Timestamp::now().as_microsecond())
         .unwrap_or(Timestamp::UNIX_EPOCH);
@@ -411,6 +440,8 @@ fn apply_transition(
         });
     }
     let result = change.result.as_ref().map(to_json).transpose()?;
+    // The event first, while the task still takes events; then the state it announces.
+    events.push(append_event(conn, task_id, types::STATE, &change.data)?);
     conn.execute(
         "UPDATE tasks SET state = ?2,
              started_at = COALESCE(?3, started_at),
@@ -425,7 +456,6 @@ fn apply_transition(
             result,
         ],
     )?;
-    events.push(append_event(conn, task_id, types::STATE, &change.data)?);
     select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))
 }
 
@@ -490,21 +520,29 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
     Ok((num, task))
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Event, StoreError>> {
+/// A number from the API as SQLite's signed integer; past `i64::MAX` means "the end".
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// An event and the size of its data.
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(Result<Event, StoreError>, usize)> {
     let data: String = row.get(5)?;
+    let size = data.len();
     let ts: i64 = row.get(3)?;
     let pos: u64 = row.get(0)?;
     let task_id: String = row.get(1)?;
     let seq: u64 = row.get(2)?;
     let kind: String = row.get(4)?;
-    Ok(from_json(&data).map(|data| Event {
+    let event = from_json(&data).map(|data| Event {
         task_id,
         seq,
         pos,
         ts: Timestamp::from_microsecond(ts).unwrap_or(Timestamp::UNIX_EPOCH),
         kind,
         data,
-    }))
+    });
+    Ok((event, size))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -561,9 +599,12 @@ impl Store for SqliteStore {
                 sql.push_str(&format!(" AND state IN ({})", state_list(&query.states)));
             }
             sql.push_str(" ORDER BY num DESC LIMIT ?2");
-            let before = query.before.unwrap_or(i64::MAX as u64);
+            let before = clamp(query.before.unwrap_or(u64::MAX));
             let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![before, query.limit as u64 + 1], task_from_row)?;
+            let rows = stmt.query_map(
+                params![before, clamp(query.limit as u64 + 1)],
+                task_from_row,
+            )?;
             let mut tasks = Vec::with_capacity(query.limit);
             let mut next = None;
             let mut last_num = None;
@@ -601,23 +642,29 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Event>, StoreError> {
         self.read(move |conn| {
             const COLUMNS: &str = "pos, task_id, seq, ts, type, data";
-            let mut out = Vec::new();
-            match range {
-                EventRange::Task { id, after } => {
-                    let mut stmt = conn.prepare_cached(&format!(
+            let limit = clamp(limit as u64);
+            let (mut stmt, args) = match &range {
+                EventRange::Task { id, after } => (
+                    conn.prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM events WHERE task_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-                    ))?;
-                    for row in stmt.query_map(params![id, after, limit as u64], event_from_row)? {
-                        out.push(row??);
-                    }
-                }
-                EventRange::All { after } => {
-                    let mut stmt = conn.prepare_cached(&format!(
+                    ))?,
+                    vec![rusqlite::types::Value::from(id.clone()), clamp(*after).into(), limit.into()],
+                ),
+                EventRange::All { after } => (
+                    conn.prepare_cached(&format!(
                         "SELECT {COLUMNS} FROM events WHERE pos > ?1 ORDER BY pos LIMIT ?2"
-                    ))?;
-                    for row in stmt.query_map(params![after, limit as u64], event_from_row)? {
-                        out.push(row??);
-                    }
+                    ))?,
+                    vec![clamp(*after).into(), limit.into()],
+                ),
+            };
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            for row in stmt.query_map(rusqlite::params_from_iter(args), event_from_row)? {
+                let (event, size) = row?;
+                out.push(event?);
+                bytes += size;
+                if bytes >= READ_BYTES {
+                    break;
                 }
             }
             Ok(out)

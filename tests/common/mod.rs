@@ -40,6 +40,7 @@ pub struct Server {
     _home: Arc<tempfile::TempDir>,
     home_path: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     pub api_key: Option<String>,
     log: Arc<Mutex<String>>,
 }
@@ -51,13 +52,23 @@ impl Server {
 
     /// Starts a server with extra `victor serve` flags.
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let home = Arc::new(tempfile::tempdir().expect("temp dir"));
         let home_path = home.path().to_path_buf();
         std::fs::write(home_path.join("config.toml"), "").expect("config file");
         let api_key = args
             .iter()
             .position(|a| *a == "--api-key")
-            .map(|i| args[i + 1].to_string());
+            .map(|i| args[i + 1].to_string())
+            .or_else(|| {
+                env.iter()
+                    .find(|(k, _)| *k == "VICTOR_API_KEY")
+                    .map(|(_, v)| v.to_string())
+            });
         let mut server = Server {
             child: None,
             url: String::new(),
@@ -65,6 +76,10 @@ impl Server {
             _home: home,
             home_path,
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             api_key,
             log: Arc::new(Mutex::new(String::new())),
         };
@@ -86,6 +101,7 @@ impl Server {
         for var in SETTINGS_VARS {
             command.env_remove(var);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("start victor serve");
         let stderr = child.stderr.take().expect("stderr");
         let (found, url) = mpsc::channel();
@@ -184,7 +200,7 @@ impl Server {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the server first");
         let port = self.port();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // The old socket may linger a moment after a kill.
             let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
