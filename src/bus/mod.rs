@@ -156,8 +156,9 @@ impl Subscription {
         self.cursor
     }
 
-    /// The next event, or `None` after a task's final event. Cancel-safe only between events:
-    /// drop the subscription rather than the future when racing it against other work.
+    /// The next event, or `None` after a task's final event. Cancel-safe: the cursor moves
+    /// only when an event is handed out, so a future dropped mid-way (racing a heartbeat or a
+    /// shutdown) loses nothing; the next call picks up where this one left off.
     pub async fn next(&mut self) -> Result<Option<Arc<Published>>, StoreError> {
         loop {
             if let Some(published) = self.backlog.pop_front() {
@@ -212,6 +213,8 @@ impl Subscription {
         published
     }
 
+    /// Reads the next batch of the log. All awaiting comes first and the subscription's state
+    /// changes only after it, so a cancelled call leaves everything as it was.
     async fn replay_batch(&mut self) -> Result<(), StoreError> {
         let range = match &self.topic {
             Topic::Task(id) => EventRange::Task {
@@ -221,26 +224,24 @@ impl Subscription {
             Topic::All => EventRange::All { after: self.cursor },
         };
         let events = self.store.events_after(range, REPLAY_BATCH).await?;
-        if events.is_empty() {
-            self.replaying = false;
-        }
+        let mut caught_up = events.is_empty();
+        let mut finished = false;
         if events.is_empty()
             && let Topic::Task(id) = &self.topic
         {
             // Nothing more stored: if the task is over (or gone) and we hold its whole log, so
             // is the stream. A final event committed since our read is read next time round.
             match self.store.get_task(id).await? {
-                None => self.finished = true,
+                None => finished = true,
                 Some(task) if task.state.is_final() => {
-                    if task.last_seq <= self.cursor {
-                        self.finished = true;
-                    } else {
-                        self.replaying = true;
-                    }
+                    finished = task.last_seq <= self.cursor;
+                    caught_up = finished;
                 }
                 Some(_) => {}
             }
         }
+        self.replaying = !caught_up;
+        self.finished |= finished;
         self.backlog.extend(events.into_iter().map(Published::new));
         Ok(())
     }

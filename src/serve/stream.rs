@@ -24,7 +24,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, parse_json};
-use crate::bus::{Published, Topic, wants};
+use crate::bus::{Published, Subscription, Topic, wants};
 use crate::engine::Engine;
 use crate::proto::{ErrorBody, ErrorInfo, Event, START_POS_HEADER, WsReply, WsRequest, types};
 use crate::store::{EventRange, StoreError};
@@ -90,8 +90,7 @@ pub async fn task_events(
         .subscribe(Topic::Task(id.clone()), Some(after))
         .await
         .map_err(store_error)?;
-    let feed = spawn_feed(subscription, filter, |_| true);
-    Ok(sse(state, feed, id).into_response())
+    Ok(sse(state, Feed::new(subscription, filter), id).into_response())
 }
 
 async fn stored_events(
@@ -153,11 +152,7 @@ pub async fn all_events(
         .await
         .map_err(store_error)?;
     let start = subscription.cursor();
-    let feed = spawn_feed(subscription, filter, move |event| {
-        tasks
-            .as_ref()
-            .is_none_or(|tasks| tasks.contains(&event.task_id))
-    });
+    let feed = Feed::new(subscription, filter).of_tasks(tasks);
     let mut response = sse(state, feed, String::new()).into_response();
     response
         .headers_mut()
@@ -192,42 +187,45 @@ fn store_error(error: StoreError) -> ApiError {
     ApiError::from(crate::engine::EngineError::from(error))
 }
 
-type Feed = mpsc::Receiver<Result<Arc<Published>, StoreError>>;
+/// A subscription with the client's filters applied. Pulled straight from the connection's
+/// own task: [`Subscription::next`] is cancel-safe, so racing it against the heartbeat or
+/// shutdown loses nothing, and the subscription ends with the connection that owns it.
+struct Feed {
+    subscription: Subscription,
+    types: Option<Vec<String>>,
+    tasks: Option<Vec<String>>,
+}
 
-/// Pulls a subscription on its own task into a small buffer, so that a connection can wait on
-/// the buffer, its heartbeat and shutdown at once without ever abandoning a half-read event.
-/// The task ends when the subscription does, after an error, or as soon as the connection
-/// drops the buffer (even while nothing is happening on the topic).
-fn spawn_feed(
-    mut subscription: crate::bus::Subscription,
-    types_filter: Option<Vec<String>>,
-    keep: impl Fn(&Event) -> bool + Send + 'static,
-) -> Feed {
-    let (tx, rx) = mpsc::channel(FEED_BUFFER);
-    tokio::spawn(async move {
+impl Feed {
+    fn new(subscription: Subscription, types: Option<Vec<String>>) -> Feed {
+        Feed {
+            subscription,
+            types,
+            tasks: None,
+        }
+    }
+
+    /// Only events of these tasks (on the all-tasks topic).
+    fn of_tasks(mut self, tasks: Option<Vec<String>>) -> Feed {
+        self.tasks = tasks;
+        self
+    }
+
+    async fn next(&mut self) -> Result<Option<Arc<Published>>, StoreError> {
         loop {
-            let item = tokio::select! {
-                _ = tx.closed() => return,
-                item = subscription.next() => item,
+            let Some(published) = self.subscription.next().await? else {
+                return Ok(None);
             };
-            match item {
-                Ok(None) => return,
-                Ok(Some(published)) => {
-                    let event = &published.event;
-                    let wanted =
-                        wants(types_filter.as_deref(), event, subscription.topic()) && keep(event);
-                    if wanted && tx.send(Ok(published)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+            let event = &published.event;
+            let of_task = self
+                .tasks
+                .as_ref()
+                .is_none_or(|tasks| tasks.contains(&event.task_id));
+            if of_task && wants(self.types.as_deref(), event, self.subscription.topic()) {
+                return Ok(Some(published));
             }
         }
-    });
-    rx
+    }
 }
 
 /// Counts an open stream for `/status` while it lives.
@@ -264,10 +262,10 @@ async fn next_item(
     tokio::select! {
         biased;
         _ = state.closing.cancelled() => Next::Shutdown,
-        item = feed.recv() => match item {
-            Some(Ok(published)) => Next::Event(published),
-            Some(Err(e)) => Next::Failed(e),
-            None => Next::End,
+        item = feed.next() => match item {
+            Ok(Some(published)) => Next::Event(published),
+            Err(e) => Next::Failed(e),
+            Ok(None) => Next::End,
         },
         _ = heartbeat.tick() => Next::Heartbeat,
     }
@@ -512,12 +510,13 @@ async fn answer_request(
             if !send_reply(outgoing, reply).await {
                 return None;
             }
-            let mut feed = spawn_feed(subscription, types, |_| true);
+            let mut feed = Feed::new(subscription, types);
             let outgoing = outgoing.clone();
             let forward = tokio::spawn(async move {
-                while let Some(item) = feed.recv().await {
-                    let message = match item {
-                        Ok(published) => Message::Text(published.json.clone().into()),
+                loop {
+                    let message = match feed.next().await {
+                        Ok(None) => return,
+                        Ok(Some(published)) => Message::Text(published.json.clone().into()),
                         Err(e) => {
                             // Never silently: the client learns that its subscription ended.
                             let error = ApiError::from(crate::engine::EngineError::from(e));

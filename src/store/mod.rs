@@ -37,7 +37,7 @@ pub enum StoreError {
 
 /// The most event data one read returns (one event more can pass it), so that a reader far
 /// behind catches up in steps of bounded memory.
-pub const READ_BYTES: usize = 1024 * 1024;
+pub const READ_BYTES: usize = 256 * 1024;
 
 /// Receives every committed event, in commit order, right after the commit.
 pub trait EventSink: Send + Sync + 'static {
