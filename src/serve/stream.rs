@@ -350,8 +350,12 @@ pub async fn websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
+        // Small buffers: clients send short requests, and every frame is flushed as it is
+        // sent anyway; the defaults (128 KiB each) would dominate an idle subscriber's memory.
         Ok(upgrade) => upgrade
             .max_message_size(MAX_WS_MESSAGE)
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
             .on_upgrade(move |socket| serve_socket(socket, state)),
         Err(rejection) => ApiError::new(
             rejection.status(),
