@@ -4,6 +4,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::ClientError;
@@ -40,20 +41,23 @@ impl WsConnection {
                 .map_err(|_| ClientError::Transport("the API key is not a valid header".into()))?;
             request.headers_mut().insert("authorization", value);
         }
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Io(_) => ClientError::Unreachable {
-                    url: base.to_string(),
-                },
-                tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Api {
-                    status: response.status().as_u16(),
-                    code: "http".into(),
-                    message: format!("the server refused the WebSocket: {}", response.status()),
-                    state: None,
-                },
-                other => ClientError::Transport(other.to_string()),
-            })?;
+        // A small read buffer: the default 128 KiB is zero-filled on every read.
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+                .await
+                .map_err(|e| match e {
+                    tokio_tungstenite::tungstenite::Error::Io(_) => ClientError::Unreachable {
+                        url: base.to_string(),
+                    },
+                    tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Api {
+                        status: response.status().as_u16(),
+                        code: "http".into(),
+                        message: format!("the server refused the WebSocket: {}", response.status()),
+                        state: None,
+                    },
+                    other => ClientError::Transport(other.to_string()),
+                })?;
         Ok(WsConnection { socket })
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,13 +14,14 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, interval_at};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use utoipa::IntoParams;
 
 use super::AppState;
@@ -253,15 +255,23 @@ enum Next {
     End,
 }
 
+/// Completes when the server starts shutting down. Made once per connection and kept: making
+/// a new one for every event would take the token's lock once per event and subscriber.
+type Closing = Pin<Box<WaitForCancellationFutureOwned>>;
+
+fn closing(state: &AppState) -> Closing {
+    Box::pin(state.closing.clone().cancelled_owned())
+}
+
 /// Waits for the next thing to send on a stream: an event, a heartbeat, or shutdown.
 async fn next_item(
     feed: &mut Feed,
     heartbeat: &mut tokio::time::Interval,
-    state: &AppState,
+    closing: &mut Closing,
 ) -> Next {
     tokio::select! {
         biased;
-        _ = state.closing.cancelled() => Next::Shutdown,
+        _ = closing => Next::Shutdown,
         item = feed.next() => match item {
             Ok(Some(published)) => Next::Event(published),
             Err(e) => Next::Failed(e),
@@ -290,16 +300,16 @@ fn sse(
     struct Open {
         feed: Feed,
         heartbeat: tokio::time::Interval,
-        state: AppState,
+        closing: Closing,
         task_id: String,
         done: bool,
         _connected: Connected,
     }
     let open = Open {
         heartbeat: heartbeat_timer(state.heartbeat),
+        closing: closing(&state),
         _connected: Connected::new(&state.clients),
         feed,
-        state,
         task_id,
         done: false,
     };
@@ -307,7 +317,7 @@ fn sse(
         if open.done {
             return None;
         }
-        let frame = match next_item(&mut open.feed, &mut open.heartbeat, &open.state).await {
+        let frame = match next_item(&mut open.feed, &mut open.heartbeat, &mut open.closing).await {
             Next::Event(published) => {
                 let id = if open.task_id.is_empty() {
                     published.event.pos
@@ -337,7 +347,8 @@ fn sse(
         };
         Some((Ok(frame), open))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(60)))
+    // No keep-alive comments: the heartbeat events already keep the stream alive.
+    Sse::new(stream)
 }
 
 /// The WebSocket: JSON messages to subscribe to tasks and to steer them; events arrive in the
@@ -350,12 +361,13 @@ pub async fn websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match upgrade {
-        // Small buffers: clients send short requests, and every frame is flushed as it is
-        // sent anyway; the defaults (128 KiB each) would dominate an idle subscriber's memory.
+        // A small read buffer (clients send short requests; the 128 KiB default would dominate
+        // an idle subscriber's memory) and a write buffer that lets frames queued together go
+        // out in one write.
         Ok(upgrade) => upgrade
             .max_message_size(MAX_WS_MESSAGE)
             .read_buffer_size(4 * 1024)
-            .write_buffer_size(0)
+            .write_buffer_size(16 * 1024)
             .on_upgrade(move |socket| serve_socket(socket, state)),
         Err(rejection) => ApiError::new(
             rejection.status(),
@@ -377,10 +389,11 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     let writer_state = state.clone();
     let writer = tokio::spawn(async move {
         let mut heartbeat = heartbeat_timer(writer_state.heartbeat);
+        let mut closing = closing(&writer_state);
         loop {
             let message = tokio::select! {
                 biased;
-                _ = writer_state.closing.cancelled() => {
+                _ = &mut closing => {
                     let _ = sink
                         .send(Message::Text(stream_event_json("", types::SERVER_SHUTDOWN).into()))
                         .await;
@@ -398,7 +411,16 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
                 },
                 _ = heartbeat.tick() => Message::Text(stream_event_json("", types::HEARTBEAT).into()),
             };
-            if sink.send(message).await.is_err() {
+            // Whatever else is already waiting goes out with it, in one flush.
+            if sink.feed(message).await.is_err() {
+                return;
+            }
+            while let Ok(more) = queue.try_recv() {
+                if sink.feed(more).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
         }
