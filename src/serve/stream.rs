@@ -31,9 +31,9 @@ use crate::engine::Engine;
 use crate::proto::{ErrorBody, ErrorInfo, Event, START_POS_HEADER, WsReply, WsRequest, types};
 use crate::store::{EventRange, StoreError};
 
-/// Events waiting between a subscription and its connection; a slow connection holds the
-/// subscription back here, and the subscription then catches up from the store.
-const FEED_BUFFER: usize = 32;
+/// Messages waiting for a WebSocket's writer; a slow connection holds its subscriptions back
+/// here, and they then catch up from the store.
+const WS_QUEUE: usize = 32;
 /// Largest WebSocket message a client may send.
 const MAX_WS_MESSAGE: usize = 64 * 1024;
 /// Default and largest page of `follow=false`.
@@ -384,7 +384,7 @@ pub async fn websocket(
 async fn serve_socket(socket: WebSocket, state: AppState) {
     let _connected = Connected::new(&state.clients);
     let (mut sink, mut incoming) = socket.split();
-    let (outgoing, mut queue) = mpsc::channel::<Message>(FEED_BUFFER);
+    let (outgoing, mut queue) = mpsc::channel::<Message>(WS_QUEUE);
 
     let writer_state = state.clone();
     let writer = tokio::spawn(async move {
