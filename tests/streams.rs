@@ -78,6 +78,16 @@ async fn resuming_from_any_seq_gives_exactly_the_missing_events() {
         assert_eq!(stored, all[after as usize..], "follow=false after={after}");
     }
     let base = format!("{}/api/v1/tasks/{}/events", server.url, task.id);
+    // A type filter on stored events: only those, and an empty page only at the end.
+    let url = format!("{base}?follow=false&types=state&after=3&limit=5");
+    let states: Vec<Event> = http().get(url).send().await.unwrap().json().await.unwrap();
+    let expected: Vec<Event> = all[3..]
+        .iter()
+        .filter(|e| e.kind == types::STATE)
+        .cloned()
+        .collect();
+    assert!(!states.is_empty() && states.iter().all(|e| e.kind == types::STATE));
+    assert_eq!(states, expected[..states.len()]);
     for after in [0, 1, last / 2, last - 1, last] {
         let by_query = parse_sse(&sse_body(&format!("{base}?after={after}"), None).await);
         let by_header = parse_sse(&sse_body(&base, Some(after)).await);

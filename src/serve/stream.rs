@@ -79,11 +79,23 @@ pub async fn task_events(
                 "limit must be between 1 and {MAX_EVENT_PAGE}"
             )));
         }
-        let events = stored_events(&state.engine, &id, after, limit).await?;
-        let events: Vec<Event> = events
-            .into_iter()
-            .filter(|e| wants(filter.as_deref(), e, &Topic::Task(id.clone())))
-            .collect();
+        // Filtered or not, an empty page means the end of the log: a filter reads on until
+        // it has something to show or the log is over.
+        let topic = Topic::Task(id.clone());
+        let mut events = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = stored_events(&state.engine, &id, cursor, limit).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.seq;
+            events.extend(
+                page.into_iter()
+                    .filter(|e| wants(filter.as_deref(), e, &topic)),
+            );
+            if !events.is_empty() || filter.is_none() {
+                break;
+            }
+        }
         return Ok(Json(events).into_response());
     }
     let subscription = state
