@@ -233,6 +233,13 @@ fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, sink: Arc<dyn 
         let mut applied = Vec::with_capacity(batch.len());
         let outcome = conn.transaction().and_then(|mut tx| {
             for op in batch {
+                if tx.is_autocommit() {
+                    // SQLite rolled the whole transaction back by itself (disk full, I/O
+                    // error): applying more would start a new one that commits behind our
+                    // back. Stop; the commit below fails and every caller hears so.
+                    applied.push(Applied::rejected(op));
+                    continue;
+                }
                 applied.push(apply_in_savepoint(&mut tx, op, &mut committed_events));
             }
             tx.commit()
@@ -309,6 +316,17 @@ fn in_savepoint<T>(
 }
 
 impl Applied {
+    /// A write not attempted because its transaction is already lost.
+    fn rejected(op: WriteOp) -> Applied {
+        let lost = || StoreError::Corrupt("the transaction was rolled back".into());
+        match op {
+            WriteOp::Create(_, reply) => Applied::Create(reply, Err(lost())),
+            WriteOp::Append(_, _, reply) => Applied::Append(reply, Err(lost())),
+            WriteOp::Transition(_, _, reply) => Applied::Transition(reply, Err(lost())),
+            WriteOp::Delete(_, reply) => Applied::Delete(reply, Err(lost())),
+        }
+    }
+
     fn answer(self) {
         // A caller that went away no longer needs the answer; the write itself stands.
         match self {
