@@ -441,3 +441,31 @@ fn completions_print_for_one_shell() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("_victor()"));
 }
+
+#[test]
+fn the_server_logs_one_json_line_with_its_address_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new(VICTOR)
+        .args(["serve", "--port", "0", "--log-format", "json", "--data-dir"])
+        .arg(dir.path())
+        .env("VICTOR_CONFIG", "/dev/null")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(server.stderr.take().unwrap());
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let record: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let fields = &record["fields"];
+    assert!(
+        fields["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(fields["data_dir"], dir.path().to_str().unwrap());
+    assert_eq!(fields["version"], env!("CARGO_PKG_VERSION"));
+}
