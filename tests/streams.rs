@@ -253,13 +253,15 @@ async fn the_websocket_subscribes_steers_and_replies() {
     })
     .await
     .unwrap();
-    let mut replies = Vec::new();
+    let mut replies: Vec<Box<victor::proto::WsReply>> = Vec::new();
     let mut events = Vec::new();
     let mut sent_input = false;
     let deadline = Instant::now() + Duration::from_secs(20);
+    // The reply to the input and the task's last events travel separately: wait for both.
     while events
         .last()
         .is_none_or(|e: &Event| e.final_state().is_none())
+        || !replies.iter().any(|r| r.id.as_deref() == Some("in"))
     {
         assert!(Instant::now() < deadline, "events: {events:?}");
         let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
