@@ -196,8 +196,12 @@ async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::
             Ok(Exit::Success)
         }
         TaskCommand::Run { start, detach } => {
+            // Listening before the task exists: no Ctrl-C can fall between start and follow.
+            let interrupts =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                    .context("cannot listen for Ctrl-C")?;
             let task = start_task(client, start).await?;
-            run_attached(client, &task, detach, json).await
+            run_attached(client, &task, interrupts, detach, json).await
         }
         TaskCommand::List { state, limit } => list(client, &state, limit, json).await,
         TaskCommand::Show { id } => {
@@ -318,13 +322,11 @@ async fn start_task(client: &Client, start: StartArgs) -> anyhow::Result<Task> {
 async fn run_attached(
     client: &Client,
     task: &Task,
+    mut interrupts: tokio::signal::unix::Signal,
     detach: bool,
     json: bool,
 ) -> anyhow::Result<Exit> {
     let mut follow = client.follow(Topic::Task(task.id.clone()), None);
-    // One listener for the whole run, so that no Ctrl-C falls between two waits.
-    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .context("cannot listen for Ctrl-C")?;
     let mut cancelling = false;
     loop {
         let event = tokio::select! {
