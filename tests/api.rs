@@ -37,8 +37,22 @@ async fn every_bad_input_gets_its_status_and_error_body() {
     let url = |path: &str| format!("{}{path}", server.url);
     let client = http();
 
-    let (s, b) = call(client.post(url("/api/v1/tasks")).body("{not json")).await;
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+
+    let (s, b) = call(client.post(url("/api/v1/tasks")).body(r#"{"spec": {}}"#)).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
 
     let (s, b) = call(
         client
@@ -321,4 +335,79 @@ async fn the_openapi_document_covers_every_native_route_and_docs_are_served() {
         .await
         .unwrap();
     assert_eq!(script.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn web_pages_of_other_sites_cannot_drive_a_local_victor() {
+    let server = Server::start();
+    let url = |path: &str| format!("{}{path}", server.url);
+    let client = http();
+    let task = json!({"spec": {"kind": "exec", "command": ["true"]}});
+
+    // A cross-site fetch carries its page's Origin: refused before anything happens.
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .header("origin", "https://evil.example")
+            .json(&task),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    // A "simple" cross-site request (text/plain, no preflight) is refused by its type too.
+    let (s, b) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .header("content-type", "text/plain")
+            .body(task.to_string()),
+    )
+    .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    assert_eq!(task_count(&server).await, 0, "no task was created");
+
+    // DNS rebinding: a foreign name that resolves to 127.0.0.1 is not this machine.
+    let (s, b) = call(
+        client
+            .get(url("/api/v1/tasks"))
+            .header("host", "evil.example:8765"),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+
+    // The WebSocket handshake from a foreign page is refused before the upgrade.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url("/api/v1/ws").replace("http://", "ws://"),
+        )
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await.unwrap_err() {
+        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 403),
+        other => panic!("expected 403 before the upgrade, got {other:?}"),
+    }
+
+    // victor's own pages (same origin) and clients without an Origin work.
+    let own = server.url.clone();
+    let (s, _) = call(
+        client
+            .post(url("/api/v1/tasks"))
+            .header("origin", own)
+            .json(&task),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(client.get(url("/api/v1/tasks")).header("host", "localhost")).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+/// How many tasks the server has, read over plain HTTP.
+async fn task_count(server: &Server) -> usize {
+    let (_, body) = call(http().get(format!("{}/api/v1/tasks", server.url))).await;
+    body["tasks"].as_array().map_or(0, Vec::len)
 }

@@ -109,14 +109,29 @@ impl From<EngineError> for ApiError {
     }
 }
 
-/// A JSON body, whatever its `Content-Type`, rejected with 400 when it is not JSON, 422 when
-/// it is JSON of the wrong shape, and 413 when it is over the body limit.
+/// A JSON body (`Content-Type: application/json`, else 415), rejected with 400 when it is not
+/// JSON, 422 when it is JSON of the wrong shape, and 413 when it is over the body limit.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // A web page cannot send this type to another site without a CORS preflight, which
+        // victor does not grant: together with the Origin check, no page can post a task.
+        let content_type = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json` (curl: --json)",
+            ));
+        }
         let bytes =
             Bytes::from_request(request, state)
                 .await

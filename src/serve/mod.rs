@@ -2,6 +2,7 @@
 //! and streams come from the bus. Each transport is a thin adapter over those two.
 
 mod error;
+mod guard;
 mod stream;
 mod tasks;
 
@@ -135,7 +136,12 @@ pub async fn run(
         config.data_dir.display(),
     );
 
-    let app = router(state, config.max_body_bytes);
+    let loopback = addrs.iter().all(|addr| addr.ip().is_loopback());
+    let app = router(
+        state,
+        config.max_body_bytes,
+        guard::BrowserGuard::new(loopback),
+    );
     let mut http = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(closing.clone().cancelled_owned())
@@ -230,7 +236,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
 }
 
-fn router(state: AppState, max_body_bytes: usize) -> Router {
+fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) -> Router {
     let (api, openapi) = api().split_for_parts();
     api.route("/health", axum::routing::get(tasks::health))
         .fallback(|| async {
@@ -246,6 +252,7 @@ fn router(state: AppState, max_body_bytes: usize) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .layer(middleware::from_fn_with_state(guard, guard::guard_browser))
         .with_state(state)
 }
 
