@@ -458,7 +458,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-body-bytes --config --help --version"
+            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --max-body-bytes --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -501,6 +501,10 @@ _victor() {
                     return 0
                     ;;
                 --max-output-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-queued)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -40,6 +40,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --kill-grace-secs 'Seconds between SIGTERM and SIGKILL when a task is cancelled or times out [default: 5]'
             cand --shutdown-grace-secs 'Seconds running tasks get to stop when the server shuts down [default: 5]'
             cand --max-output-bytes 'Output bytes kept per task before a `truncated` event [default: 67108864]'
+            cand --max-queued 'Tasks waiting in the queue before new ones are refused with 503 [default: 100000]'
             cand --max-body-bytes 'Largest request body accepted [default: 1048576]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -h 'Print help'

@@ -559,3 +559,37 @@ async fn the_servers_secrets_are_not_in_the_tasks_environment() {
     );
     assert!(!stdout.contains("do-not-leak-me"));
 }
+
+#[tokio::test]
+async fn a_full_queue_refuses_new_tasks_with_503() {
+    let server = Server::start_with(&["--max-concurrent", "1", "--max-queued", "2"]);
+    let client = server.client();
+    let running = client.create_task(&shell("sleep 30"), None).await.unwrap();
+    wait_for(&client, &running.id, Duration::from_secs(10), |t| {
+        t.state == TaskState::Running
+    })
+    .await;
+    for _ in 0..2 {
+        client.create_task(&shell("true"), None).await.unwrap();
+    }
+    let response = common::http()
+        .post(format!("{}/api/v1/tasks", server.url))
+        .json(&shell("true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_full");
+    client.cancel(&running.id).await.unwrap();
+    // Room again once the queue moves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.create_task(&shell("true"), None).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

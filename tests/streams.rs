@@ -540,3 +540,53 @@ async fn the_all_tasks_stream_says_where_it_starts() {
         last_pos.to_string().as_str()
     );
 }
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_answering_pings_is_closed() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start_with(&["--heartbeat-secs", "0.2"]);
+    let url = format!("{}/api/v1/ws", server.url.replace("http://", "ws://"));
+
+    // A client that keeps reading answers the pings (tungstenite does it for us) and stays.
+    let (mut alive, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let message = tokio::time::timeout(Duration::from_secs(2), alive.next())
+            .await
+            .expect("heartbeats keep coming")
+            .expect("still open")
+            .unwrap();
+        assert!(
+            !matches!(message, Message::Close(_)),
+            "closed a live client"
+        );
+    }
+
+    drop(alive);
+
+    // One that does not read (so never answers) is closed after three silent heartbeats,
+    // while this side still holds it open.
+    let (mut silent, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let client = server.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.status().await.unwrap().connected_clients > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the silent client was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What it finds when it reads at last: a close frame saying why, or a closed connection.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), silent.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4408));
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("the connection is still open"),
+        }
+    }
+}

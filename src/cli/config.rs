@@ -31,6 +31,8 @@ pub struct Settings {
     pub shutdown_grace_secs: f64,
     /// Output bytes kept per task.
     pub max_output_bytes: u64,
+    /// Tasks waiting in the queue before new ones are refused.
+    pub max_queued: usize,
     /// Largest request body the server accepts.
     pub max_body_bytes: usize,
     /// The server clients talk to.
@@ -50,6 +52,7 @@ impl Default for Settings {
             kill_grace_secs: 5.0,
             shutdown_grace_secs: 5.0,
             max_output_bytes: 64 * 1024 * 1024,
+            max_queued: 100_000,
             max_body_bytes: 1024 * 1024,
             server: crate::client::DEFAULT_SERVER.into(),
         }

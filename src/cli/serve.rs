@@ -68,6 +68,10 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_OUTPUT_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_output_bytes: Option<u64>,
+    /// Tasks waiting in the queue before new ones are refused with 503 [default: 100000].
+    #[arg(long, env = "VICTOR_MAX_QUEUED", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_queued: Option<usize>,
     /// Largest request body accepted [default: 1048576].
     #[arg(long, env = "VICTOR_MAX_BODY_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +104,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             kill_grace: seconds(settings.kill_grace_secs, "kill_grace_secs")?,
             shutdown_grace: seconds(settings.shutdown_grace_secs, "shutdown_grace_secs")?,
             max_output_bytes: settings.max_output_bytes,
+            max_queued: settings.max_queued,
         },
         heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
         max_body_bytes: settings.max_body_bytes,

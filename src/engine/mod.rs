@@ -30,6 +30,8 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Output bytes kept per task unless its spec says otherwise.
     pub max_output_bytes: u64,
+    /// Tasks waiting in the queue before new ones are refused (503).
+    pub max_queued: usize,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +41,7 @@ impl Default for EngineConfig {
             kill_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             max_output_bytes: 64 * 1024 * 1024,
+            max_queued: 100_000,
         }
     }
 }
@@ -63,6 +66,8 @@ pub enum EngineError {
     IdempotencyMismatch,
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("{0} tasks are already waiting in the queue; try again when some have run")]
+    QueueFull(usize),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -201,8 +206,14 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(Task, bool), EngineError> {
         validate(&request)?;
-        if self.lock().stopping {
-            return Err(EngineError::ShuttingDown);
+        {
+            let scheduler = self.lock();
+            if scheduler.stopping {
+                return Err(EngineError::ShuttingDown);
+            }
+            if scheduler.queue.len() >= self.config.max_queued {
+                return Err(EngineError::QueueFull(scheduler.queue.len()));
+            }
         }
         let fingerprint =
             serde_json::to_string(&request).map_err(|e| EngineError::Invalid(e.to_string()))?;

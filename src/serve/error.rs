@@ -98,6 +98,9 @@ impl From<EngineError> for ApiError {
                 "idempotency_mismatch",
                 message,
             ),
+            EngineError::QueueFull(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "queue_full", message)
+            }
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }

@@ -421,7 +421,13 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
                     Some(message) => message,
                     None => return,
                 },
-                _ = heartbeat.tick() => Message::Text(stream_event_json("", types::HEARTBEAT).into()),
+                _ = heartbeat.tick() => {
+                    // A ping with every heartbeat: a client that never answers is let go.
+                    if sink.feed(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                    Message::Text(stream_event_json("", types::HEARTBEAT).into())
+                }
             };
             // Whatever else is already waiting goes out with it, in one flush.
             if sink.feed(message).await.is_err() {
@@ -439,7 +445,22 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     });
 
     let mut subscriptions: HashMap<Option<String>, JoinHandle<()>> = HashMap::new();
-    while let Some(Ok(message)) = incoming.next().await {
+    // Anything from the client (a request, or the pong every client sends back to our pings)
+    // shows it is there; silence for three heartbeats means it is gone.
+    let silence_limit = state.heartbeat * 3;
+    loop {
+        let message = match tokio::time::timeout(silence_limit, incoming.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(_) => break,
+            Err(_) => {
+                let close = Message::Close(Some(CloseFrame {
+                    code: CLOSE_NO_ANSWER,
+                    reason: format!("no answer for {}s", silence_limit.as_secs_f64()).into(),
+                }));
+                let _ = outgoing.try_send(close);
+                break;
+            }
+        };
         let text = match message {
             Message::Text(text) => text.to_string(),
             Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -458,8 +479,19 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
         subscription.abort();
     }
     drop(outgoing);
-    let _ = writer.await;
+    // The writer sends what is queued (a close frame, say), unless the client stopped
+    // reading and its socket is full: then it is not waited for.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
+
+/// WebSocket close code for a client that stopped answering pings.
+const CLOSE_NO_ANSWER: u16 = 4408;
 
 async fn send_reply(outgoing: &mpsc::Sender<Message>, reply: WsReply) -> bool {
     let text = serde_json::to_string(&reply).unwrap_or_default();
