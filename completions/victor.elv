@@ -41,6 +41,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --shutdown-grace-secs 'Seconds running tasks get to stop when the server shuts down [default: 5]'
             cand --max-output-bytes 'Output bytes kept per task before a `truncated` event [default: 67108864]'
             cand --max-queued 'Tasks waiting in the queue before new ones are refused with 503 [default: 100000]'
+            cand --cors-origin 'A web origin allowed to call the API from a browser (repeatable; CORS is off without one): --cors-origin http://localhost:5173'
+            cand --cors-origin-regex 'Web origins allowed to call the API, as a regular expression over the whole origin: ''http://localhost:\d+'''
             cand --max-body-bytes 'Largest request body accepted [default: 1048576]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -h 'Print help'

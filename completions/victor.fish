@@ -44,6 +44,8 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l kill-grace-secs 
 complete -c victor -n "__fish_victor_using_subcommand serve" -l shutdown-grace-secs -d 'Seconds running tasks get to stop when the server shuts down [default: 5]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-output-bytes -d 'Output bytes kept per task before a `truncated` event [default: 67108864]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-queued -d 'Tasks waiting in the queue before new ones are refused with 503 [default: 100000]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l cors-origin -d 'A web origin allowed to call the API from a browser (repeatable; CORS is off without one): --cors-origin http://localhost:5173' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l cors-origin-regex -d 'Web origins allowed to call the API, as a regular expression over the whole origin: \'http://localhost:\\d+\'' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-body-bytes -d 'Largest request body accepted [default: 1048576]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -s h -l help -d 'Print help'

@@ -411,3 +411,54 @@ async fn task_count(server: &Server) -> usize {
     let (_, body) = call(http().get(format!("{}/api/v1/tasks", server.url))).await;
     body["tasks"].as_array().map_or(0, Vec::len)
 }
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_allows_exactly_the_configured_origins() {
+    let off = Server::start();
+    let response = http()
+        .get(format!("{}/api/v1/tasks", off.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let server = Server::start_with_env(
+        &["--cors-origin", "http://localhost:5173"],
+        &[("VICTOR_CORS_ORIGIN_REGEX", r"vscode-webview://[a-z0-9-]+")],
+    );
+    let url = format!("{}/api/v1/tasks", server.url);
+    for origin in ["http://localhost:5173", "vscode-webview://abc-123"] {
+        let preflight = http()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(preflight.status().is_success(), "{}", preflight.status());
+        assert_eq!(preflight.headers()["access-control-allow-origin"], origin);
+        let created = http()
+            .post(&url)
+            .header("origin", origin)
+            .json(&shell("true"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        assert_eq!(created.headers()["access-control-allow-origin"], origin);
+    }
+    let (s, b) = call(
+        http()
+            .post(&url)
+            .header("origin", "http://localhost:5174")
+            .json(&shell("true")),
+    )
+    .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+}

@@ -35,6 +35,10 @@ pub struct Settings {
     pub max_queued: usize,
     /// Largest request body the server accepts.
     pub max_body_bytes: usize,
+    /// Web origins allowed to call the API from a browser (CORS), exactly as written.
+    pub cors_origins: Vec<String>,
+    /// Web origins allowed to call the API, as a regular expression matching the whole origin.
+    pub cors_origin_regex: Option<String>,
     /// The server clients talk to.
     pub server: String,
 }
@@ -54,6 +58,8 @@ impl Default for Settings {
             max_output_bytes: 64 * 1024 * 1024,
             max_queued: 100_000,
             max_body_bytes: 1024 * 1024,
+            cors_origins: Vec::new(),
+            cors_origin_regex: None,
             server: crate::client::DEFAULT_SERVER.into(),
         }
     }

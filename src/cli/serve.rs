@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::config;
 use super::output::Exit;
 use crate::engine::EngineConfig;
-use crate::serve::ServeConfig;
+use crate::serve::{AllowedOrigins, ServeConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +72,21 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_QUEUED", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_queued: Option<usize>,
+    /// A web origin allowed to call the API from a browser (repeatable; CORS is off without
+    /// one): --cors-origin http://localhost:5173.
+    #[arg(
+        long = "cors-origin",
+        env = "VICTOR_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    #[serde(rename = "cors_origins", skip_serializing_if = "Vec::is_empty")]
+    cors_origin: Vec<String>,
+    /// Web origins allowed to call the API, as a regular expression over the whole origin:
+    /// 'http://localhost:\d+'.
+    #[arg(long, env = "VICTOR_CORS_ORIGIN_REGEX", value_name = "REGEX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cors_origin_regex: Option<String>,
     /// Largest request body accepted [default: 1048576].
     #[arg(long, env = "VICTOR_MAX_BODY_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -107,6 +122,11 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             max_queued: settings.max_queued,
         },
         heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
+        allowed_origins: AllowedOrigins::new(
+            settings.cors_origins.clone(),
+            settings.cors_origin_regex.as_deref(),
+        )
+        .context("invalid cors_origin_regex")?,
         max_body_bytes: settings.max_body_bytes,
     };
     crate::serve::run(config, shutdown_signal()).await?;

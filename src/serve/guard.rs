@@ -9,12 +9,50 @@
 //! - JSON bodies must say `Content-Type: application/json`, which a page cannot send across
 //!   sites without a CORS preflight that victor does not grant.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use regex::Regex;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
 use super::error::ApiError;
+
+/// Web origins that may call victor from a browser besides its own: a list, a pattern, or
+/// both. Empty by default, and then CORS is off.
+#[derive(Clone, Debug, Default)]
+pub struct AllowedOrigins {
+    exact: Vec<String>,
+    pattern: Option<Regex>,
+}
+
+impl AllowedOrigins {
+    /// `pattern` must match the whole origin (`http://localhost:\d+`).
+    pub fn new(exact: Vec<String>, pattern: Option<&str>) -> Result<AllowedOrigins, regex::Error> {
+        let pattern = pattern
+            .filter(|p| !p.is_empty())
+            .map(|p| Regex::new(&format!("^(?:{p})$")))
+            .transpose()?;
+        let exact = exact
+            .into_iter()
+            .map(|origin| origin.trim().trim_end_matches('/').to_string())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        Ok(AllowedOrigins { exact, pattern })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.pattern.is_none()
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.exact.iter().any(|allowed| allowed == origin)
+            || self.pattern.as_ref().is_some_and(|p| p.is_match(origin))
+    }
+}
 
 /// What the guard knows about the server it protects.
 #[derive(Clone, Debug)]
@@ -23,15 +61,45 @@ pub struct BrowserGuard {
     pub loopback: bool,
     /// This machine's hostname, accepted in `Host` besides loopback names.
     pub hostname: Option<String>,
+    pub allowed: Arc<AllowedOrigins>,
 }
 
 impl BrowserGuard {
-    pub fn new(loopback: bool) -> BrowserGuard {
+    pub fn new(loopback: bool, allowed: AllowedOrigins) -> BrowserGuard {
         let hostname = nix::unistd::gethostname()
             .ok()
             .and_then(|name| name.into_string().ok())
             .map(|name| name.to_ascii_lowercase());
-        BrowserGuard { loopback, hostname }
+        BrowserGuard {
+            loopback,
+            hostname,
+            allowed: Arc::new(allowed),
+        }
+    }
+
+    /// The CORS layer for the allowed origins, or none when there are none.
+    pub fn cors_layer(&self) -> Option<CorsLayer> {
+        if self.allowed.is_empty() {
+            return None;
+        }
+        let allowed = self.allowed.clone();
+        Some(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+                    origin.to_str().is_ok_and(|origin| allowed.allows(origin))
+                }))
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("idempotency-key"),
+                    HeaderName::from_static("last-event-id"),
+                ])
+                .expose_headers([
+                    header::LOCATION,
+                    HeaderName::from_static(crate::proto::START_POS_HEADER),
+                ]),
+        )
     }
 
     fn host_is_ours(&self, host: &str) -> bool {
@@ -83,7 +151,7 @@ pub async fn guard_browser(
         let own = host.as_deref().is_some_and(|host| {
             origin == format!("http://{host}") || origin == format!("https://{host}")
         });
-        if !own {
+        if !own && !guard.allowed.allows(origin) {
             return forbidden(format!(
                 "requests from web pages of another origin (`{origin}`) are refused"
             ));
@@ -101,10 +169,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn allowed_origins_match_exactly_or_by_the_whole_pattern() {
+        let allowed = AllowedOrigins::new(
+            vec!["http://localhost:5173/".into()],
+            Some(r"vscode-webview://[a-z0-9-]+"),
+        )
+        .unwrap();
+        assert!(allowed.allows("http://localhost:5173"));
+        assert!(allowed.allows("vscode-webview://abc-123"));
+        assert!(!allowed.allows("http://localhost:5174"));
+        assert!(!allowed.allows("https://evil.example/vscode-webview://abc"));
+        assert!(AllowedOrigins::new(vec![], Some("(")).is_err());
+    }
+
+    #[test]
     fn loopback_names_and_the_hostname_are_ours() {
         let guard = BrowserGuard {
             loopback: true,
             hostname: Some("desk".into()),
+            allowed: Default::default(),
         };
         for host in [
             "localhost:8765",

@@ -30,6 +30,7 @@ use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::store::{SharedStore, SqliteStore, StoreError};
 
 pub use error::ApiError;
+pub use guard::AllowedOrigins;
 
 /// Everything `victor serve` needs, resolved from defaults, config file, environment and flags.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     /// Interval of the heartbeat event on every open stream.
     pub heartbeat: Duration,
+    /// Web origins besides victor's own that may call it from a browser (CORS).
+    pub allowed_origins: AllowedOrigins,
     pub max_body_bytes: usize,
 }
 
@@ -137,11 +140,8 @@ pub async fn run(
     );
 
     let loopback = addrs.iter().all(|addr| addr.ip().is_loopback());
-    let app = router(
-        state,
-        config.max_body_bytes,
-        guard::BrowserGuard::new(loopback),
-    );
+    let guard = guard::BrowserGuard::new(loopback, config.allowed_origins.clone());
+    let app = router(state, config.max_body_bytes, guard);
     let mut http = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(closing.clone().cancelled_owned())
@@ -238,7 +238,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) -> Router {
     let (api, openapi) = api().split_for_parts();
-    api.route("/health", axum::routing::get(tasks::health))
+    let router = api
+        .route("/health", axum::routing::get(tasks::health))
         .fallback(|| async {
             ApiError::not_found("no such route; the API is under /api/v1, its description at /docs")
         })
@@ -251,7 +252,13 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
         })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+    // CORS answers the allowed origins' preflights; it is off unless origins are configured.
+    let router = match guard.cors_layer() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn_with_state(guard, guard::guard_browser))
         .with_state(state)
 }
