@@ -532,7 +532,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task)
-            opts="-h -V --server --api-key --json --config --help --version start run list show logs wait cancel pause resume input rm help"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version start run list show logs wait cancel pause resume input rm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -543,6 +543,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -558,7 +562,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__cancel)
-            opts="-h -V --server --api-key --json --config --help --version"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -569,6 +573,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -766,7 +774,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__input)
-            opts="-n -h -V --no-newline --eof --server --api-key --json --config --help --version"
+            opts="-n -h -V --no-newline --eof --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -777,6 +785,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -792,7 +804,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__list)
-            opts="-h -V --state --limit --server --api-key --json --config --help --version"
+            opts="-h -V --state --limit --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -814,6 +826,10 @@ _victor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -826,7 +842,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__logs)
-            opts="-f -h -V --follow --after --server --api-key --json --config --help --version"
+            opts="-f -h -V --follow --after --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -844,6 +860,10 @@ _victor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -856,7 +876,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__pause)
-            opts="-h -V --server --api-key --json --config --help --version"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -867,6 +887,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -882,7 +906,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__resume)
-            opts="-h -V --server --api-key --json --config --help --version"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -893,6 +917,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -908,7 +936,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__rm)
-            opts="-h -V --server --api-key --json --config --help --version"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -919,6 +947,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -934,7 +966,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__run)
-            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --detach --server --api-key --json --config --help --version"
+            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --detach --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -977,6 +1009,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -992,7 +1028,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__show)
-            opts="-h -V --server --api-key --json --config --help --version"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1003,6 +1039,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1018,7 +1058,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__start)
-            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --server --api-key --json --config --help --version"
+            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1064,6 +1104,10 @@ _victor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1076,7 +1120,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__wait)
-            opts="-h -V --timeout --server --api-key --json --config --help --version"
+            opts="-h -V --timeout --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1091,6 +1135,10 @@ _victor() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -53,6 +53,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -83,6 +84,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -102,6 +104,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
             cand --detach 'Ctrl-C leaves the task running instead of cancelling it'
@@ -116,6 +119,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --limit 'At most this many tasks'
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -126,6 +130,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;show'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -137,6 +142,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --after 'Only events after this seq'
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -f 'Keep following until the task ends'
             cand --follow 'Keep following until the task ends'
@@ -150,6 +156,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --timeout 'Give up after this long (exit 75): 90, 90s, 5m, 1h'
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -160,6 +167,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;cancel'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -170,6 +178,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;pause'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -180,6 +189,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;resume'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'
@@ -190,6 +200,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;input'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -n 'Do not add a newline after TEXT'
             cand --no-newline 'Do not add a newline after TEXT'
@@ -203,6 +214,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;rm'= {
             cand --server 'Server URL [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
             cand -h 'Print help'

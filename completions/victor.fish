@@ -52,6 +52,7 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -s h -l help -d 'Pr
 complete -c victor -n "__fish_victor_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -s h -l help -d 'Print help'
@@ -77,6 +78,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l shell -d 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l json -d 'Print JSON for scripts instead of text for people'
@@ -91,6 +93,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l shell -d 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l detach -d 'Ctrl-C leaves the task running instead of cancelling it'
@@ -101,12 +104,14 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l limit -d 'At most this many tasks' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
@@ -114,6 +119,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l after -d 'Only events after this seq' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep following until the task ends'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l json -d 'Print JSON for scripts instead of text for people'
@@ -122,30 +128,35 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long (exit 75): 90, 90s, 5m, 1h' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s n -l no-newline -d 'Do not add a newline after TEXT'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l eof -d 'Close the task\'s stdin afterwards (it sees end of file)'
@@ -154,6 +165,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'

@@ -469,3 +469,38 @@ fn the_server_logs_one_json_line_with_its_address_when_asked() {
     assert_eq!(fields["data_dir"], dir.path().to_str().unwrap());
     assert_eq!(fields["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn a_client_on_this_machine_uses_the_unix_socket_and_needs_no_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = Server::start_with(&["--api-key", "s0cket-key"]);
+    let socket = server
+        .data_dir
+        .join(format!("victor-{}.sock", server.port()));
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only this user may connect");
+
+    let out = server
+        .victor()
+        .env_remove("VICTOR_API_KEY")
+        .env("VICTOR_DATA_DIR", &server.data_dir)
+        .args(["task", "run", "--", "echo", "via the socket"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "via the socket\n");
+
+    // Over TCP (no socket in that data dir) the key is still required.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = server
+        .victor()
+        .env_remove("VICTOR_API_KEY")
+        .env("VICTOR_DATA_DIR", elsewhere.path())
+        .args(["task", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    assert!(server.terminate().success());
+    assert!(!socket.exists(), "a clean shutdown removes the socket");
+}

@@ -48,6 +48,11 @@ struct Connection {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
+    /// Data dir of a server on this machine: its Unix socket there needs no key
+    /// [default: the platform's data dir].
+    #[arg(long, global = true, env = "VICTOR_DATA_DIR", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +177,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub async fn run(args: TaskArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let settings = config::load(config_file, &args.connection)?;
-    let client = Client::new(&settings.server, settings.api_key.clone())?;
+    let data_dir = settings
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
+    let client = Client::local(&settings.server, settings.api_key.clone(), &data_dir)?;
     dispatch(&client, args.command, args.json)
         .await
         .or_else(|e| match e.downcast::<ClientError>() {

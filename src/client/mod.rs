@@ -4,6 +4,7 @@
 mod follow;
 mod ws;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -60,13 +61,40 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &str, api_key: Option<String>) -> Result<Client, ClientError> {
+        Client::connect(server, api_key, None)
+    }
+
+    /// A client that reaches the server through its Unix socket when `data_dir` holds the
+    /// socket of the server `server` names (a loopback URL): no key is needed there.
+    pub fn local(
+        server: &str,
+        api_key: Option<String>,
+        data_dir: &Path,
+    ) -> Result<Client, ClientError> {
+        let socket = reqwest::Url::parse(server)
+            .ok()
+            .filter(|url| url.scheme() == "http" && is_loopback(url))
+            .and_then(|url| url.port_or_known_default())
+            .map(|port| data_dir.join(format!("victor-{port}.sock")))
+            .filter(|path| path.exists());
+        Client::connect(server, api_key, socket)
+    }
+
+    fn connect(
+        server: &str,
+        api_key: Option<String>,
+        socket: Option<PathBuf>,
+    ) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base).map_err(|_| ClientError::BadUrl(server.into()))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
             return Err(ClientError::BadUrl(server.into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(socket) = socket {
+            builder = builder.unix_socket(socket);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Client {
@@ -235,6 +263,16 @@ impl Client {
     pub async fn websocket(&self) -> Result<WsConnection, ClientError> {
         WsConnection::connect(&self.base, self.api_key.as_deref()).await
     }
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn task_path(id: &str, suffix: &str) -> String {

@@ -7,7 +7,7 @@ mod stream;
 mod tasks;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -129,18 +129,44 @@ pub async fn run(
         clients: Arc::new(AtomicU64::new(0)),
     };
 
+    // Bound before the "listening" line, so that both ways in work once it is printed.
+    let socket_path = socket_path(&config.data_dir, local.port());
+    // Without it (a path too long for a socket, say) the TCP side still serves.
+    let unix_listener = bind_socket(&socket_path)
+        .inspect_err(|e| tracing::warn!(error = %e, "no Unix socket; serving TCP only"))
+        .ok();
     tracing::info!(
         address = %url_of(local),
         data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
-        "victor {} listening on {} (data in {})",
+        socket = %socket_path.display(),
+        "victor {} listening on {} and {} (data in {})",
         env!("CARGO_PKG_VERSION"),
         url_of(local),
+        socket_path.display(),
         config.data_dir.display(),
     );
 
     let loopback = addrs.iter().all(|addr| addr.ip().is_loopback());
     let guard = guard::BrowserGuard::new(loopback, config.allowed_origins.clone());
+    // The same API on a Unix socket beside the database, for clients on this machine: its
+    // file mode (0600) is the authentication, so it asks for no key.
+    let local_only = AppState {
+        api_key: None,
+        ..state.clone()
+    };
+    let unix_app = router(local_only, config.max_body_bytes, guard.clone());
+    let closing_unix = closing.clone();
+    let mut unix_http = tokio::spawn(async move {
+        match unix_listener {
+            Some(listener) => {
+                axum::serve(listener, unix_app)
+                    .with_graceful_shutdown(closing_unix.cancelled_owned())
+                    .await
+            }
+            None => Ok(()),
+        }
+    });
     let app = router(state, config.max_body_bytes, guard);
     let mut http = tokio::spawn(
         axum::serve(listener, app)
@@ -159,16 +185,42 @@ pub async fn run(
     // Tasks stop while connections drain; a client that stopped reading is not waited for
     // beyond the grace period.
     engine.shutdown().await;
-    if tokio::time::timeout(SHUTDOWN_DRAIN, &mut http)
-        .await
-        .is_err()
-    {
-        tracing::warn!("closing connections that did not finish in time");
-        http.abort();
+    for server in [&mut http, &mut unix_http] {
+        if tokio::time::timeout(SHUTDOWN_DRAIN, &mut *server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing connections that did not finish in time");
+            server.abort();
+        }
     }
+    let _ = std::fs::remove_file(&socket_path);
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The Unix socket of the server listening on `port` with this data dir. The port is in the
+/// name so that a client finds the socket of the very server its URL names.
+pub fn socket_path(data_dir: &Path, port: u16) -> PathBuf {
+    data_dir.join(format!("victor-{port}.sock"))
+}
+
+/// Binds the socket, readable and writable by this user only. A file left by a crash is
+/// removed first: the data dir's lock says no other server uses it.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let bind_error = |reason| ServeError::Bind {
+        addr: path.display().to_string(),
+        reason,
+    };
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(bind_error(e)),
+        _ => {}
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(bind_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
 }
 
 /// How long open connections get to finish after the tasks have stopped.
