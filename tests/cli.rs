@@ -198,16 +198,11 @@ fn start_list_show_logs_wait_and_rm() {
 #[test]
 fn logs_follow_prints_live_output_until_the_end() {
     let server = Server::start();
-    let id = stdout(&server.run(&[
-        "task",
-        "start",
-        "--",
+    let id = server.start_task(&[
         "sh",
         "-c",
         "for i in 1 2 3; do echo line $i; sleep 0.2; done",
-    ]))
-    .trim()
-    .to_string();
+    ]);
     let out = server.run(&["task", "logs", "-f", &id]);
     assert_eq!(stdout(&out), "line 1\nline 2\nline 3\n");
 }
@@ -215,9 +210,7 @@ fn logs_follow_prints_live_output_until_the_end() {
 #[test]
 fn wait_times_out_with_its_own_exit_code() {
     let server = Server::start();
-    let id = stdout(&server.run(&["task", "start", "--", "sleep", "30"]))
-        .trim()
-        .to_string();
+    let id = server.start_task(&["sleep", "30"]);
     let out = server.run(&["task", "wait", "--timeout", "300ms", &id]);
     assert_eq!(out.status.code(), Some(75));
 }
@@ -225,16 +218,7 @@ fn wait_times_out_with_its_own_exit_code() {
 #[test]
 fn input_command_reaches_the_process() {
     let server = Server::start();
-    let id = stdout(&server.run(&[
-        "task",
-        "start",
-        "--",
-        "sh",
-        "-c",
-        "read a; read b; echo \"$b $a\"",
-    ]))
-    .trim()
-    .to_string();
+    let id = server.start_task(&["sh", "-c", "read a; read b; echo \"$b $a\""]);
     assert!(
         server
             .run(&["task", "input", &id, "world"])
@@ -258,9 +242,7 @@ fn input_command_reaches_the_process() {
 #[test]
 fn cancel_pause_resume_commands_print_the_new_state() {
     let server = Server::start();
-    let id = stdout(&server.run(&["task", "start", "--", "sleep", "30"]))
-        .trim()
-        .to_string();
+    let id = server.start_task(&["sleep", "30"]);
     let out = server.run(&["task", "pause", &id]);
     assert!(stdout(&out).contains("paused"), "{}", stdout(&out));
     let out = server.run(&["task", "pause", &id]);

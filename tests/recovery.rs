@@ -239,16 +239,8 @@ async fn shutdown_does_not_wait_for_a_client_that_stopped_reading() {
         .create_task(&shell("seq 1 200000; sleep 60"), None)
         .await
         .unwrap();
-    // Asks for a big stream and never reads it.
-    let address = server.url.trim_start_matches("http://").to_string();
-    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
-    use std::io::Write;
-    write!(
-        stalled,
-        "GET /api/v1/tasks/{}/events HTTP/1.1\r\nHost: {address}\r\n\r\n",
-        task.id
-    )
-    .unwrap();
+    // A client that asks for the stream and then never reads a byte.
+    let stalled = server.stalled_reader(&task.id);
     wait_for(&client, &task.id, Duration::from_secs(20), |t| {
         t.last_seq > 20
     })

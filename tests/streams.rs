@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use common::{Server, finished, http, shell, wait_for};
@@ -377,14 +377,7 @@ async fn a_subscriber_that_reads_nothing_slows_neither_the_task_nor_other_subscr
         .unwrap();
 
     // A client that asks for the stream and then never reads a byte.
-    let address = server.url.trim_start_matches("http://").to_string();
-    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
-    write!(
-        stalled,
-        "GET /api/v1/tasks/{}/events HTTP/1.1\r\nHost: {address}\r\n\r\n",
-        task.id
-    )
-    .unwrap();
+    let mut stalled = server.stalled_reader(&task.id);
     let mut ws_stalled = client.websocket().await.unwrap();
     ws_stalled
         .send(&WsRequest::Subscribe {

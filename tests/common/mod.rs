@@ -167,6 +167,28 @@ impl Server {
             .expect("run victor")
     }
 
+    /// `victor task start -- COMMAND...` with the binary; the id it prints.
+    pub fn start_task(&self, command: &[&str]) -> String {
+        let mut args = vec!["task", "start", "--"];
+        args.extend_from_slice(command);
+        let out = self.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    }
+
+    /// A client that asks for a task's event stream and then never reads a byte of it.
+    pub fn stalled_reader(&self, task_id: &str) -> std::net::TcpStream {
+        use std::io::Write;
+        let address = self.url.trim_start_matches("http://").to_string();
+        let mut stalled = std::net::TcpStream::connect(&address).expect("connect");
+        write!(
+            stalled,
+            "GET /api/v1/tasks/{task_id}/events HTTP/1.1\r\nHost: {address}\r\n\r\n"
+        )
+        .expect("send the request");
+        stalled
+    }
+
     /// `kill -9`: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
