@@ -25,6 +25,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -44,6 +45,13 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --cors-origin 'A web origin allowed to call the API from a browser (repeatable; CORS is off without one): --cors-origin http://localhost:5173'
             cand --cors-origin-regex 'Web origins allowed to call the API, as a regular expression over the whole origin: ''http://localhost:\d+'''
             cand --max-body-bytes 'Largest request body accepted [default: 1048576]'
+            cand --max-ws-message-bytes 'Largest WebSocket message a client may send [default: 32768]'
+            cand --max-connections 'Open connections before new ones are refused with 503 [default: 4096]'
+            cand --rate-limit 'Requests per second per client address and per key over TCP; 0 turns limits off [default: 200]. The Unix socket is not limited'
+            cand --rate-burst 'Requests allowed in a burst above the rate before 429 [default: 400]'
+            cand --session-ttl-secs 'Seconds a session token stays valid [default: 86400]'
+            cand --session-idle-secs 'Seconds a session may sit unused before it ends [default: 3600]'
+            cand --max-sessions 'Sessions at once before new ones are refused with 429 [default: 100]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -h 'Print help'
             cand --help 'Print help'
@@ -260,6 +268,70 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;help;help'= {
         }
+        &'victor;keys'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
+            cand list 'List the keys: ids, names, scopes, last use (never the keys themselves)'
+            cand revoke 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;keys;create'= {
+            cand --scope 'read: list, show and watch tasks; control: also start and steer them; admin: also manage keys'
+            cand --name 'Whose key it is or what it is for'
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;keys;list'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;keys;revoke'= {
+            cand --server 'Server URL [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;keys;help'= {
+            cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
+            cand list 'List the keys: ids, names, scopes, last use (never the keys themselves)'
+            cand revoke 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;keys;help;create'= {
+        }
+        &'victor;keys;help;list'= {
+        }
+        &'victor;keys;help;revoke'= {
+        }
+        &'victor;keys;help;help'= {
+        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -279,6 +351,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help'= {
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -319,6 +392,17 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;task;input'= {
         }
         &'victor;help;task;rm'= {
+        }
+        &'victor;help;keys'= {
+            cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
+            cand list 'List the keys: ids, names, scopes, last use (never the keys themselves)'
+            cand revoke 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
+        }
+        &'victor;help;keys;create'= {
+        }
+        &'victor;help;keys;list'= {
+        }
+        &'victor;help;keys;revoke'= {
         }
         &'victor;help;completions'= {
         }

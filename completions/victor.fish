@@ -29,6 +29,7 @@ complete -c victor -n "__fish_victor_needs_command" -s h -l help -d 'Print help 
 complete -c victor -n "__fish_victor_needs_command" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_needs_command" -f -a "serve" -d 'Run the task server on this machine'
 complete -c victor -n "__fish_victor_needs_command" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_needs_command" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -47,6 +48,13 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l max-queued -d 'T
 complete -c victor -n "__fish_victor_using_subcommand serve" -l cors-origin -d 'A web origin allowed to call the API from a browser (repeatable; CORS is off without one): --cors-origin http://localhost:5173' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l cors-origin-regex -d 'Web origins allowed to call the API, as a regular expression over the whole origin: \'http://localhost:\\d+\'' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-body-bytes -d 'Largest request body accepted [default: 1048576]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-ws-message-bytes -d 'Largest WebSocket message a client may send [default: 32768]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-connections -d 'Open connections before new ones are refused with 503 [default: 4096]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l rate-limit -d 'Requests per second per client address and per key over TCP; 0 turns limits off [default: 200]. The Unix socket is not limited' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l rate-burst -d 'Requests allowed in a burst above the rate before 429 [default: 400]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l session-ttl-secs -d 'Seconds a session token stays valid [default: 86400]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l session-idle-secs -d 'Seconds a session may sit unused before it ends [default: 3600]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-sessions -d 'Sessions at once before new ones are refused with 429 [default: 100]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand serve" -s V -l version -d 'Print version'
@@ -182,6 +190,44 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "input" -d 'Write to a task\'s stdin: TEXT and a newline, or `-` for this command\'s own stdin'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Delete a finished task and its events'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -f -a "create" -d 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -f -a "list" -d 'List the keys: ids, names, scopes, last use (never the keys themselves)'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -f -a "revoke" -d 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l scope -d 'read: list, show and watch tasks; control: also start and steer them; admin: also manage keys' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l name -d 'Whose key it is or what it is for' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l json -d 'Print JSON for scripts instead of text for people'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "create" -d 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the keys: ids, names, scopes, last use (never the keys themselves)'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand completions" -l dir -d 'Write the completions of every shell into this directory' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -s h -l help -d 'Print help'
@@ -190,11 +236,12 @@ complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a pa
 complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "serve" -d 'Run the task server on this machine'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'
@@ -206,3 +253,6 @@ complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "resume" -d 'Resume a paused task (SIGCONT)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "input" -d 'Write to a task\'s stdin: TEXT and a newline, or `-` for this command\'s own stdin'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "rm" -d 'Delete a finished task and its events'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "create" -d 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List the keys: ids, names, scopes, last use (never the keys themselves)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'

@@ -226,9 +226,10 @@ async fn with_a_key_every_route_but_health_needs_it() {
     let (s, _) = call(client.get(url("/api/v1/status?api_key=s3cret-key"))).await;
     assert_eq!(s, StatusCode::OK);
 
-    // The WebSocket is checked before the upgrade.
+    // A WebSocket's credentials are checked before the upgrade (one without any must send an
+    // `auth` message first: see tests/access.rs).
     let ws_url = url("/api/v1/ws").replace("http://", "ws://");
-    let refused = tokio_tungstenite::connect_async(ws_url.clone())
+    let refused = tokio_tungstenite::connect_async(format!("{ws_url}?api_key=wrong"))
         .await
         .unwrap_err();
     match refused {

@@ -39,6 +39,20 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// Web origins allowed to call the API, as a regular expression matching the whole origin.
     pub cors_origin_regex: Option<String>,
+    /// Open connections before new ones get a 503.
+    pub max_connections: usize,
+    /// Largest WebSocket message a client may send.
+    pub max_ws_message_bytes: usize,
+    /// Requests per second allowed per client address and per key (0: no limit).
+    pub rate_limit: u32,
+    /// Requests allowed at once above the rate before 429.
+    pub rate_burst: u32,
+    /// Seconds a session token stays valid.
+    pub session_ttl_secs: u64,
+    /// Seconds a session may sit unused before it ends.
+    pub session_idle_secs: u64,
+    /// Sessions open at once before `POST /session/token` answers 429.
+    pub max_sessions: usize,
     /// The server clients talk to.
     pub server: String,
 }
@@ -60,6 +74,13 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             cors_origins: Vec::new(),
             cors_origin_regex: None,
+            max_connections: 4096,
+            max_ws_message_bytes: 32 * 1024,
+            rate_limit: 200,
+            rate_burst: 400,
+            session_ttl_secs: 24 * 60 * 60,
+            session_idle_secs: 60 * 60,
+            max_sessions: 100,
             server: crate::client::DEFAULT_SERVER.into(),
         }
     }
@@ -72,6 +93,16 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 /// `config.toml` in the platform's config dir (`~/.config/victor` on Linux).
 pub fn default_config_path() -> Option<PathBuf> {
     project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+/// The directory of the config file: where the generated admin key and the remotes live.
+pub fn config_dir(config_file: Option<&Path>) -> PathBuf {
+    config_file
+        .map(Path::to_path_buf)
+        .or_else(default_config_path)
+        .and_then(|path| path.parent().map(Path::to_path_buf))
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// The platform's data dir (`~/.local/share/victor` on Linux), or `./victor-data`.

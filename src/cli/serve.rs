@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::config;
 use super::output::Exit;
 use crate::engine::EngineConfig;
-use crate::serve::{AllowedOrigins, ServeConfig};
+use crate::serve::{AllowedOrigins, Listening, RateLimit, ServeConfig, SessionPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,6 +91,35 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_BODY_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_body_bytes: Option<usize>,
+    /// Largest WebSocket message a client may send [default: 32768].
+    #[arg(long, env = "VICTOR_MAX_WS_MESSAGE_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_ws_message_bytes: Option<usize>,
+    /// Open connections before new ones are refused with 503 [default: 4096].
+    #[arg(long, env = "VICTOR_MAX_CONNECTIONS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
+    /// Requests per second per client address and per key over TCP; 0 turns limits off
+    /// [default: 200]. The Unix socket is not limited.
+    #[arg(long, env = "VICTOR_RATE_LIMIT", value_name = "PER_SEC")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<u32>,
+    /// Requests allowed in a burst above the rate before 429 [default: 400].
+    #[arg(long, env = "VICTOR_RATE_BURST", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_burst: Option<u32>,
+    /// Seconds a session token stays valid [default: 86400].
+    #[arg(long, env = "VICTOR_SESSION_TTL_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_ttl_secs: Option<u64>,
+    /// Seconds a session may sit unused before it ends [default: 3600].
+    #[arg(long, env = "VICTOR_SESSION_IDLE_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_idle_secs: Option<u64>,
+    /// Sessions at once before new ones are refused with 429 [default: 100].
+    #[arg(long, env = "VICTOR_MAX_SESSIONS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_sessions: Option<usize>,
 }
 
 fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
@@ -103,8 +132,17 @@ fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
 pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     let settings = config::load(config_file, &args)?;
     init_logging(&settings.log_format)?;
-    if settings.max_concurrent == 0 {
-        anyhow::bail!("max_concurrent must be at least 1");
+    for (key, value) in [
+        ("max_concurrent", settings.max_concurrent),
+        ("max_connections", settings.max_connections),
+        ("max_sessions", settings.max_sessions),
+        ("max_ws_message_bytes", settings.max_ws_message_bytes),
+        ("session_ttl_secs", settings.session_ttl_secs as usize),
+        ("session_idle_secs", settings.session_idle_secs as usize),
+    ] {
+        if value == 0 {
+            anyhow::bail!("{key} must be at least 1");
+        }
     }
     let config = ServeConfig {
         host: settings.host.clone(),
@@ -128,9 +166,73 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         )
         .context("invalid cors_origin_regex")?,
         max_body_bytes: settings.max_body_bytes,
+        max_ws_message_bytes: settings.max_ws_message_bytes,
+        max_connections: settings.max_connections,
+        rate_limit: RateLimit {
+            per_sec: settings.rate_limit,
+            burst: settings.rate_burst,
+        },
+        sessions: SessionPolicy {
+            ttl: Duration::from_secs(settings.session_ttl_secs),
+            idle: Duration::from_secs(settings.session_idle_secs),
+            max_sessions: settings.max_sessions,
+        },
+        admin_key_file: config::config_dir(config_file).join(ADMIN_KEY_FILE),
     };
-    crate::serve::run(config, shutdown_signal()).await?;
+    crate::serve::run(config, shutdown_signal(), announce).await?;
     Ok(Exit::Success)
+}
+
+/// The generated admin key's file in the config dir.
+const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// Tells the person who started the server how to reach it from another machine, when it
+/// listens on the network with the key it generated. The key itself is shown only the first
+/// time; it is never logged.
+fn announce(listening: &Listening) {
+    let Some(key_file) = &listening.admin_key_file else {
+        return;
+    };
+    let urls = if listening.network_urls.is_empty() {
+        std::slice::from_ref(&listening.url)
+    } else {
+        listening.network_urls.as_slice()
+    };
+    let name = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| {
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .unwrap_or_else(|| "workstation".to_string());
+    let key = match &listening.new_admin_key {
+        Some(key) => {
+            eprintln!(
+                "\nvictor made an admin key for this server and saved it in {} (mode 0600).\n\
+                 It is shown this once:\n\n    {key}\n",
+                key_file.display()
+            );
+            key.clone()
+        }
+        None => {
+            eprintln!(
+                "\nvictor is using the admin key saved in {} (`cat` it on this machine).",
+                key_file.display()
+            );
+            "KEY".to_string()
+        }
+    };
+    eprintln!("To use this server from another machine, run there:\n");
+    for url in urls {
+        eprintln!("    victor remote add {name} {url} --key {key}");
+    }
+    eprintln!(
+        "\nthen `victor task list --server {name}`. Make keys with less power for other \
+         machines: `victor keys create --scope read`.\n"
+    );
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {

@@ -33,7 +33,7 @@ pub struct TaskArgs {
 
 /// Which server to talk to; each flag also comes from its variable, then config.toml.
 #[derive(Debug, Args, Serialize)]
-struct Connection {
+pub(super) struct Connection {
     /// Server URL [default: http://127.0.0.1:8765].
     #[arg(long, global = true, env = "VICTOR_SERVER", value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,13 +176,26 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: TaskArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
-    let settings = config::load(config_file, &args.connection)?;
+    with_client(&args.connection, config_file, async |client| {
+        dispatch(&client, args.command, args.json).await
+    })
+    .await
+}
+
+/// Connects to the server the flags, environment and config name, runs `command` with that
+/// client, and turns a client error into its one-line message and exit code.
+pub(super) async fn with_client(
+    connection: &Connection,
+    config_file: Option<&Path>,
+    command: impl AsyncFnOnce(Client) -> anyhow::Result<Exit>,
+) -> anyhow::Result<Exit> {
+    let settings = config::load(config_file, connection)?;
     let data_dir = settings
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
     let client = Client::local(&settings.server, settings.api_key.clone(), &data_dir)?;
-    dispatch(&client, args.command, args.json)
+    command(client)
         .await
         .or_else(|e| match e.downcast::<ClientError>() {
             Ok(client_error) => {
@@ -276,7 +289,7 @@ fn report(error: &ClientError) {
     anstream::eprintln!("{} {error}{hint}", "victor:".red().bold());
 }
 
-fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
+pub(super) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -11,7 +11,8 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::proto::{
-    CreateTask, ErrorBody, Event, Health, Input, Status, Task, TaskPage, TaskState,
+    CreateKey, CreateTask, CreatedKey, ErrorBody, Event, Health, Input, KeyInfo, Scope,
+    SessionRequest, SessionToken, Status, Task, TaskPage, TaskState,
 };
 
 pub use follow::{Follow, Topic};
@@ -257,6 +258,37 @@ impl Client {
     /// Follows a stream live from `after`, reconnecting and resuming by itself.
     pub fn follow(&self, topic: Topic, after: Option<u64>) -> Follow {
         Follow::new(self.clone(), topic, after)
+    }
+
+    /// Creates a key with `scope` (needs an admin key); the answer holds the plain key.
+    pub async fn create_key(
+        &self,
+        scope: Scope,
+        name: Option<String>,
+    ) -> Result<CreatedKey, ClientError> {
+        let body = CreateKey { scope, name };
+        self.json(self.request(Method::POST, "/api/v1/keys").json(&body))
+            .await
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/keys")).await
+    }
+
+    /// Revokes a key by id or name; its sessions end with it.
+    pub async fn revoke_key(&self, id_or_name: &str) -> Result<KeyInfo, ClientError> {
+        let path = format!("/api/v1/keys/{}", url_escape(id_or_name));
+        self.json(self.request(Method::DELETE, &path)).await
+    }
+
+    /// A session token standing in for this client's key (for `session_id`, or a new session).
+    pub async fn session_token(
+        &self,
+        session_id: Option<String>,
+    ) -> Result<SessionToken, ClientError> {
+        let body = SessionRequest { session_id };
+        self.json(self.request(Method::POST, "/session/token").json(&body))
+            .await
     }
 
     /// Opens the WebSocket.

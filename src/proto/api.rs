@@ -136,6 +136,16 @@ pub enum WsRequest {
         #[serde(default)]
         id: Option<String>,
     },
+    /// The first message on a socket opened without credentials (for clients that cannot set
+    /// headers): an API key or a session token. Anything else first closes the socket (4401).
+    Auth {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        api_key: Option<String>,
+        #[serde(default)]
+        session_token: Option<String>,
+    },
 }
 
 /// The server's answer to a [`WsRequest`]: `{"type":"reply","id","ok",...}`.

@@ -2,6 +2,7 @@
 //! describes the same wire format) only: nothing here knows about HTTP, storage or processes.
 
 pub mod api;
+pub mod auth;
 pub mod event;
 pub mod task;
 
@@ -9,5 +10,6 @@ pub use api::{
     CreateTask, ErrorBody, ErrorInfo, Health, Input, PROTOCOL_VERSION, START_POS_HEADER, Status,
     TaskPage, WsReply, WsRequest,
 };
+pub use auth::{CreateKey, CreatedKey, KeyInfo, Scope, SessionRequest, SessionToken};
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
 pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

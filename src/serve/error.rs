@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub state: Option<TaskState>,
+    /// Seconds for `Retry-After` on a 429 or 503 (1 when not set).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,23 @@ impl ApiError {
             code,
             message: message.into(),
             state: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// A 429 that says when to come back.
+    pub fn too_many(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> ApiError {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
 
@@ -46,7 +65,8 @@ impl ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong API key: send `Authorization: Bearer <key>` or `?api_key=<key>`",
+            "missing, wrong or expired credentials: send an API key or session token as \
+             `Authorization: Bearer <key>` or `?api_key=<key>`",
         )
     }
 
@@ -69,7 +89,10 @@ impl IntoResponse for ApiError {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(self.retry_after_secs.unwrap_or(1)),
+                );
             }
             _ => {}
         }

@@ -1,23 +1,24 @@
 //! `victor serve`: the HTTP server. Routes, auth and limits live here; tasks run in the engine
 //! and streams come from the bus. Each transport is a thin adapter over those two.
 
+mod auth;
 mod error;
 mod guard;
+mod limits;
 mod stream;
 mod tasks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -29,8 +30,13 @@ use crate::bus::{Bus, Hub};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::store::{SharedStore, SqliteStore, StoreError};
 
+pub use auth::SessionPolicy;
 pub use error::ApiError;
 pub use guard::AllowedOrigins;
+pub use limits::RateLimit;
+
+use auth::{Access, Principal};
+use limits::{Counted, Peer, RateLimits};
 
 /// Everything `victor serve` needs, resolved from defaults, config file, environment and flags.
 #[derive(Debug, Clone)]
@@ -45,6 +51,28 @@ pub struct ServeConfig {
     /// Web origins besides victor's own that may call it from a browser (CORS).
     pub allowed_origins: AllowedOrigins,
     pub max_body_bytes: usize,
+    /// Largest WebSocket message a client may send.
+    pub max_ws_message_bytes: usize,
+    /// Open connections (TCP and Unix socket together) before new ones get a 503.
+    pub max_connections: usize,
+    pub rate_limit: RateLimit,
+    pub sessions: SessionPolicy,
+    /// Where the admin key generated for a network bind without one is kept (mode 0600).
+    pub admin_key_file: PathBuf,
+}
+
+/// What a started server tells whoever started it, to print for people.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The URL on the address it is bound to.
+    pub url: String,
+    /// URLs on this machine's network addresses, for a bind on all of them.
+    pub network_urls: Vec<String>,
+    pub socket: Option<PathBuf>,
+    /// The admin key, when it was generated just now: the only time it is shown.
+    pub new_admin_key: Option<String>,
+    /// The file holding the generated admin key, when the server uses one.
+    pub admin_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +88,13 @@ pub enum ServeError {
         addr: String,
         reason: std::io::Error,
     },
+    #[error("cannot read or create the admin key file {path}: {reason}")]
+    AdminKey {
+        path: String,
+        reason: std::io::Error,
+    },
+    #[error(transparent)]
+    Access(#[from] auth::AccessError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -82,7 +117,11 @@ fn bind_hint(error: &std::io::Error) -> &'static str {
 #[derive(Clone)]
 struct AppState {
     engine: Arc<Engine>,
-    api_key: Option<Arc<str>>,
+    access: Arc<Access>,
+    /// Served on the Unix socket: the machine's own user, no key needed, no rate limits.
+    local: bool,
+    limits: Arc<RateLimits>,
+    max_ws_message_bytes: usize,
     heartbeat: Duration,
     /// Cancelled when the server starts shutting down: open streams say so and end.
     closing: CancellationToken,
@@ -92,10 +131,11 @@ struct AppState {
 
 /// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
 /// streams (`server.shutdown`), stop running tasks within the grace period (they become
-/// `interrupted`), close the store.
+/// `interrupted`), close the store. `ready` hears where it listens once both ways in work.
 pub async fn run(
     config: ServeConfig,
     stop: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(&Listening),
 ) -> Result<(), ServeError> {
     let bind_error = |reason| ServeError::Bind {
         addr: format!("{}:{}", config.host, config.port),
@@ -105,31 +145,50 @@ pub async fn run(
         .await
         .map_err(bind_error)?
         .collect();
-    // Checked before binding: not even a moment listening on the network without a key.
-    if config.api_key.is_none() && addrs.iter().any(|addr| !addr.ip().is_loopback()) {
-        return Err(ServeError::NoKeyOnNetwork {
-            host: config.host.clone(),
-        });
-    }
+    let loopback = addrs.iter().all(|addr| addr.ip().is_loopback());
+    // Decided before binding: not even a moment listening on the network without a key.
+    let (admin_key, new_admin_key) = match &config.api_key {
+        Some(key) => (Some(key.clone()), None),
+        None if loopback => (None, None),
+        None => {
+            let (key, new) = admin_key(&config.admin_key_file)?;
+            (Some(key.clone()), new.then_some(key))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(addrs.as_slice())
         .await
         .map_err(bind_error)?;
     let local = listener.local_addr()?;
+    raise_open_files_limit();
 
     let hub = Hub::new();
     let store: SharedStore = Arc::new(SqliteStore::open(&config.data_dir, hub.clone())?);
+    let access = Arc::new(
+        Access::load(
+            &config.data_dir,
+            admin_key,
+            config.sessions.clone(),
+            store.clone(),
+        )
+        .await?,
+    );
     let bus = Bus::new(hub, store.clone());
     let engine = Engine::start(store.clone(), bus, config.engine.clone()).await?;
     let closing = CancellationToken::new();
+    let limits = Arc::new(RateLimits::new(config.rate_limit));
     let state = AppState {
         engine: engine.clone(),
-        api_key: config.api_key.as_deref().map(Arc::from),
+        access: access.clone(),
+        local: false,
+        limits: limits.clone(),
+        max_ws_message_bytes: config.max_ws_message_bytes,
         heartbeat: config.heartbeat,
         closing: closing.clone(),
         clients: Arc::new(AtomicU64::new(0)),
     };
+    let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
 
-    // Bound before the "listening" line, so that both ways in work once it is printed.
+    // Bound before `ready`, so that both ways in work once it is told.
     let socket_path = socket_path(&config.data_dir, local.port());
     // Without it (a path too long for a socket, say) the TCP side still serves.
     let unix_listener = bind_socket(&socket_path)
@@ -146,20 +205,32 @@ pub async fn run(
         socket_path.display(),
         config.data_dir.display(),
     );
+    ready(&Listening {
+        url: url_of(local),
+        network_urls: network_urls(local),
+        socket: unix_listener.as_ref().map(|_| socket_path.clone()),
+        new_admin_key,
+        admin_key_file: (config.api_key.is_none() && !loopback)
+            .then(|| config.admin_key_file.clone()),
+    });
 
-    let loopback = addrs.iter().all(|addr| addr.ip().is_loopback());
     let guard = guard::BrowserGuard::new(loopback, config.allowed_origins.clone());
+    let open_connections = Arc::new(AtomicUsize::new(0));
     // The same API on a Unix socket beside the database, for clients on this machine: its
     // file mode (0600) is the authentication, so it asks for no key.
     let local_only = AppState {
-        api_key: None,
+        local: true,
         ..state.clone()
     };
-    let unix_app = router(local_only, config.max_body_bytes, guard.clone());
+    let unix_app = router(local_only, config.max_body_bytes, guard.clone())
+        .into_make_service_with_connect_info::<Peer>();
     let closing_unix = closing.clone();
+    let unix_connections = open_connections.clone();
+    let max_connections = config.max_connections;
     let mut unix_http = tokio::spawn(async move {
         match unix_listener {
             Some(listener) => {
+                let listener = Counted::new(listener, unix_connections, max_connections);
                 axum::serve(listener, unix_app)
                     .with_graceful_shutdown(closing_unix.cancelled_owned())
                     .await
@@ -167,7 +238,9 @@ pub async fn run(
             None => Ok(()),
         }
     });
-    let app = router(state, config.max_body_bytes, guard);
+    let app =
+        router(state, config.max_body_bytes, guard).into_make_service_with_connect_info::<Peer>();
+    let listener = Counted::new(listener, open_connections, config.max_connections);
     let mut http = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(closing.clone().cancelled_owned())
@@ -195,9 +268,108 @@ pub async fn run(
         }
     }
     let _ = std::fs::remove_file(&socket_path);
+    let _ = sweeper.await;
+    access.sweep().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Ends idle sessions and forgets idle rate-limit buckets, until the server closes.
+async fn sweep(access: Arc<Access>, limits: Arc<RateLimits>, closing: CancellationToken) {
+    let every = access.sweep_interval();
+    loop {
+        tokio::select! {
+            _ = closing.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        access.sweep().await;
+        limits.forget_idle();
+    }
+}
+
+/// The admin key for a network bind without a configured one: read from `path`, or made and
+/// written there (mode 0600) on first use. The flag says it was made just now.
+fn admin_key(path: &Path) -> Result<(String, bool), ServeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |reason| ServeError::AdminKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    if let Some(key) = admin_key_text(path) {
+        return Ok((key, false));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(error)?;
+    }
+    let key = format!(
+        "vk_{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            auth::random_bytes::<32>()
+        )
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    writeln!(file, "{key}")
+        .and_then(|()| file.sync_all())
+        .map_err(error)?;
+    Ok((key, true))
+}
+
+fn admin_key_text(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|key| !key.is_empty())
+}
+
+/// The URLs a machine on the network reaches the server at: one per address of this machine
+/// for a bind on all of them (`0.0.0.0`, `::`), else none beyond the bound one.
+fn network_urls(bound: SocketAddr) -> Vec<String> {
+    if !bound.ip().is_unspecified() {
+        return Vec::new();
+    }
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut urls: Vec<String> = interfaces
+        .filter_map(|interface| {
+            let address = interface.address?;
+            let ip: IpAddr = match (address.as_sockaddr_in(), address.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            let usable = !ip.is_loopback()
+                && match ip {
+                    IpAddr::V4(_) => bound.is_ipv4(),
+                    // Link-local v6 addresses need a zone to be of use; skip them.
+                    IpAddr::V6(v6) => bound.is_ipv6() && !v6.is_unicast_link_local(),
+                };
+            usable.then(|| url_of(SocketAddr::new(ip, bound.port())))
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// A server holds a descriptor per connection and per running task's pipes: lift the soft
+/// limit on open files to the hard one, as servers do, so the connection limit is what binds.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!(error = %e, "could not raise the open files limit");
+    }
 }
 
 /// The Unix socket of the server listening on `port` with this data dir. The port is in the
@@ -247,6 +419,7 @@ pub fn url_of(addr: SocketAddr) -> String {
     security(("bearer" = []), ("api_key" = [])),
     tags((name = "tasks", description = "Create, inspect and steer tasks"),
          (name = "events", description = "Event logs and live streams"),
+         (name = "access", description = "Scoped API keys and session tokens"),
          (name = "server", description = "Health and status"))
 )]
 struct ApiDoc;
@@ -281,6 +454,9 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(stream::task_events))
         .routes(routes!(stream::all_events))
         .routes(routes!(stream::websocket))
+        .routes(routes!(auth::create_key, auth::list_keys))
+        .routes(routes!(auth::revoke_key))
+        .routes(routes!(auth::session_token))
 }
 
 /// The OpenAPI document of the native API, as served at `/openapi.json`.
@@ -315,21 +491,61 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
         .with_state(state)
 }
 
-/// Paths anyone may read: liveness, and the API's own description.
-fn is_public(path: &str) -> bool {
-    matches!(path, "/health" | "/api/v1/health")
-}
-
-/// Checks the API key, when the server has one, in constant time. The key comes as
-/// `Authorization: Bearer <key>` or `?api_key=<key>` (for WebSockets and EventSource, which
-/// cannot set headers); it is checked before any WebSocket upgrade.
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.api_key else {
+/// Checks, for every request: the connection limit, the per-address rate limit, the
+/// credentials (API key or session token, as `Authorization: Bearer`, `?api_key=` or
+/// `?session_token=`; checked before any WebSocket upgrade), the per-key rate limit, and the
+/// scope the route needs. A WebSocket upgrade without credentials passes: its first message
+/// must then be `auth`.
+async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<Peer>>().copied() {
+        if peer.over_limit {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "the server has as many connections open as it takes (--max-connections)",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+        if let Some(ip) = peer.ip
+            && let Err(limited) = state.limits.check_address(ip)
+        {
+            return limited.into_response();
+        }
+    }
+    let Some(needed) = auth::required_scope(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
-    if is_public(request.uri().path()) {
-        return next.run(request).await;
+    let principal = if state.local || !state.access.required() {
+        Principal::owner()
+    } else {
+        match credential(&request) {
+            Some(offered) => match state.access.check(&offered) {
+                Some(principal) => principal,
+                None => return ApiError::unauthorized().into_response(),
+            },
+            None if is_websocket_upgrade(&request) => return next.run(request).await,
+            None => return ApiError::unauthorized().into_response(),
+        }
+    };
+    if !state.local
+        && state.access.required()
+        && let Err(limited) = state.limits.check_key(principal.limit_key())
+    {
+        return limited.into_response();
     }
+    if principal.scope < needed {
+        return auth::forbidden(principal.scope, needed).into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+/// The API key or session token a request offers.
+fn credential(request: &Request) -> Option<String> {
     let from_header = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -337,19 +553,21 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
         .map(str::to_string);
-    let from_query = || {
+    from_header.or_else(|| {
         request.uri().query().and_then(|query| {
             serde_urlencoded::from_str::<Vec<(String, String)>>(query)
                 .ok()?
                 .into_iter()
-                .find(|(name, _)| name == "api_key")
+                .find(|(name, _)| name == "api_key" || name == "session_token")
                 .map(|(_, value)| value)
         })
-    };
-    let offered = from_header.or_else(from_query).unwrap_or_default();
-    if bool::from(offered.as_bytes().ct_eq(expected.as_bytes())) {
-        next.run(request).await
-    } else {
-        ApiError::unauthorized().into_response()
-    }
+    })
+}
+
+fn is_websocket_upgrade(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
 }

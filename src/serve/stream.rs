@@ -25,17 +25,20 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::auth::{Principal, forbidden};
 use super::error::{ApiError, ApiQuery, parse_json};
 use crate::bus::{Published, Subscription, Topic, wants};
 use crate::engine::Engine;
-use crate::proto::{ErrorBody, ErrorInfo, Event, START_POS_HEADER, WsReply, WsRequest, types};
+use crate::proto::{
+    ErrorBody, ErrorInfo, Event, START_POS_HEADER, Scope, WsReply, WsRequest, types,
+};
 use crate::store::{EventRange, StoreError};
 
 /// Messages waiting for a WebSocket's writer; a slow connection holds its subscriptions back
 /// here, and they then catch up from the store.
 const WS_QUEUE: usize = 32;
-/// Largest WebSocket message a client may send.
-const MAX_WS_MESSAGE: usize = 64 * 1024;
+/// How long a socket opened without credentials has to send its `auth` message.
+const AUTH_WAIT: Duration = Duration::from_secs(5);
 /// Default and largest page of `follow=false`.
 const DEFAULT_EVENT_PAGE: usize = 10_000;
 const MAX_EVENT_PAGE: usize = 100_000;
@@ -370,17 +373,20 @@ fn sse(
         are WsRequest, server messages are Event or WsReply")))]
 pub async fn websocket(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let principal = principal.map(|axum::Extension(principal)| principal);
     match upgrade {
         // A small read buffer (clients send short requests; the 128 KiB default would dominate
         // an idle subscriber's memory) and a write buffer that lets frames queued together go
         // out in one write.
         Ok(upgrade) => upgrade
-            .max_message_size(MAX_WS_MESSAGE)
+            .max_message_size(state.max_ws_message_bytes)
+            .max_frame_size(state.max_ws_message_bytes)
             .read_buffer_size(4 * 1024)
             .write_buffer_size(16 * 1024)
-            .on_upgrade(move |socket| serve_socket(socket, state)),
+            .on_upgrade(move |socket| serve_socket(socket, state, principal)),
         Err(rejection) => ApiError::new(
             rejection.status(),
             "bad_request",
@@ -393,7 +399,9 @@ pub async fn websocket(
     }
 }
 
-async fn serve_socket(socket: WebSocket, state: AppState) {
+/// Serves one socket. Without a `principal` (opened without credentials), the first message
+/// must be a valid `auth` within [`AUTH_WAIT`]; anything else closes the socket with 4401.
+async fn serve_socket(socket: WebSocket, state: AppState, mut principal: Option<Principal>) {
     let _connected = Connected::new(&state.clients);
     let (mut sink, mut incoming) = socket.split();
     let (outgoing, mut queue) = mpsc::channel::<Message>(WS_QUEUE);
@@ -449,9 +457,18 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     // shows it is there; silence for three heartbeats means it is gone.
     let silence_limit = state.heartbeat * 3;
     loop {
-        let message = match tokio::time::timeout(silence_limit, incoming.next()).await {
+        let wait = if principal.is_some() {
+            silence_limit
+        } else {
+            AUTH_WAIT
+        };
+        let message = match tokio::time::timeout(wait, incoming.next()).await {
             Ok(Some(Ok(message))) => message,
             Ok(_) => break,
+            Err(_) if principal.is_none() => {
+                let _ = outgoing.try_send(close_unauthorized("no auth message within 5s"));
+                break;
+            }
             Err(_) => {
                 let close = Message::Close(Some(CloseFrame {
                     code: CLOSE_NO_ANSWER,
@@ -467,9 +484,45 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        let replied = match parse_json::<WsRequest>(text.as_bytes()) {
-            Err(e) => send_reply(&outgoing, WsReply::error(None, e.info())).await,
-            Ok(request) => handle_request(request, &state, &outgoing, &mut subscriptions).await,
+        let request = parse_json::<WsRequest>(text.as_bytes());
+        let replied = match (request, &principal) {
+            (
+                Ok(WsRequest::Auth {
+                    id,
+                    api_key,
+                    session_token,
+                }),
+                _,
+            ) => match api_key
+                .or(session_token)
+                .and_then(|offered| state.access.check(&offered))
+            {
+                Some(granted) => {
+                    principal = Some(granted);
+                    send_reply(&outgoing, WsReply::ok(id, None)).await
+                }
+                None => {
+                    let _ = outgoing.try_send(close_unauthorized("wrong or expired credentials"));
+                    break;
+                }
+            },
+            (_, None) => {
+                let _ = outgoing.try_send(close_unauthorized(
+                    "send {\"type\":\"auth\",\"api_key\":...} first",
+                ));
+                break;
+            }
+            (Err(e), Some(_)) => send_reply(&outgoing, WsReply::error(None, e.info())).await,
+            (Ok(request), Some(principal)) => {
+                let needed = needed_scope(&request);
+                if principal.scope < needed {
+                    let id = request_id(&request);
+                    let error = forbidden(principal.scope, needed).info();
+                    send_reply(&outgoing, WsReply::error(id, error)).await
+                } else {
+                    handle_request(request, &state, &outgoing, &mut subscriptions).await
+                }
+            }
         };
         if !replied {
             break;
@@ -492,6 +545,42 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
 
 /// WebSocket close code for a client that stopped answering pings.
 const CLOSE_NO_ANSWER: u16 = 4408;
+/// WebSocket close code for missing or wrong credentials (the seed 000 servers' code).
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+fn close_unauthorized(reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CLOSE_UNAUTHORIZED,
+        reason: format!("unauthorized: {reason}").into(),
+    }))
+}
+
+/// What a WebSocket request needs: steering a task is control, the rest reading.
+fn needed_scope(request: &WsRequest) -> Scope {
+    match request {
+        WsRequest::Cancel { .. }
+        | WsRequest::Pause { .. }
+        | WsRequest::Resume { .. }
+        | WsRequest::Input { .. } => Scope::Control,
+        WsRequest::Subscribe { .. }
+        | WsRequest::Unsubscribe { .. }
+        | WsRequest::Ping { .. }
+        | WsRequest::Auth { .. } => Scope::Read,
+    }
+}
+
+fn request_id(request: &WsRequest) -> Option<String> {
+    match request {
+        WsRequest::Subscribe { id, .. }
+        | WsRequest::Unsubscribe { id, .. }
+        | WsRequest::Cancel { id, .. }
+        | WsRequest::Pause { id, .. }
+        | WsRequest::Resume { id, .. }
+        | WsRequest::Input { id, .. }
+        | WsRequest::Ping { id }
+        | WsRequest::Auth { id, .. } => id.clone(),
+    }
+}
 
 async fn send_reply(outgoing: &mpsc::Sender<Message>, reply: WsReply) -> bool {
     let text = serde_json::to_string(&reply).unwrap_or_default();
@@ -529,7 +618,8 @@ async fn answer_request(
             }
         };
     Some(match request {
-        WsRequest::Ping { id } => WsReply::ok(id, None),
+        // Handled by the connection itself, before it gets here.
+        WsRequest::Ping { id } | WsRequest::Auth { id, .. } => WsReply::ok(id, None),
         WsRequest::Cancel { id, task_id } => control(id, engine.cancel(&task_id).await),
         WsRequest::Pause { id, task_id } => control(id, engine.pause(&task_id).await),
         WsRequest::Resume { id, task_id } => control(id, engine.resume(&task_id).await),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::proto::{Event, Task, TaskResult, TaskState};
+use crate::proto::{Event, Scope, Task, TaskResult, TaskState};
 
 pub use sqlite::SqliteStore;
 
@@ -64,6 +64,28 @@ pub struct Transition {
     pub result: Option<TaskResult>,
     /// The `state` event's data.
     pub data: serde_json::Value,
+}
+
+/// An API key as kept: its SHA-256 (hex), never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub id: String,
+    pub name: Option<String>,
+    pub scope: Scope,
+    pub hash: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A session made with a key (`key_id`; none for the server's own admin key or its Unix
+/// socket), kept so that its tokens survive a restart and die with the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id: String,
+    pub key_id: Option<String>,
+    pub scope: Scope,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
 }
 
 /// Which tasks `list_tasks` returns.
@@ -121,6 +143,27 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_task(&self, id: &str) -> Result<(), StoreError>;
 
     async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError>;
+
+    async fn put_key(&self, key: StoredKey) -> Result<(), StoreError>;
+
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Deletes a key and every session made with it; false when there was no such key.
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces a session.
+    async fn put_session(&self, session: StoredSession) -> Result<(), StoreError>;
+
+    async fn list_sessions(&self) -> Result<Vec<StoredSession>, StoreError>;
+
+    async fn delete_sessions(&self, ids: Vec<String>) -> Result<(), StoreError>;
+
+    /// Records when keys and sessions were last used (written in batches, not per request).
+    async fn record_use(
+        &self,
+        keys: Vec<(String, Timestamp)>,
+        sessions: Vec<(String, Timestamp)>,
+    ) -> Result<(), StoreError>;
 
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     async fn close(&self);

@@ -17,11 +17,15 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::oneshot;
 
-use super::{EventRange, EventSink, NewTask, READ_BYTES, Store, StoreError, TaskQuery, Transition};
-use crate::proto::{Event, StateData, Task, TaskState, types};
+use super::{
+    EventRange, EventSink, NewTask, READ_BYTES, Store, StoreError, StoredKey, StoredSession,
+    TaskQuery, Transition,
+};
+use crate::proto::{Event, Scope, StateData, Task, TaskState, types};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE tasks (
         num             INTEGER PRIMARY KEY AUTOINCREMENT,
         id              TEXT NOT NULL UNIQUE,
@@ -48,7 +52,26 @@ const MIGRATIONS: &[&str] = &[r#"
         data    TEXT NOT NULL,
         UNIQUE (task_id, seq)
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE api_keys (
+        id           TEXT PRIMARY KEY,
+        name         TEXT,
+        scope        TEXT NOT NULL,
+        hash         TEXT NOT NULL UNIQUE,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    CREATE TABLE sessions (
+        id           TEXT PRIMARY KEY,
+        key_id       TEXT REFERENCES api_keys (id) ON DELETE CASCADE,
+        scope        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_key ON sessions (key_id);
+"#,
+];
 
 /// Writes waiting longer than this many in one transaction wait for the next.
 const MAX_BATCH: usize = 1024;
@@ -84,7 +107,11 @@ enum WriteOp {
         oneshot::Sender<Result<Task, StoreError>>,
     ),
     Delete(String, oneshot::Sender<Result<(), StoreError>>),
+    /// A write without events (keys, sessions); answers the number of rows it changed.
+    Record(RecordWrite, oneshot::Sender<Result<usize, StoreError>>),
 }
+
+type RecordWrite = Box<dyn FnOnce(&Connection) -> Result<usize, StoreError> + Send>;
 
 /// A write applied inside the open transaction, waiting for the commit to be answered.
 enum Applied {
@@ -103,6 +130,10 @@ enum Applied {
     Delete(
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
+    ),
+    Record(
+        oneshot::Sender<Result<usize, StoreError>>,
+        Result<usize, StoreError>,
     ),
 }
 
@@ -167,6 +198,14 @@ impl SqliteStore {
             writer.send(op(reply)).map_err(|_| StoreError::Closed)?;
         }
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn record(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<usize, StoreError> + Send + 'static,
+    ) -> Result<usize, StoreError> {
+        self.write(|reply| WriteOp::Record(Box::new(write), reply))
+            .await
     }
 
     async fn read<T: Send + 'static>(
@@ -299,6 +338,9 @@ fn apply_in_savepoint(
             reply,
             in_savepoint(tx, committed, |conn, _| delete(conn, &task_id)),
         ),
+        WriteOp::Record(write, reply) => {
+            Applied::Record(reply, in_savepoint(tx, committed, |conn, _| write(conn)))
+        }
     }
 }
 
@@ -324,6 +366,7 @@ impl Applied {
             WriteOp::Append(_, _, reply) => Applied::Append(reply, Err(lost())),
             WriteOp::Transition(_, _, reply) => Applied::Transition(reply, Err(lost())),
             WriteOp::Delete(_, reply) => Applied::Delete(reply, Err(lost())),
+            WriteOp::Record(_, reply) => Applied::Record(reply, Err(lost())),
         }
     }
 
@@ -334,6 +377,7 @@ impl Applied {
             Applied::Append(reply, r) => drop(reply.send(r)),
             Applied::Transition(reply, r) => drop(reply.send(r)),
             Applied::Delete(reply, r) => drop(reply.send(r)),
+            Applied::Record(reply, r) => drop(reply.send(r)),
         }
     }
 
@@ -344,6 +388,7 @@ impl Applied {
             Applied::Append(reply, _) => drop(reply.send(Err(failed()))),
             Applied::Transition(reply, _) => drop(reply.send(Err(failed()))),
             Applied::Delete(reply, _) => drop(reply.send(Err(failed()))),
+            Applied::Record(reply, _) => drop(reply.send(Err(failed()))),
         }
     }
 }
@@ -505,11 +550,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let spec: String = row.get(3)?;
     let state: String = row.get(4)?;
     let result: Option<String> = row.get(9)?;
-    let micros = |index: usize| -> rusqlite::Result<Option<Timestamp>> {
-        Ok(row
-            .get::<_, Option<i64>>(index)?
-            .and_then(|us| Timestamp::from_microsecond(us).ok()))
-    };
+    let micros = |index: usize| time_column(row, index);
     let id: String = row.get(1)?;
     let created_at = micros(6)?.unwrap_or(Timestamp::UNIX_EPOCH);
     let started_at = micros(7)?;
@@ -536,6 +577,19 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         })
     })();
     Ok((num, task))
+}
+
+fn time_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row
+        .get::<_, Option<i64>>(index)?
+        .and_then(|us| Timestamp::from_microsecond(us).ok()))
+}
+
+fn scope_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Scope> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 /// A number from the API as SQLite's signed integer; past `i64::MAX` means "the end".
@@ -724,6 +778,129 @@ impl Store for SqliteStore {
             Ok(counts)
         })
         .await
+    }
+
+    async fn put_key(&self, key: StoredKey) -> Result<(), StoreError> {
+        self.record(move |conn| {
+            Ok(conn.execute(
+                "INSERT INTO api_keys (id, name, scope, hash, created_at, last_used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.id,
+                    key.name,
+                    key.scope.as_str(),
+                    key.hash,
+                    key.created_at.as_microsecond(),
+                    key.last_used_at.map(|t| t.as_microsecond()),
+                ],
+            )?)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, scope, hash, created_at, last_used_at FROM api_keys
+                 ORDER BY created_at",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(StoredKey {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                    scope: scope_column(row, 2)?,
+                    hash: row.get(3)?,
+                    created_at: time_column(row, 4)?.unwrap_or(Timestamp::UNIX_EPOCH),
+                    last_used_at: time_column(row, 5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.record(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE key_id = ?1", [&id])?;
+            Ok(conn.execute("DELETE FROM api_keys WHERE id = ?1", [&id])?)
+        })
+        .await
+        .map(|deleted| deleted > 0)
+    }
+
+    async fn put_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        self.record(move |conn| {
+            Ok(conn.execute(
+                "INSERT OR REPLACE INTO sessions (id, key_id, scope, created_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.id,
+                    session.key_id,
+                    session.scope.as_str(),
+                    session.created_at.as_microsecond(),
+                    session.last_seen_at.as_microsecond(),
+                ],
+            )?)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, key_id, scope, created_at, last_seen_at FROM sessions",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(StoredSession {
+                    id: row.get(0)?,
+                    key_id: row.get(1)?,
+                    scope: scope_column(row, 2)?,
+                    created_at: time_column(row, 3)?.unwrap_or(Timestamp::UNIX_EPOCH),
+                    last_seen_at: time_column(row, 4)?.unwrap_or(Timestamp::UNIX_EPOCH),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn delete_sessions(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        self.record(move |conn| {
+            let mut stmt = conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?;
+            let mut deleted = 0;
+            for id in &ids {
+                deleted += stmt.execute([id])?;
+            }
+            Ok(deleted)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn record_use(
+        &self,
+        keys: Vec<(String, Timestamp)>,
+        sessions: Vec<(String, Timestamp)>,
+    ) -> Result<(), StoreError> {
+        self.record(move |conn| {
+            let mut changed = 0;
+            let mut stmt =
+                conn.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")?;
+            for (id, at) in &keys {
+                changed += stmt.execute(params![id, at.as_microsecond()])?;
+            }
+            let mut stmt =
+                conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id = ?1")?;
+            for (id, at) in &sessions {
+                changed += stmt.execute(params![id, at.as_microsecond()])?;
+            }
+            Ok(changed)
+        })
+        .await
+        .map(drop)
     }
 
     async fn close(&self) {

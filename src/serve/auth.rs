@@ -1,0 +1,654 @@
+//! Who may do what: the server's admin key, scoped keys kept hashed in the store, and signed
+//! session tokens (the seed 000 legacy server's format) that stand in for the key that made them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use hmac::{KeyInit, Mac};
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson};
+use crate::proto::{
+    CreateKey, CreatedKey, ErrorBody, KeyInfo, Scope, SessionRequest, SessionToken,
+};
+use crate::store::{SharedStore, StoreError, StoredKey, StoredSession};
+
+/// Who a request comes from, once its credentials are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub scope: Scope,
+    /// The stored key behind it; none for the server's admin key and for its Unix socket.
+    pub key_id: Option<String>,
+}
+
+impl Principal {
+    /// The machine's own user: the Unix socket, or a server without keys on loopback.
+    pub fn owner() -> Principal {
+        Principal {
+            scope: Scope::Admin,
+            key_id: None,
+        }
+    }
+
+    /// What rate limits count this principal's requests under.
+    pub fn limit_key(&self) -> &str {
+        self.key_id.as_deref().unwrap_or("admin")
+    }
+}
+
+/// How long session tokens and sessions live, and how many there may be.
+#[derive(Debug, Clone)]
+pub struct SessionPolicy {
+    /// A token is refused this long after it was issued.
+    pub ttl: Duration,
+    /// A session unused this long is removed, and its tokens with it.
+    pub idle: Duration,
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("Session limit reached ({0} sessions); try later or let idle sessions expire")]
+    SessionLimit(usize),
+    #[error("session {0} belongs to another key")]
+    SessionTaken(String),
+    #[error(
+        "`{0}` is not a session id: use 1 to 128 letters, digits, `-`, `_` or `.` (or leave it out)"
+    )]
+    BadSessionId(String),
+    #[error("no key with id or name `{0}`")]
+    NoSuchKey(String),
+    #[error("more than one key is named `{0}`: revoke it by id")]
+    AmbiguousName(String),
+    #[error("the key name is too long (at most 200 characters)")]
+    NameTooLong,
+    #[error("cannot read or create the session secret {path}: {reason}")]
+    Secret {
+        path: String,
+        reason: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            AccessError::SessionLimit(_) => ApiError::too_many("session_limit", message, 60),
+            AccessError::SessionTaken(_) => ApiError::forbidden(message),
+            AccessError::BadSessionId(_) | AccessError::NameTooLong => ApiError::invalid(message),
+            AccessError::NoSuchKey(_) => ApiError::not_found(message),
+            AccessError::AmbiguousName(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            AccessError::Secret { .. } | AccessError::Store(_) => {
+                tracing::error!(error = %message, "access store error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not record this; see its log",
+                )
+            }
+        }
+    }
+}
+
+struct KeyEntry {
+    id: String,
+    name: Option<String>,
+    scope: Scope,
+    created_at: Timestamp,
+    last_used_at: Option<Timestamp>,
+}
+
+struct SessionEntry {
+    key_id: Option<String>,
+    scope: Scope,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
+}
+
+/// The keys and sessions of one server. Checks happen in memory; the store keeps them across
+/// restarts, and last-use times reach it in batches from [`Access::sweep`].
+pub struct Access {
+    admin_key: Option<String>,
+    /// By the SHA-256 of the key: a lookup never compares plain keys.
+    keys: RwLock<HashMap<[u8; 32], KeyEntry>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
+    /// Uses since the last sweep: (keys, sessions) by id.
+    used: Mutex<(HashMap<String, Timestamp>, HashMap<String, Timestamp>)>,
+    secret: [u8; 32],
+    policy: SessionPolicy,
+    store: SharedStore,
+}
+
+impl Access {
+    /// Loads the keys and sessions, and the session secret from `data_dir` (created on first
+    /// use, mode 0600) so that tokens survive a restart.
+    pub async fn load(
+        data_dir: &Path,
+        admin_key: Option<String>,
+        policy: SessionPolicy,
+        store: SharedStore,
+    ) -> Result<Access, AccessError> {
+        let secret = load_secret(&data_dir.join("session.secret"))?;
+        let mut keys = HashMap::new();
+        for key in store.list_keys().await? {
+            let Some(hash) = decode_hash(&key.hash) else {
+                tracing::warn!(key = %key.id, "ignoring a stored key with a malformed hash");
+                continue;
+            };
+            keys.insert(
+                hash,
+                KeyEntry {
+                    id: key.id,
+                    name: key.name,
+                    scope: key.scope,
+                    created_at: key.created_at,
+                    last_used_at: key.last_used_at,
+                },
+            );
+        }
+        let sessions = store
+            .list_sessions()
+            .await?
+            .into_iter()
+            .map(|s| {
+                let entry = SessionEntry {
+                    key_id: s.key_id,
+                    scope: s.scope,
+                    created_at: s.created_at,
+                    last_seen_at: s.last_seen_at,
+                };
+                (s.id, entry)
+            })
+            .collect();
+        let access = Access {
+            admin_key,
+            keys: RwLock::new(keys),
+            sessions: Mutex::new(sessions),
+            used: Mutex::default(),
+            secret,
+            policy,
+            store,
+        };
+        access.sweep().await;
+        Ok(access)
+    }
+
+    /// Whether requests need credentials at all: only when the server has an admin key. Without
+    /// one it listens on loopback only, where the machine's user is trusted.
+    pub fn required(&self) -> bool {
+        self.admin_key.is_some()
+    }
+
+    /// The principal an API key or session token stands for, if it is valid now.
+    pub fn check(&self, credential: &str) -> Option<Principal> {
+        if credential.is_empty() {
+            return None;
+        }
+        if let Some(admin) = &self.admin_key
+            && bool::from(credential.as_bytes().ct_eq(admin.as_bytes()))
+        {
+            return Some(Principal::owner());
+        }
+        let hash: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
+        if let Some(key) = self.keys.read().ok()?.get(&hash) {
+            self.note_use(true, &key.id);
+            return Some(Principal {
+                scope: key.scope,
+                key_id: Some(key.id.clone()),
+            });
+        }
+        self.check_session_token(credential)
+    }
+
+    fn check_session_token(&self, token: &str) -> Option<Principal> {
+        let decoded = URL_SAFE
+            .decode(token)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(token))
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let mut parts = text.rsplitn(3, ':');
+        let (signature, issued_at, session_id) = (parts.next()?, parts.next()?, parts.next()?);
+        let signature = hex_decode(signature)?;
+        let mut mac = self.mac();
+        mac.update(format!("{session_id}:{issued_at}").as_bytes());
+        mac.verify_slice(&signature).ok()?;
+        let issued_at: i64 = issued_at.parse().ok()?;
+        let age = Timestamp::now().as_second().checked_sub(issued_at)?;
+        // A token from the future (beyond clock jitter) or past its lifetime is refused.
+        if age < -60 || age > i64::try_from(self.policy.ttl.as_secs()).unwrap_or(i64::MAX) {
+            return None;
+        }
+        let mut sessions = self.sessions.lock().ok()?;
+        let session = sessions.get_mut(session_id)?;
+        session.last_seen_at = Timestamp::now();
+        let principal = Principal {
+            scope: session.scope,
+            key_id: session.key_id.clone(),
+        };
+        drop(sessions);
+        self.note_use(false, session_id);
+        Some(principal)
+    }
+
+    fn mac(&self) -> hmac::Hmac<Sha256> {
+        // HMAC takes a key of any length.
+        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
+    }
+
+    fn note_use(&self, key: bool, id: &str) {
+        if let Ok(mut used) = self.used.lock() {
+            let map = if key { &mut used.0 } else { &mut used.1 };
+            map.insert(id.to_string(), Timestamp::now());
+        }
+    }
+
+    /// A session token for `principal`: for the session it names (if that session is its own),
+    /// or for a new one.
+    pub async fn issue_session(
+        &self,
+        principal: &Principal,
+        session_id: Option<String>,
+    ) -> Result<SessionToken, AccessError> {
+        let now = Timestamp::now();
+        let id = match session_id {
+            Some(id) if !valid_session_id(&id) => return Err(AccessError::BadSessionId(id)),
+            Some(id) => id,
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let session = {
+            let mut sessions = self
+                .sessions
+                .lock()
+                .map_err(|_| StoreError::Corrupt("session table poisoned".into()))?;
+            let count = sessions.len();
+            match sessions.get_mut(&id) {
+                Some(existing) if existing.key_id != principal.key_id => {
+                    return Err(AccessError::SessionTaken(id));
+                }
+                Some(existing) => existing.last_seen_at = now,
+                None if count >= self.policy.max_sessions => {
+                    return Err(AccessError::SessionLimit(self.policy.max_sessions));
+                }
+                None => {
+                    sessions.insert(
+                        id.clone(),
+                        SessionEntry {
+                            key_id: principal.key_id.clone(),
+                            scope: principal.scope,
+                            created_at: now,
+                            last_seen_at: now,
+                        },
+                    );
+                }
+            }
+            let entry = &sessions[&id];
+            StoredSession {
+                id: id.clone(),
+                key_id: entry.key_id.clone(),
+                scope: entry.scope,
+                created_at: entry.created_at,
+                last_seen_at: entry.last_seen_at,
+            }
+        };
+        self.store.put_session(session).await?;
+        let issued_at = now.as_second();
+        let mut mac = self.mac();
+        mac.update(format!("{id}:{issued_at}").as_bytes());
+        let signature = hex_encode(&mac.finalize().into_bytes());
+        let expires_at = now
+            .checked_add(jiff::SignedDuration::try_from(self.policy.ttl).unwrap_or_default())
+            .unwrap_or(Timestamp::MAX);
+        Ok(SessionToken {
+            session_token: URL_SAFE.encode(format!("{id}:{issued_at}:{signature}")),
+            session_id: id,
+            expires_at,
+        })
+    }
+
+    /// Makes a key; the plain key is in the answer and nowhere else.
+    pub async fn create_key(
+        &self,
+        scope: Scope,
+        name: Option<String>,
+    ) -> Result<CreatedKey, AccessError> {
+        if name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            return Err(AccessError::NameTooLong);
+        }
+        let key = format!("vk_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+        let hash: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let id = hex_encode(&random_bytes::<6>());
+        let created_at = Timestamp::now();
+        self.store
+            .put_key(StoredKey {
+                id: id.clone(),
+                name: name.clone(),
+                scope,
+                hash: hex_encode(&hash),
+                created_at,
+                last_used_at: None,
+            })
+            .await?;
+        let entry = KeyEntry {
+            id,
+            name,
+            scope,
+            created_at,
+            last_used_at: None,
+        };
+        let info = key_info(&entry);
+        if let Ok(mut keys) = self.keys.write() {
+            keys.insert(hash, entry);
+        }
+        Ok(CreatedKey { key, info })
+    }
+
+    pub fn list_keys(&self) -> Vec<KeyInfo> {
+        let mut list: Vec<KeyInfo> = self
+            .keys
+            .read()
+            .map(|keys| keys.values().map(key_info).collect())
+            .unwrap_or_default();
+        if let Ok(used) = self.used.lock() {
+            for key in &mut list {
+                if let Some(at) = used.0.get(&key.id) {
+                    key.last_used_at = Some(*at);
+                }
+            }
+        }
+        list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        list
+    }
+
+    /// Revokes a key (by id, or by a name only one key has) and ends every session made with
+    /// it, at once.
+    pub async fn revoke_key(&self, id_or_name: &str) -> Result<KeyInfo, AccessError> {
+        let (hash, info) = {
+            let keys = self
+                .keys
+                .read()
+                .map_err(|_| StoreError::Corrupt("key table poisoned".into()))?;
+            let by_id = keys.iter().find(|(_, key)| key.id == id_or_name);
+            let found = match by_id {
+                Some(found) => found,
+                None => {
+                    let mut named = keys
+                        .iter()
+                        .filter(|(_, key)| key.name.as_deref() == Some(id_or_name));
+                    match (named.next(), named.next()) {
+                        (Some(found), None) => found,
+                        (Some(_), Some(_)) => {
+                            return Err(AccessError::AmbiguousName(id_or_name.to_string()));
+                        }
+                        _ => return Err(AccessError::NoSuchKey(id_or_name.to_string())),
+                    }
+                }
+            };
+            (*found.0, key_info(found.1))
+        };
+        if let Ok(mut keys) = self.keys.write() {
+            keys.remove(&hash);
+        }
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, session| session.key_id.as_deref() != Some(info.id.as_str()));
+        }
+        self.store.delete_key(&info.id).await?;
+        Ok(info)
+    }
+
+    /// Removes idle sessions and records when keys and sessions were last used. Runs every
+    /// few minutes.
+    pub async fn sweep(&self) {
+        let idle_since = Timestamp::now()
+            .checked_sub(jiff::SignedDuration::try_from(self.policy.idle).unwrap_or_default())
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let idle: Vec<String> = match self.sessions.lock() {
+            Ok(mut sessions) => {
+                let idle = sessions
+                    .iter()
+                    .filter(|(_, s)| s.last_seen_at < idle_since)
+                    .map(|(id, _)| id.clone())
+                    .collect::<Vec<_>>();
+                for id in &idle {
+                    sessions.remove(id);
+                }
+                idle
+            }
+            Err(_) => Vec::new(),
+        };
+        let (keys, sessions) = match self.used.lock() {
+            Ok(mut used) => std::mem::take(&mut *used),
+            Err(_) => Default::default(),
+        };
+        if let Ok(mut entries) = self.keys.write() {
+            for entry in entries.values_mut() {
+                if let Some(at) = keys.get(&entry.id) {
+                    entry.last_used_at = Some(*at);
+                }
+            }
+        }
+        let sessions = sessions
+            .into_iter()
+            .filter(|(id, _)| !idle.contains(id))
+            .collect();
+        let outcome = async {
+            if !idle.is_empty() {
+                tracing::info!(count = idle.len(), "removing idle sessions");
+                self.store.delete_sessions(idle).await?;
+            }
+            self.store
+                .record_use(keys.into_iter().collect(), sessions)
+                .await
+        };
+        if let Err(e) = outcome.await {
+            tracing::warn!(error = %e, "could not record key and session use");
+        }
+    }
+
+    /// How often [`Access::sweep`] should run: every 5 minutes, or sooner for short idle times.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.policy.idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(300))
+    }
+}
+
+/// The scope a route needs, or `None` for the public ones.
+pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+    if matches!(path, "/health" | "/api/v1/health") {
+        None
+    } else if path == "/api/v1/keys" || path.starts_with("/api/v1/keys/") {
+        Some(Scope::Admin)
+    } else if method == Method::GET || method == Method::HEAD || path == "/session/token" {
+        Some(Scope::Read)
+    } else {
+        Some(Scope::Control)
+    }
+}
+
+/// A 403 that says what the caller has and what it would need.
+pub fn forbidden(has: Scope, needs: Scope) -> ApiError {
+    ApiError::forbidden(format!(
+        "this key has scope {has}; this needs scope {needs} (create one with `victor keys create --scope {needs}`)"
+    ))
+}
+
+fn key_info(entry: &KeyEntry) -> KeyInfo {
+    KeyInfo {
+        id: entry.id.clone(),
+        name: entry.name.clone(),
+        scope: entry.scope,
+        created_at: entry.created_at,
+        last_used_at: entry.last_used_at,
+    }
+}
+
+fn valid_session_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Bytes from the operating system's random source. A machine without one cannot keep
+/// secrets at all, so that is fatal rather than an error to handle.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        panic!("the operating system's random source failed: {e}");
+    }
+    bytes
+}
+
+/// The 32-byte secret that signs session tokens, kept in the data dir (mode 0600).
+fn load_secret(path: &Path) -> Result<[u8; 32], AccessError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |reason| AccessError::Secret {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_hash(text.trim()).ok_or_else(|| {
+            error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not 64 hex digits; delete it to make a new one (existing session tokens end)",
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = random_bytes::<32>();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(error)?;
+            file.write_all(hex_encode(&secret).as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(error)?;
+            Ok(secret)
+        }
+        Err(e) => Err(error(e)),
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn decode_hash(text: &str) -> Option<[u8; 32]> {
+    hex_decode(text)?.try_into().ok()
+}
+
+/// Creates a key with a scope; the plain key is in this answer only.
+#[utoipa::path(post, path = "/api/v1/keys", tag = "access", request_body = CreateKey,
+    responses((status = 201, body = CreatedKey), (status = 403, body = ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateKey>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let created = state.access.create_key(request.scope, request.name).await?;
+    tracing::info!(key = %created.info.id, scope = %created.info.scope, "key created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The keys (never the keys themselves: their ids, names and scopes).
+#[utoipa::path(get, path = "/api/v1/keys", tag = "access",
+    responses((status = 200, body = Vec<KeyInfo>), (status = 403, body = ErrorBody)))]
+pub async fn list_keys(State(state): State<AppState>) -> Json<Vec<KeyInfo>> {
+    Json(state.access.list_keys())
+}
+
+/// Revokes a key, by id or by its name, and ends its sessions.
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "access",
+    params(("id" = String, Path, description = "The key's id, or a name only one key has")),
+    responses((status = 200, body = KeyInfo), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<KeyInfo>, ApiError> {
+    let revoked = state.access.revoke_key(&id).await?;
+    tracing::info!(key = %revoked.id, "key revoked");
+    Ok(Json(revoked))
+}
+
+/// A session token (the seed 000 legacy server's route): it stands in for the credentials of
+/// this request, with the same scope, until it expires or the session idles out. A body is
+/// optional; `session_id` reuses a session this key made.
+#[utoipa::path(post, path = "/session/token", tag = "access",
+    request_body(content = Option<SessionRequest>),
+    responses((status = 200, body = SessionToken),
+        (status = 429, description = "Session limit reached", body = ErrorBody)))]
+pub async fn session_token(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<Principal>,
+    body: bytes::Bytes,
+) -> Result<Json<SessionToken>, ApiError> {
+    let request: SessionRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SessionRequest::default()
+    } else {
+        super::error::parse_json(&body)?
+    };
+    Ok(Json(
+        state
+            .access
+            .issue_session(&principal, request.session_id)
+            .await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_the_scope_of_what_they_do() {
+        assert_eq!(required_scope(&Method::GET, "/health"), None);
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/tasks"),
+            Some(Scope::Read)
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/api/v1/tasks/x/cancel"),
+            Some(Scope::Control)
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/keys"),
+            Some(Scope::Admin)
+        );
+        assert_eq!(
+            required_scope(&Method::POST, "/session/token"),
+            Some(Scope::Read)
+        );
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_junk() {
+        let bytes = random_bytes::<32>();
+        assert_eq!(decode_hash(&hex_encode(&bytes)), Some(bytes));
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+    }
+}
