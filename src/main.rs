@@ -17,6 +17,9 @@ fn main() {
             );
         }
     }
+    // One TLS implementation in the whole process (aws-lc-rs, the one reqwest uses): code that
+    // asks rustls for the process default, such as the WebSocket client, finds it set.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

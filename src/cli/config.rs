@@ -41,6 +41,12 @@ pub struct Settings {
     pub cors_origin_regex: Option<String>,
     /// The server clients talk to.
     pub server: String,
+    /// Serve HTTPS with a self-signed certificate kept in the data dir.
+    pub tls: bool,
+    /// PEM certificate chain to serve HTTPS with, instead of the self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -61,6 +67,9 @@ impl Default for Settings {
             cors_origins: Vec::new(),
             cors_origin_regex: None,
             server: crate::client::DEFAULT_SERVER.into(),
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Wire types shared by the server and its clients. Serde (and the OpenAPI schema derive that
 //! describes the same wire format) only: nothing here knows about HTTP, storage or processes.
+//! The one exception is the certificate fingerprint, whose format is a SHA-256.
 
 pub mod api;
 pub mod event;
+pub mod fingerprint;
 pub mod task;
 
 pub use api::{
@@ -10,4 +12,5 @@ pub use api::{
     TaskPage, WsReply, WsRequest,
 };
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
+pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

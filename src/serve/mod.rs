@@ -5,6 +5,7 @@ mod error;
 mod guard;
 mod stream;
 mod tasks;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::store::{SharedStore, SqliteStore, StoreError};
 
 pub use error::ApiError;
 pub use guard::AllowedOrigins;
+pub use tls::{ServerTls, TlsCertificate, TlsError, TlsListener};
 
 /// Everything `victor serve` needs, resolved from defaults, config file, environment and flags.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct ServeConfig {
     /// Web origins besides victor's own that may call it from a browser (CORS).
     pub allowed_origins: AllowedOrigins,
     pub max_body_bytes: usize,
+    /// Serve HTTPS and WSS on TCP (the Unix socket stays plain: it is local).
+    pub tls: Option<TlsCertificate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -118,6 +124,12 @@ pub async fn run(
 
     let hub = Hub::new();
     let store: SharedStore = Arc::new(SqliteStore::open(&config.data_dir, hub.clone())?);
+    // After the store took the data dir's lock: one server at a time makes the certificate.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|certificate| ServerTls::load(certificate, &config.data_dir))
+        .transpose()?;
     let bus = Bus::new(hub, store.clone());
     let engine = Engine::start(store.clone(), bus, config.engine.clone()).await?;
     let closing = CancellationToken::new();
@@ -135,16 +147,21 @@ pub async fn run(
     let unix_listener = bind_socket(&socket_path)
         .inspect_err(|e| tracing::warn!(error = %e, "no Unix socket; serving TCP only"))
         .ok();
+    let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
     tracing::info!(
-        address = %url_of(local),
+        address = %url_of(local, tls.is_some()),
         data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket_path.display(),
-        "victor {} listening on {} and {} (data in {})",
+        fingerprint = fingerprint.map(tracing::field::display),
+        "victor {} listening on {} and {} (data in {}){}",
         env!("CARGO_PKG_VERSION"),
-        url_of(local),
+        url_of(local, tls.is_some()),
         socket_path.display(),
         config.data_dir.display(),
+        fingerprint
+            .map(|f| format!("; TLS certificate {f}"))
+            .unwrap_or_default(),
     );
 
     let loopback = addrs.iter().all(|addr| addr.ip().is_loopback());
@@ -168,11 +185,18 @@ pub async fn run(
         }
     });
     let app = router(state, config.max_body_bytes, guard);
-    let mut http = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(closing.clone().cancelled_owned())
-            .into_future(),
-    );
+    let mut http = match &tls {
+        Some(tls) => tokio::spawn(
+            axum::serve(TlsListener::new(listener, tls), app)
+                .with_graceful_shutdown(closing.clone().cancelled_owned())
+                .into_future(),
+        ),
+        None => tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(closing.clone().cancelled_owned())
+                .into_future(),
+        ),
+    };
     tokio::select! {
         _ = stop => {}
         served = &mut http => {
@@ -226,11 +250,12 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
 /// How long open connections get to finish after the tasks have stopped.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
-/// The URL a client uses to reach a listening address.
-pub fn url_of(addr: SocketAddr) -> String {
+/// The URL a client uses to reach a listening address, `https` when it serves TLS.
+pub fn url_of(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     match addr.ip() {
-        IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
-        IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+        IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", addr.port()),
     }
 }
 
