@@ -25,6 +25,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -44,15 +45,18 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --cors-origin 'A web origin allowed to call the API from a browser (repeatable; CORS is off without one): --cors-origin http://localhost:5173'
             cand --cors-origin-regex 'Web origins allowed to call the API, as a regular expression over the whole origin: ''http://localhost:\d+'''
             cand --max-body-bytes 'Largest request body accepted [default: 1048576]'
+            cand --tls-cert 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)'
+            cand --tls-key 'The PEM private key of --tls-cert'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'victor;task'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -82,8 +86,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --priority 'Higher runs first when tasks queue'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -102,8 +106,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --priority 'Higher runs first when tasks queue'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -117,8 +121,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;list'= {
             cand --state 'Only tasks in these states (comma-separated: running,queued)'
             cand --limit 'At most this many tasks'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -128,8 +132,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;show'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -140,8 +144,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;logs'= {
             cand --after 'Only events after this seq'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -f 'Keep following until the task ends'
@@ -154,8 +158,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;wait'= {
             cand --timeout 'Give up after this long (exit 75): 90, 90s, 5m, 1h'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -165,8 +169,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;cancel'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -176,8 +180,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;pause'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -187,8 +191,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;resume'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -198,8 +202,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;input'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -n 'Do not add a newline after TEXT'
@@ -212,8 +216,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;rm'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -260,6 +264,57 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;help;help'= {
         }
+        &'victor;remote'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+            cand list 'List the remotes (keys are never shown, only whether one is set)'
+            cand remove 'Forget a remote'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;remote;add'= {
+            cand --key 'The server''s API key (stored in remotes.toml, readable by you only)'
+            cand --fingerprint 'The fingerprint `victor serve --tls` printed: trust exactly that certificate'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -y 'Trust the certificate the server presents without asking'
+            cand --yes 'Trust the certificate the server presents without asking'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;remote;list'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;remote;remove'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;remote;help'= {
+            cand add 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+            cand list 'List the remotes (keys are never shown, only whether one is set)'
+            cand remove 'Forget a remote'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;remote;help;add'= {
+        }
+        &'victor;remote;help;list'= {
+        }
+        &'victor;remote;help;remove'= {
+        }
+        &'victor;remote;help;help'= {
+        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -279,6 +334,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help'= {
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -319,6 +375,17 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;task;input'= {
         }
         &'victor;help;task;rm'= {
+        }
+        &'victor;help;remote'= {
+            cand add 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+            cand list 'List the remotes (keys are never shown, only whether one is set)'
+            cand remove 'Forget a remote'
+        }
+        &'victor;help;remote;add'= {
+        }
+        &'victor;help;remote;list'= {
+        }
+        &'victor;help;remote;remove'= {
         }
         &'victor;help;completions'= {
         }

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod output;
+mod remote;
 mod serve;
 mod task;
 
@@ -39,6 +40,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
     Task(task::TaskArgs),
+    /// Keep servers on other machines under a name, pinned to their TLS certificate.
+    Remote(remote::RemoteArgs),
     /// Print shell completions (or write every shell's with --dir).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -66,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {
         Command::Serve(args) => serve::run(args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
+        Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Completions { shell, dir } => {
             write_completions(shell, dir)?;
             Ok(Exit::Success)
