@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the task server on this machine')
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
+            [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -56,7 +57,10 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--session-ttl-secs', '--session-ttl-secs', [CompletionResultType]::ParameterName, 'Seconds a session token stays valid [default: 86400]')
             [CompletionResult]::new('--session-idle-secs', '--session-idle-secs', [CompletionResultType]::ParameterName, 'Seconds a session may sit unused before it ends [default: 3600]')
             [CompletionResult]::new('--max-sessions', '--max-sessions', [CompletionResultType]::ParameterName, 'Sessions at once before new ones are refused with 429 [default: 100]')
+            [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)')
+            [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The PEM private key of --tls-cert')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -64,8 +68,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -96,8 +100,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Higher runs first when tasks queue')
             [CompletionResult]::new('--stdin', '--stdin', [CompletionResultType]::ParameterName, 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it')
             [CompletionResult]::new('--idempotency-key', '--idempotency-key', [CompletionResultType]::ParameterName, 'Retry-safe start: the same key returns the task the first call started')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--shell', '--shell', [CompletionResultType]::ParameterName, 'Run the command with /bin/sh -c (automatic for a single argument with spaces)')
@@ -117,8 +121,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Higher runs first when tasks queue')
             [CompletionResult]::new('--stdin', '--stdin', [CompletionResultType]::ParameterName, 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it')
             [CompletionResult]::new('--idempotency-key', '--idempotency-key', [CompletionResultType]::ParameterName, 'Retry-safe start: the same key returns the task the first call started')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--shell', '--shell', [CompletionResultType]::ParameterName, 'Run the command with /bin/sh -c (automatic for a single argument with spaces)')
@@ -133,8 +137,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         'victor;task;list' {
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'Only tasks in these states (comma-separated: running,queued)')
             [CompletionResult]::new('--limit', '--limit', [CompletionResultType]::ParameterName, 'At most this many tasks')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -145,8 +149,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;show' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -158,8 +162,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         }
         'victor;task;logs' {
             [CompletionResult]::new('--after', '--after', [CompletionResultType]::ParameterName, 'Only events after this seq')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Keep following until the task ends')
@@ -173,8 +177,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         }
         'victor;task;wait' {
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long (exit 75): 90, 90s, 5m, 1h')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -185,8 +189,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;cancel' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -197,8 +201,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;pause' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -209,8 +213,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;resume' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -221,8 +225,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;input' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Do not add a newline after TEXT')
@@ -236,8 +240,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;rm' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -299,8 +303,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;keys' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -317,8 +321,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         'victor;keys;create' {
             [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'read: list, show and watch tasks; control: also start and steer them; admin: also manage keys')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Whose key it is or what it is for')
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -329,8 +333,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;keys;list' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -341,8 +345,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;keys;revoke' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s)')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
@@ -371,6 +375,66 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         'victor;keys;help;help' {
             break
         }
+        'victor;remote' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the remotes (keys are never shown, only whether one is set)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Forget a remote')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'victor;remote;add' {
+            [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The server''s API key (stored in remotes.toml, readable by you only)')
+            [CompletionResult]::new('--fingerprint', '--fingerprint', [CompletionResultType]::ParameterName, 'The fingerprint `victor serve --tls` printed: trust exactly that certificate')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Trust the certificate the server presents without asking')
+            [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Trust the certificate the server presents without asking')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;remote;list' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of a table')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;remote;remove' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;remote;help' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the remotes (keys are never shown, only whether one is set)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Forget a remote')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'victor;remote;help;add' {
+            break
+        }
+        'victor;remote;help;list' {
+            break
+        }
+        'victor;remote;help;remove' {
+            break
+        }
+        'victor;remote;help;help' {
+            break
+        }
         'victor;completions' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Write the completions of every shell into this directory')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
@@ -393,6 +457,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the task server on this machine')
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
+            [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -461,6 +526,21 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;help;keys;revoke' {
+            break
+        }
+        'victor;help;remote' {
+            [CompletionResult]::new('add', 'add', [CompletionResultType]::ParameterValue, 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the remotes (keys are never shown, only whether one is set)')
+            [CompletionResult]::new('remove', 'remove', [CompletionResultType]::ParameterValue, 'Forget a remote')
+            break
+        }
+        'victor;help;remote;add' {
+            break
+        }
+        'victor;help;remote;list' {
+            break
+        }
+        'victor;help;remote;remove' {
             break
         }
         'victor;help;completions' {

@@ -28,6 +28,9 @@ _victor() {
             victor,man)
                 cmd="victor__subcmd__man"
                 ;;
+            victor,remote)
+                cmd="victor__subcmd__remote"
+                ;;
             victor,serve)
                 cmd="victor__subcmd__serve"
                 ;;
@@ -46,6 +49,9 @@ _victor() {
             victor__subcmd__help,man)
                 cmd="victor__subcmd__help__subcmd__man"
                 ;;
+            victor__subcmd__help,remote)
+                cmd="victor__subcmd__help__subcmd__remote"
+                ;;
             victor__subcmd__help,serve)
                 cmd="victor__subcmd__help__subcmd__serve"
                 ;;
@@ -60,6 +66,15 @@ _victor() {
                 ;;
             victor__subcmd__help__subcmd__keys,revoke)
                 cmd="victor__subcmd__help__subcmd__keys__subcmd__revoke"
+                ;;
+            victor__subcmd__help__subcmd__remote,add)
+                cmd="victor__subcmd__help__subcmd__remote__subcmd__add"
+                ;;
+            victor__subcmd__help__subcmd__remote,list)
+                cmd="victor__subcmd__help__subcmd__remote__subcmd__list"
+                ;;
+            victor__subcmd__help__subcmd__remote,remove)
+                cmd="victor__subcmd__help__subcmd__remote__subcmd__remove"
                 ;;
             victor__subcmd__help__subcmd__task,cancel)
                 cmd="victor__subcmd__help__subcmd__task__subcmd__cancel"
@@ -117,6 +132,30 @@ _victor() {
                 ;;
             victor__subcmd__keys__subcmd__help,revoke)
                 cmd="victor__subcmd__keys__subcmd__help__subcmd__revoke"
+                ;;
+            victor__subcmd__remote,add)
+                cmd="victor__subcmd__remote__subcmd__add"
+                ;;
+            victor__subcmd__remote,help)
+                cmd="victor__subcmd__remote__subcmd__help"
+                ;;
+            victor__subcmd__remote,list)
+                cmd="victor__subcmd__remote__subcmd__list"
+                ;;
+            victor__subcmd__remote,remove)
+                cmd="victor__subcmd__remote__subcmd__remove"
+                ;;
+            victor__subcmd__remote__subcmd__help,add)
+                cmd="victor__subcmd__remote__subcmd__help__subcmd__add"
+                ;;
+            victor__subcmd__remote__subcmd__help,help)
+                cmd="victor__subcmd__remote__subcmd__help__subcmd__help"
+                ;;
+            victor__subcmd__remote__subcmd__help,list)
+                cmd="victor__subcmd__remote__subcmd__help__subcmd__list"
+                ;;
+            victor__subcmd__remote__subcmd__help,remove)
+                cmd="victor__subcmd__remote__subcmd__help__subcmd__remove"
                 ;;
             victor__subcmd__task,cancel)
                 cmd="victor__subcmd__task__subcmd__cancel"
@@ -197,7 +236,7 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task keys completions man help"
+            opts="-h -V --config --help --version serve task keys remote completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -237,7 +276,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task keys completions man help"
+            opts="serve task keys remote completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -337,6 +376,62 @@ _victor() {
         victor__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__remote)
+            opts="add list remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__remote__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__remote__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__remote__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -750,8 +845,158 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__remote)
+            opts="-h -V --config --help --version add list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__add)
+            opts="-y -h -V --key --fingerprint --yes --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__help)
+            opts="add list remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__list)
+            opts="-h -V --json --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__remote__subcmd__remove)
+            opts="-h -V --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --config --help --version"
+            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -838,6 +1083,14 @@ _victor() {
                     return 0
                     ;;
                 --max-sessions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

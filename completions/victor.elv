@@ -26,6 +26,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
+            cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -52,15 +53,18 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --session-ttl-secs 'Seconds a session token stays valid [default: 86400]'
             cand --session-idle-secs 'Seconds a session may sit unused before it ends [default: 3600]'
             cand --max-sessions 'Sessions at once before new ones are refused with 429 [default: 100]'
+            cand --tls-cert 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)'
+            cand --tls-key 'The PEM private key of --tls-cert'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }
         &'victor;task'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -90,8 +94,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --priority 'Higher runs first when tasks queue'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -110,8 +114,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --priority 'Higher runs first when tasks queue'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -125,8 +129,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;list'= {
             cand --state 'Only tasks in these states (comma-separated: running,queued)'
             cand --limit 'At most this many tasks'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -136,8 +140,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;show'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -148,8 +152,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;logs'= {
             cand --after 'Only events after this seq'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -f 'Keep following until the task ends'
@@ -162,8 +166,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;wait'= {
             cand --timeout 'Give up after this long (exit 75): 90, 90s, 5m, 1h'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -173,8 +177,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;cancel'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -184,8 +188,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;pause'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -195,8 +199,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;resume'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -206,8 +210,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;input'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -n 'Do not add a newline after TEXT'
@@ -220,8 +224,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;task;rm'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -269,8 +273,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;help;help'= {
         }
         &'victor;keys'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -286,8 +290,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;keys;create'= {
             cand --scope 'read: list, show and watch tasks; control: also start and steer them; admin: also manage keys'
             cand --name 'Whose key it is or what it is for'
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -297,8 +301,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;keys;list'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -308,8 +312,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
         }
         &'victor;keys;revoke'= {
-            cand --server 'Server URL [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -332,6 +336,57 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;keys;help;help'= {
         }
+        &'victor;remote'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+            cand list 'List the remotes (keys are never shown, only whether one is set)'
+            cand remove 'Forget a remote'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;remote;add'= {
+            cand --key 'The server''s API key (stored in remotes.toml, readable by you only)'
+            cand --fingerprint 'The fingerprint `victor serve --tls` printed: trust exactly that certificate'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -y 'Trust the certificate the server presents without asking'
+            cand --yes 'Trust the certificate the server presents without asking'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;remote;list'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of a table'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;remote;remove'= {
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;remote;help'= {
+            cand add 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+            cand list 'List the remotes (keys are never shown, only whether one is set)'
+            cand remove 'Forget a remote'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'victor;remote;help;add'= {
+        }
+        &'victor;remote;help;list'= {
+        }
+        &'victor;remote;help;remove'= {
+        }
+        &'victor;remote;help;help'= {
+        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -352,6 +407,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
+            cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -403,6 +459,17 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;keys;list'= {
         }
         &'victor;help;keys;revoke'= {
+        }
+        &'victor;help;remote'= {
+            cand add 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+            cand list 'List the remotes (keys are never shown, only whether one is set)'
+            cand remove 'Forget a remote'
+        }
+        &'victor;help;remote;add'= {
+        }
+        &'victor;help;remote;list'= {
+        }
+        &'victor;help;remote;remove'= {
         }
         &'victor;help;completions'= {
         }

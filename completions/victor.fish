@@ -30,6 +30,7 @@ complete -c victor -n "__fish_victor_needs_command" -s V -l version -d 'Print ve
 complete -c victor -n "__fish_victor_needs_command" -f -a "serve" -d 'Run the task server on this machine'
 complete -c victor -n "__fish_victor_needs_command" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_needs_command" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
 complete -c victor -n "__fish_victor_needs_command" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -55,11 +56,14 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l rate-burst -d 'R
 complete -c victor -n "__fish_victor_using_subcommand serve" -l session-ttl-secs -d 'Seconds a session token stays valid [default: 86400]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l session-idle-secs -d 'Seconds a session may sit unused before it ends [default: 3600]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-sessions -d 'Sessions at once before new ones are refused with 429 [default: 100]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand serve" -l tls-key -d 'The PEM private key of --tls-cert' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
 complete -c victor -n "__fish_victor_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand serve" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l json -d 'Print JSON for scripts instead of text for people'
@@ -84,8 +88,8 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l priority -d 'Higher runs first when tasks queue' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l shell -d 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -99,8 +103,8 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first when tasks queue' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l shell -d 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -110,23 +114,23 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l state -d 'Only tasks in these states (comma-separated: running,queued)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l limit -d 'At most this many tasks' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l after -d 'Only events after this seq' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep following until the task ends'
@@ -134,36 +138,36 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l timeout -d 'Give up after this long (exit 75): 90, 90s, 5m, 1h' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from wait" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from cancel" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from pause" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from resume" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s n -l no-newline -d 'Do not add a newline after TEXT'
@@ -171,8 +175,8 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from input" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from rm" -l json -d 'Print JSON for scripts instead of text for people'
@@ -190,8 +194,8 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "input" -d 'Write to a task\'s stdin: TEXT and a newline, or `-` for this command\'s own stdin'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Delete a finished task and its events'
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l json -d 'Print JSON for scripts instead of text for people'
@@ -203,22 +207,22 @@ complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l scope -d 'read: list, show and watch tasks; control: also start and steer them; admin: also manage keys' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l name -d 'Whose key it is or what it is for' -r
-complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from create" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of text for people'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l server -d 'Server URL [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l api-key -d 'API key, when the server requires one (overrides a remote\'s)' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from revoke" -l json -d 'Print JSON for scripts instead of text for people'
@@ -228,6 +232,30 @@ complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the keys: ids, names, scopes, last use (never the keys themselves)'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "revoke" -d 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
 complete -c victor -n "__fish_victor_using_subcommand keys; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -f -a "add" -d 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -f -a "list" -d 'List the remotes (keys are never shown, only whether one is set)'
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -f -a "remove" -d 'Forget a remote'
+complete -c victor -n "__fish_victor_using_subcommand remote; and not __fish_seen_subcommand_from add list remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from add" -l key -d 'The server\'s API key (stored in remotes.toml, readable by you only)' -r
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from add" -l fingerprint -d 'The fingerprint `victor serve --tls` printed: trust exactly that certificate' -r
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from add" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from add" -s y -l yes -d 'Trust the certificate the server presents without asking'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from list" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from list" -l json -d 'Print JSON for scripts instead of a table'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from remove" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "add" -d 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the remotes (keys are never shown, only whether one is set)'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Forget a remote'
+complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand completions" -l dir -d 'Write the completions of every shell into this directory' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -s h -l help -d 'Print help'
@@ -236,12 +264,13 @@ complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a pa
 complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "serve" -d 'Run the task server on this machine'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'
@@ -256,3 +285,6 @@ complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "create" -d 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "list" -d 'List the keys: ids, names, scopes, last use (never the keys themselves)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from keys" -f -a "revoke" -d 'Revoke a key by id (or by a name only one key has); its session tokens stop working too'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from remote" -f -a "add" -d 'Keep a server under a name (then `--server NAME` reaches it) after checking it answers'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from remote" -f -a "list" -d 'List the remotes (keys are never shown, only whether one is set)'
+complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from remote" -f -a "remove" -d 'Forget a remote'

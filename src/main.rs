@@ -9,14 +9,17 @@ fn main() {
         // A client printing into a closed pipe (`victor task list --json | head`) ends quietly,
         // as other command-line tools do. The server keeps Rust's default, so that a task that
         // closes its stdin cannot take the server down.
-        // SAFETY: called before any other thread exists; resetting a signal disposition.
+        // SAFETY: called before any other thread exists; the handler is async-signal-safe.
         unsafe {
             let _ = nix::sys::signal::signal(
                 nix::sys::signal::Signal::SIGPIPE,
-                nix::sys::signal::SigHandler::SigDfl,
+                nix::sys::signal::SigHandler::Handler(on_sigpipe),
             );
         }
     }
+    // One TLS implementation in the whole process (aws-lc-rs, the one reqwest uses): code that
+    // asks rustls for the process default, such as the WebSocket client, finds it set.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -35,4 +38,34 @@ fn main() {
     // Background tasks (a stream still open, a blocking read of stdin) must not hold us up.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);
+}
+
+/// SIGPIPE in a client. A closed stdout or stderr ends the process by the signal, as the
+/// default disposition does. A connection the server closed must not: a write to it (TLS
+/// writes with writev, which raises SIGPIPE) fails with EPIPE instead, and the client reports
+/// that like any other network error. A pipe whose reader is gone polls as POLLERR.
+extern "C" fn on_sigpipe(_: std::ffi::c_int) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signal::{SigHandler, Signal, raise, signal};
+    use std::os::fd::BorrowedFd;
+    // SAFETY: descriptors 1 and 2 are only polled, never closed here.
+    let (stdout, stderr) = unsafe { (BorrowedFd::borrow_raw(1), BorrowedFd::borrow_raw(2)) };
+    let mut outputs = [
+        PollFd::new(stdout, PollFlags::empty()),
+        PollFd::new(stderr, PollFlags::empty()),
+    ];
+    let output_closed = poll(&mut outputs, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
+        && outputs.iter().any(|output| {
+            output
+                .revents()
+                .is_some_and(|events| events.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+        });
+    if output_closed {
+        // SAFETY: restoring the default disposition; the signal raised again is delivered
+        // when this handler returns, and ends the process.
+        unsafe {
+            let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+        }
+        let _ = raise(Signal::SIGPIPE);
+    }
 }

@@ -55,6 +55,12 @@ pub struct Settings {
     pub max_sessions: usize,
     /// The server clients talk to.
     pub server: String,
+    /// Serve HTTPS with a self-signed certificate kept in the data dir.
+    pub tls: bool,
+    /// PEM certificate chain to serve HTTPS with, instead of the self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -82,6 +88,9 @@ impl Default for Settings {
             session_idle_secs: 60 * 60,
             max_sessions: 100,
             server: crate::client::DEFAULT_SERVER.into(),
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod config;
 mod keys;
 mod output;
+mod remote;
 mod serve;
 mod task;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Task(task::TaskArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
+    /// Keep servers on other machines under a name, pinned to their TLS certificate.
+    Remote(remote::RemoteArgs),
     /// Print shell completions (or write every shell's with --dir).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -70,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
         Command::Serve(args) => serve::run(args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
+        Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Completions { shell, dir } => {
             write_completions(shell, dir)?;
             Ok(Exit::Success)

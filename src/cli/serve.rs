@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::config;
 use super::output::Exit;
 use crate::engine::EngineConfig;
-use crate::serve::{AllowedOrigins, Listening, RateLimit, ServeConfig, SessionPolicy};
+use crate::serve::{
+    AllowedOrigins, Listening, RateLimit, ServeConfig, SessionPolicy, TlsCertificate,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +122,37 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_SESSIONS", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_sessions: Option<usize>,
+    /// Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in
+    /// DATA_DIR/tls; clients pin its fingerprint, which the server prints.
+    #[arg(long, env = "VICTOR_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls: bool,
+    /// Serve HTTPS with this PEM certificate chain instead (needs --tls-key).
+    #[arg(long, env = "VICTOR_TLS_CERT", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "VICTOR_TLS_KEY", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+}
+
+/// TLS from the settings: a certificate of the user's (either file implies TLS, and one
+/// needs the other), else the self-signed one when `tls` is on.
+fn tls_certificate(settings: &config::Settings) -> anyhow::Result<Option<TlsCertificate>> {
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsCertificate::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None) => Ok(settings.tls.then_some(TlsCertificate::SelfSigned)),
+        (Some(_), None) => {
+            anyhow::bail!("a TLS certificate needs its key: give --tls-key (or tls_key) too")
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("a TLS key needs its certificate: give --tls-cert (or tls_cert) too")
+        }
+    }
 }
 
 fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
@@ -178,6 +211,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             max_sessions: settings.max_sessions,
         },
         admin_key_file: config::config_dir(config_file).join(ADMIN_KEY_FILE),
+        tls: tls_certificate(&settings)?,
     };
     crate::serve::run(config, shutdown_signal(), announce).await?;
     Ok(Exit::Success)
@@ -225,9 +259,19 @@ fn announce(listening: &Listening) {
             "KEY".to_string()
         }
     };
+    let pin = listening
+        .fingerprint
+        .map(|fingerprint| format!(" --fingerprint {fingerprint}"))
+        .unwrap_or_default();
     eprintln!("To use this server from another machine, run there:\n");
     for url in urls {
-        eprintln!("    victor remote add {name} {url} --key {key}");
+        eprintln!("    victor remote add {name} {url} --key {key}{pin}");
+    }
+    if listening.fingerprint.is_none() {
+        eprintln!(
+            "\nWithout --tls the key and everything else cross the network in the clear; \
+             `victor serve --tls` encrypts it."
+        );
     }
     eprintln!(
         "\nthen `victor task list --server {name}`. Make keys with less power for other \

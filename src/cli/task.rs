@@ -15,6 +15,7 @@ use super::config;
 use super::output::{
     Exit, Table, ago, cell, elapsed, ellipsize, exit_label, state_cell, state_label, styled,
 };
+use super::remote::Target;
 use crate::client::{Client, ClientError, Follow, Topic};
 use crate::proto::{
     Command, CreateTask, Event, ExecSpec, Input, OutputStream, Task, TaskSpec, TaskState, types,
@@ -34,11 +35,12 @@ pub struct TaskArgs {
 /// Which server to talk to; each flag also comes from its variable, then config.toml.
 #[derive(Debug, Args, Serialize)]
 pub(super) struct Connection {
-    /// Server URL [default: http://127.0.0.1:8765].
-    #[arg(long, global = true, env = "VICTOR_SERVER", value_name = "URL")]
+    /// Server URL, or the name of a server kept with `victor remote add`
+    /// [default: http://127.0.0.1:8765].
+    #[arg(long, global = true, env = "VICTOR_SERVER", value_name = "URL|NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<String>,
-    /// API key, when the server requires one.
+    /// API key, when the server requires one (overrides a remote's).
     #[arg(
         long,
         global = true,
@@ -194,12 +196,18 @@ pub(super) async fn with_client(
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
-    let client = Client::local(&settings.server, settings.api_key.clone(), &data_dir)?;
+    let target = Target::resolve(
+        &settings.server,
+        connection.api_key.clone(),
+        settings.api_key.clone(),
+        config_file,
+    )?;
+    let client = target.client(&data_dir)?;
     command(client)
         .await
         .or_else(|e| match e.downcast::<ClientError>() {
             Ok(client_error) => {
-                report(&client_error);
+                report(&client_error, Some(&target));
                 Ok(Exit::of_error(&client_error))
             }
             Err(other) => Err(other),
@@ -279,14 +287,15 @@ async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::
     }
 }
 
-/// Prints a client error as one line with a hint.
-fn report(error: &ClientError) {
+/// Prints a client error with a hint; with the target, in its terms (a remote's name).
+fn report(error: &ClientError, target: Option<&Target>) {
     let hint = match error {
         ClientError::Api { status: 401, .. } => " (set the key with --api-key or VICTOR_API_KEY)",
         ClientError::Api { status: 404, .. } => " (list tasks with `victor task list`)",
         _ => "",
     };
-    anstream::eprintln!("{} {error}{hint}", "victor:".red().bold());
+    let message = target.map_or_else(|| error.to_string(), |target| target.explain(error));
+    anstream::eprintln!("{} {message}{hint}", "victor:".red().bold());
 }
 
 pub(super) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
@@ -368,7 +377,7 @@ async fn run_attached(
                 cancelling = true;
                 anstream::eprintln!("cancelling task {} (Ctrl-C again to stop waiting)", task.id);
                 if let Err(e) = client.cancel(&task.id).await {
-                    report(&e);
+                    report(&e, None);
                 }
                 continue;
             }

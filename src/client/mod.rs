@@ -2,6 +2,7 @@
 //! themselves, and the WebSocket.
 
 mod follow;
+mod tls;
 mod ws;
 
 use std::path::{Path, PathBuf};
@@ -11,11 +12,12 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::proto::{
-    CreateKey, CreateTask, CreatedKey, ErrorBody, Event, Health, Input, KeyInfo, Scope,
-    SessionRequest, SessionToken, Status, Task, TaskPage, TaskState,
+    CreateKey, CreateTask, CreatedKey, ErrorBody, Event, Fingerprint, Health, Input, KeyInfo,
+    Scope, SessionRequest, SessionToken, Status, Task, TaskPage, TaskState,
 };
 
 pub use follow::{Follow, Topic};
+pub use tls::presented_fingerprint;
 pub use ws::{WsConnection, WsMessage};
 
 /// The default server address.
@@ -41,6 +43,26 @@ pub enum ClientError {
     BadUrl(String),
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// The server's certificate is not the pinned one. Nothing was sent to it: the connection
+    /// stopped at the certificate, before any request (or key) went out.
+    #[error(
+        "the victor server at {url} presented a different TLS certificate than the one trusted \
+         for it. Either its certificate changed, or someone is intercepting the connection; \
+         nothing was sent to it.\n  \
+         trusted:   {expected}\n  \
+         presented: {presented}\n\
+         If the server's owner confirms the new fingerprint (`victor serve --tls` prints it), \
+         trust it with:\n  \
+         victor remote add NAME {url} --fingerprint {presented}"
+    )]
+    FingerprintMismatch {
+        url: String,
+        expected: Fingerprint,
+        presented: Fingerprint,
+    },
+    /// The TLS handshake failed for another reason, such as a certificate nobody vouches for.
+    #[error("TLS with the victor server at {url} failed: {reason}")]
+    Tls { url: String, reason: String },
     #[error("{0}")]
     Transport(String),
 }
@@ -48,7 +70,11 @@ pub enum ClientError {
 impl ClientError {
     /// The server's answer says the request cannot succeed however often it is retried.
     pub fn is_final(&self) -> bool {
-        matches!(self, ClientError::Api { status, .. } if *status < 500 && *status != 429)
+        match self {
+            ClientError::Api { status, .. } => *status < 500 && *status != 429,
+            ClientError::FingerprintMismatch { .. } | ClientError::Tls { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -57,12 +83,27 @@ impl ClientError {
 pub struct Client {
     base: String,
     api_key: Option<String>,
+    /// The only certificate an `https` server may present, when it is pinned.
+    pin: Option<Fingerprint>,
     http: reqwest::Client,
 }
 
 impl Client {
+    /// A client that trusts the certificates the system trusts (for an `https` server).
     pub fn new(server: &str, api_key: Option<String>) -> Result<Client, ClientError> {
-        Client::connect(server, api_key, None)
+        Client::connect(server, api_key, None, None)
+    }
+
+    /// A client of an `https` server that trusts exactly the certificate with this
+    /// fingerprint, whatever names it carries and whoever signed it: the way to reach a
+    /// self-signed `victor serve --tls`. Any other certificate is refused with
+    /// [`ClientError::FingerprintMismatch`].
+    pub fn pinned(
+        server: &str,
+        api_key: Option<String>,
+        fingerprint: Fingerprint,
+    ) -> Result<Client, ClientError> {
+        Client::connect(server, api_key, None, Some(fingerprint))
     }
 
     /// A client that reaches the server through its Unix socket when `data_dir` holds the
@@ -78,13 +119,14 @@ impl Client {
             .and_then(|url| url.port_or_known_default())
             .map(|port| data_dir.join(format!("victor-{port}.sock")))
             .filter(|path| path.exists());
-        Client::connect(server, api_key, socket)
+        Client::connect(server, api_key, socket, None)
     }
 
     fn connect(
         server: &str,
         api_key: Option<String>,
         socket: Option<PathBuf>,
+        pin: Option<Fingerprint>,
     ) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base).map_err(|_| ClientError::BadUrl(server.into()))?;
@@ -95,12 +137,24 @@ impl Client {
         if let Some(socket) = socket {
             builder = builder.unix_socket(socket);
         }
+        if let Some(pin) = pin {
+            // A pin on plain HTTP would protect nothing while looking as if it did.
+            if parsed.scheme() != "https" {
+                return Err(ClientError::Tls {
+                    url: base,
+                    reason: "a pinned certificate fingerprint needs an https:// URL".into(),
+                });
+            }
+            builder = builder
+                .tls_backend_preconfigured(tls::pinned_config(Some(pin), &[b"h2", b"http/1.1"])?);
+        }
         let http = builder
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Client {
             base,
             api_key: api_key.filter(|k| !k.is_empty()),
+            pin,
             http,
         })
     }
@@ -145,7 +199,9 @@ impl Client {
     }
 
     fn transport_error(&self, error: reqwest::Error) -> ClientError {
-        if error.is_connect() {
+        if let Some(tls_error) = tls::tls_error(&self.base, self.pin, &error) {
+            tls_error
+        } else if error.is_connect() {
             ClientError::Unreachable {
                 url: self.base.clone(),
             }
@@ -293,7 +349,7 @@ impl Client {
 
     /// Opens the WebSocket.
     pub async fn websocket(&self) -> Result<WsConnection, ClientError> {
-        WsConnection::connect(&self.base, self.api_key.as_deref()).await
+        WsConnection::connect(&self.base, self.api_key.as_deref(), self.pin).await
     }
 }
 

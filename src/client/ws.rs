@@ -1,14 +1,16 @@
 //! The native WebSocket (`/api/v1/ws`) from the client side.
 
+use std::sync::Arc;
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::ClientError;
-use crate::proto::{Event, WsReply, WsRequest};
+use crate::proto::{Event, Fingerprint, WsReply, WsRequest};
 
 /// A message from the server: an event, or the reply to a request.
 #[derive(Debug, Clone)]
@@ -22,9 +24,12 @@ pub struct WsConnection {
 }
 
 impl WsConnection {
+    /// Connects over the same TLS as the client's requests: with a pin, only the pinned
+    /// certificate is accepted.
     pub(super) async fn connect(
         base: &str,
         api_key: Option<&str>,
+        pin: Option<Fingerprint>,
     ) -> Result<WsConnection, ClientError> {
         let url = format!(
             "{}/api/v1/ws",
@@ -43,21 +48,37 @@ impl WsConnection {
         }
         // A small read buffer: the default 128 KiB is zero-filled on every read.
         let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-        let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(request, Some(config), false)
-                .await
-                .map_err(|e| match e {
-                    tokio_tungstenite::tungstenite::Error::Io(_) => ClientError::Unreachable {
-                        url: base.to_string(),
-                    },
-                    tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Api {
-                        status: response.status().as_u16(),
-                        code: "http".into(),
-                        message: format!("the server refused the WebSocket: {}", response.status()),
-                        state: None,
-                    },
-                    other => ClientError::Transport(other.to_string()),
-                })?;
+        // HTTP/1.1 alone: the upgrade to a WebSocket is an HTTP/1.1 request.
+        let connector = match pin {
+            Some(pin) if url.starts_with("wss://") => Some(Connector::Rustls(Arc::new(
+                super::tls::pinned_config(Some(pin), &[b"http/1.1"])?,
+            ))),
+            _ => None,
+        };
+        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            false,
+            connector,
+        )
+        .await
+        .map_err(|e| {
+            if let Some(tls_error) = super::tls::tls_error(base, pin, &e) {
+                return tls_error;
+            }
+            match e {
+                tokio_tungstenite::tungstenite::Error::Io(_) => ClientError::Unreachable {
+                    url: base.to_string(),
+                },
+                tokio_tungstenite::tungstenite::Error::Http(response) => ClientError::Api {
+                    status: response.status().as_u16(),
+                    code: "http".into(),
+                    message: format!("the server refused the WebSocket: {}", response.status()),
+                    state: None,
+                },
+                other => ClientError::Transport(other.to_string()),
+            }
+        })?;
         Ok(WsConnection { socket })
     }
 

@@ -1,9 +1,11 @@
 //! Wire types shared by the server and its clients. Serde (and the OpenAPI schema derive that
 //! describes the same wire format) only: nothing here knows about HTTP, storage or processes.
+//! The one exception is the certificate fingerprint, whose format is a SHA-256.
 
 pub mod api;
 pub mod auth;
 pub mod event;
+pub mod fingerprint;
 pub mod task;
 
 pub use api::{
@@ -12,4 +14,5 @@ pub use api::{
 };
 pub use auth::{CreateKey, CreatedKey, KeyInfo, Scope, SessionRequest, SessionToken};
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
+pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

@@ -7,6 +7,7 @@ mod guard;
 mod limits;
 mod stream;
 mod tasks;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use limits::RateLimit;
 
 use auth::{Access, Principal};
 use limits::{Counted, Peer, RateLimits};
+pub use tls::{ServerTls, TlsCertificate, TlsError, TlsListener};
 
 /// Everything `victor serve` needs, resolved from defaults, config file, environment and flags.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct ServeConfig {
     pub sessions: SessionPolicy,
     /// Where the admin key generated for a network bind without one is kept (mode 0600).
     pub admin_key_file: PathBuf,
+    /// Serve HTTPS and WSS on TCP (the Unix socket stays plain: it is local).
+    pub tls: Option<TlsCertificate>,
 }
 
 /// What a started server tells whoever started it, to print for people.
@@ -73,6 +77,8 @@ pub struct Listening {
     pub new_admin_key: Option<String>,
     /// The file holding the generated admin key, when the server uses one.
     pub admin_key_file: Option<PathBuf>,
+    /// The TLS certificate's fingerprint, when serving HTTPS.
+    pub fingerprint: Option<crate::proto::Fingerprint>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +105,8 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -172,6 +180,12 @@ pub async fn run(
         )
         .await?,
     );
+    // After the store took the data dir's lock: one server at a time makes the certificate.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|certificate| ServerTls::load(certificate, &config.data_dir))
+        .transpose()?;
     let bus = Bus::new(hub, store.clone());
     let engine = Engine::start(store.clone(), bus, config.engine.clone()).await?;
     let closing = CancellationToken::new();
@@ -194,20 +208,26 @@ pub async fn run(
     let unix_listener = bind_socket(&socket_path)
         .inspect_err(|e| tracing::warn!(error = %e, "no Unix socket; serving TCP only"))
         .ok();
+    let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
     tracing::info!(
-        address = %url_of(local),
+        address = %url_of(local, tls.is_some()),
         data_dir = %config.data_dir.display(),
         version = env!("CARGO_PKG_VERSION"),
         socket = %socket_path.display(),
-        "victor {} listening on {} and {} (data in {})",
+        fingerprint = fingerprint.map(tracing::field::display),
+        "victor {} listening on {} and {} (data in {}){}",
         env!("CARGO_PKG_VERSION"),
-        url_of(local),
+        url_of(local, tls.is_some()),
         socket_path.display(),
         config.data_dir.display(),
+        fingerprint
+            .map(|f| format!("; TLS certificate {f}"))
+            .unwrap_or_default(),
     );
     ready(&Listening {
-        url: url_of(local),
-        network_urls: network_urls(local),
+        url: url_of(local, tls.is_some()),
+        network_urls: network_urls(local, tls.is_some()),
+        fingerprint,
         socket: unix_listener.as_ref().map(|_| socket_path.clone()),
         new_admin_key,
         admin_key_file: (config.api_key.is_none() && !loopback)
@@ -240,12 +260,29 @@ pub async fn run(
     });
     let app =
         router(state, config.max_body_bytes, guard).into_make_service_with_connect_info::<Peer>();
-    let listener = Counted::new(listener, open_connections, config.max_connections);
-    let mut http = tokio::spawn(
-        axum::serve(listener, app)
+    let max_connections = config.max_connections;
+    let mut http = match &tls {
+        Some(tls) => tokio::spawn(
+            axum::serve(
+                Counted::new(
+                    TlsListener::new(listener, tls),
+                    open_connections,
+                    max_connections,
+                ),
+                app,
+            )
             .with_graceful_shutdown(closing.clone().cancelled_owned())
             .into_future(),
-    );
+        ),
+        None => tokio::spawn(
+            axum::serve(
+                Counted::new(listener, open_connections, max_connections),
+                app,
+            )
+            .with_graceful_shutdown(closing.clone().cancelled_owned())
+            .into_future(),
+        ),
+    };
     tokio::select! {
         _ = stop => {}
         served = &mut http => {
@@ -331,7 +368,7 @@ fn admin_key_text(path: &Path) -> Option<String> {
 
 /// The URLs a machine on the network reaches the server at: one per address of this machine
 /// for a bind on all of them (`0.0.0.0`, `::`), else none beyond the bound one.
-fn network_urls(bound: SocketAddr) -> Vec<String> {
+fn network_urls(bound: SocketAddr, tls: bool) -> Vec<String> {
     if !bound.ip().is_unspecified() {
         return Vec::new();
     }
@@ -352,7 +389,7 @@ fn network_urls(bound: SocketAddr) -> Vec<String> {
                     // Link-local v6 addresses need a zone to be of use; skip them.
                     IpAddr::V6(v6) => bound.is_ipv6() && !v6.is_unicast_link_local(),
                 };
-            usable.then(|| url_of(SocketAddr::new(ip, bound.port())))
+            usable.then(|| url_of(SocketAddr::new(ip, bound.port()), tls))
         })
         .collect();
     urls.sort();
@@ -398,11 +435,12 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
 /// How long open connections get to finish after the tasks have stopped.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
-/// The URL a client uses to reach a listening address.
-pub fn url_of(addr: SocketAddr) -> String {
+/// The URL a client uses to reach a listening address, `https` when it serves TLS.
+pub fn url_of(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     match addr.ip() {
-        IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
-        IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+        IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", addr.port()),
+        IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", addr.port()),
     }
 }
 

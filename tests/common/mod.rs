@@ -11,30 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use victor::client::Client;
-use victor::proto::{Command as TaskCommand, CreateTask, ExecSpec, Task, TaskSpec};
+use victor::proto::{Command as TaskCommand, CreateTask, ExecSpec, Fingerprint, Task, TaskSpec};
 
 pub const VICTOR: &str = env!("CARGO_BIN_EXE_victor");
-
-/// Environment variables that would leak the developer's own settings into a test.
-const SETTINGS_VARS: &[&str] = &[
-    "VICTOR_API_KEY",
-    "VICTOR_SERVER",
-    "VICTOR_HOST",
-    "VICTOR_PORT",
-    "VICTOR_DATA_DIR",
-    "VICTOR_MAX_CONCURRENT",
-    "VICTOR_LOG_FORMAT",
-    "VICTOR_HEARTBEAT_SECS",
-    "VICTOR_KILL_GRACE_SECS",
-    "VICTOR_SHUTDOWN_GRACE_SECS",
-    "VICTOR_MAX_OUTPUT_BYTES",
-    "VICTOR_MAX_BODY_BYTES",
-];
 
 /// A running server. Killed when dropped.
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    /// The certificate's fingerprint the server printed, when it serves TLS.
+    pub fingerprint: Option<Fingerprint>,
     pub data_dir: PathBuf,
     /// Keeps the temporary directory alive for as long as the server (and its restarts).
     _home: Arc<tempfile::TempDir>,
@@ -72,6 +58,7 @@ impl Server {
         let mut server = Server {
             child: None,
             url: String::new(),
+            fingerprint: None,
             data_dir: home_path.join("data"),
             _home: home,
             home_path,
@@ -98,33 +85,46 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        for var in SETTINGS_VARS {
-            command.env_remove(var);
+        // The developer's own settings would make the test depend on who runs it.
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("VICTOR_") {
+                command.env_remove(var);
+            }
         }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("start victor serve");
         let stderr = child.stderr.take().expect("stderr");
-        let (found, url) = mpsc::channel();
+        let (found, listening) = mpsc::channel();
         let log = self.log.clone();
         std::thread::spawn(move || {
             let mut found = Some(found);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(at) = line.find("listening on ")
+                if line.contains("listening on ")
                     && let Some(found) = found.take()
                 {
-                    let rest = &line[at + "listening on ".len()..];
-                    let url = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = found.send(url.to_string());
+                    let _ = found.send(line.clone());
                 }
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        self.url = url
+        let listening = listening
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("server did not start; log:\n{}", self.log()));
+        let at =
+            listening.find("listening on ").expect("the listening line") + "listening on ".len();
+        let rest = &listening[at..];
+        self.url = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        self.fingerprint = listening
+            .split_whitespace()
+            .find(|word| word.starts_with("SHA256:"))
+            .map(|word| word.parse().expect("a fingerprint"));
         self.child = Some(child);
     }
 
@@ -140,8 +140,13 @@ impl Server {
         self.url.rsplit(':').next().unwrap_or_default().to_string()
     }
 
+    /// A client of this server, pinned to its certificate when it serves TLS.
     pub fn client(&self) -> Client {
-        Client::new(&self.url, self.api_key.clone()).expect("client")
+        match self.fingerprint {
+            Some(fingerprint) => Client::pinned(&self.url, self.api_key.clone(), fingerprint),
+            None => Client::new(&self.url, self.api_key.clone()),
+        }
+        .expect("client")
     }
 
     /// The real binary, pointed at this server and isolated from the developer's settings.
@@ -242,6 +247,11 @@ impl Server {
 
     pub fn data_path(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The directory of the clients' config.toml, where `victor remote` keeps remotes.toml.
+    pub fn config_dir(&self) -> &Path {
+        &self.home_path
     }
 }
 
