@@ -3,33 +3,9 @@
 
 mod common;
 
-use common::{Server, finished, http, shell};
+use common::{Server, assert_error, call, finished, http, shell};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-/// Sends a request and returns the status and the JSON body (Null when empty).
-async fn call(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
-    };
-    (status, body)
-}
-
-fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-}
 
 #[tokio::test]
 async fn every_bad_input_gets_its_status_and_error_body() {

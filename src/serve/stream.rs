@@ -464,7 +464,13 @@ async fn serve_socket(socket: WebSocket, state: AppState, mut principal: Option<
         };
         let message = match tokio::time::timeout(wait, incoming.next()).await {
             Ok(Some(Ok(message))) => message,
-            Ok(_) => break,
+            Ok(Some(Err(error))) => {
+                if let Some(close) = close_for(error, state.max_ws_message_bytes) {
+                    let _ = outgoing.try_send(close);
+                }
+                break;
+            }
+            Ok(None) => break,
             Err(_) if principal.is_none() => {
                 let _ = outgoing.try_send(close_unauthorized("no auth message within 5s"));
                 break;
@@ -547,6 +553,19 @@ async fn serve_socket(socket: WebSocket, state: AppState, mut principal: Option<
 const CLOSE_NO_ANSWER: u16 = 4408;
 /// WebSocket close code for missing or wrong credentials (the seed 000 servers' code).
 const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+/// The close frame that explains a read error to the client, when there is one to explain:
+/// a message over the limit gets 1009 with the limit.
+fn close_for(error: axum::Error, max_message_bytes: usize) -> Option<Message> {
+    use tokio_tungstenite::tungstenite::Error;
+    match error.into_inner().downcast::<Error>().map(|e| *e) {
+        Ok(Error::Capacity(_)) => Some(Message::Close(Some(CloseFrame {
+            code: 1009,
+            reason: format!("message too large (max {max_message_bytes} bytes)").into(),
+        }))),
+        _ => None,
+    }
+}
 
 fn close_unauthorized(reason: &str) -> Message {
     Message::Close(Some(CloseFrame {

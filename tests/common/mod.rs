@@ -76,8 +76,12 @@ impl Server {
 
     fn launch(&mut self, port: &str) {
         let mut command = Command::new(VICTOR);
+        command.arg("serve");
+        if !self.args.iter().any(|arg| arg == "--host") {
+            command.args(["--host", "127.0.0.1"]);
+        }
         command
-            .args(["serve", "--host", "127.0.0.1", "--port", port, "--data-dir"])
+            .args(["--port", port, "--data-dir"])
             .arg(&self.data_dir)
             .args(&self.args)
             .env("VICTOR_CONFIG", self.home_path.join("config.toml"))
@@ -116,11 +120,12 @@ impl Server {
         let at =
             listening.find("listening on ").expect("the listening line") + "listening on ".len();
         let rest = &listening[at..];
+        // A server on every address is reached here over loopback.
         self.url = rest
             .split_whitespace()
             .next()
             .unwrap_or_default()
-            .to_string();
+            .replace("://0.0.0.0:", "://127.0.0.1:");
         self.fingerprint = listening
             .split_whitespace()
             .find(|word| word.starts_with("SHA256:"))
@@ -335,4 +340,33 @@ pub fn stderr(output: &Output) -> String {
 /// Raw HTTP for checking statuses and bodies exactly as a non-victor client sees them.
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
+}
+
+/// Sends a request and returns the status and the JSON body (Null when empty).
+pub async fn call(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
+}
+
+pub fn assert_error(
+    status: reqwest::StatusCode,
+    body: &serde_json::Value,
+    expected: reqwest::StatusCode,
+    code: &str,
+) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }

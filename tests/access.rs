@@ -1,0 +1,644 @@
+//! Who may do what, and how much: scoped keys on every route family, session tokens, the
+//! WebSocket `auth` message, rate and connection limits, and the key a network bind makes.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE;
+use common::{Server, assert_error, call, http, stderr, stdout};
+use futures_util::{SinkExt, StreamExt};
+use hmac::{KeyInit, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const ADMIN: &str = "the-admin-key";
+
+/// `victor keys create` with the admin key; the plain key it prints.
+fn create_key(server: &Server, scope: &str, name: &str) -> String {
+    let out = server.run(&["keys", "create", "--scope", scope, "--name", name, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(created["scope"], scope);
+    created["key"].as_str().unwrap().to_string()
+}
+
+fn ws_url(server: &Server, query: &str) -> String {
+    format!(
+        "{}/api/v1/ws{query}",
+        server.url.replace("http://", "ws://")
+    )
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next JSON message that is not a heartbeat, or the close code.
+async fn next_message(socket: &mut Socket) -> Result<Value, u16> {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer within 10 s");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] != "heartbeat" {
+                    return Ok(value);
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Err(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("socket error: {e}"),
+            None => return Err(1006),
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, request: Value) {
+    socket
+        .send(Message::Text(request.to_string().into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_scope_is_enforced_on_every_route_family() {
+    let server = Server::start_with(&["--api-key", ADMIN]);
+    let read = create_key(&server, "read", "dashboard");
+    let control = create_key(&server, "control", "laptop");
+    let task = server.start_task(&["sleep", "30"]);
+    let client = http();
+
+    // (method, path, body, the scope it needs)
+    let routes: Vec<(Method, String, Option<Value>, &str)> = vec![
+        (Method::GET, "/api/v1/tasks".into(), None, "read"),
+        (Method::GET, format!("/api/v1/tasks/{task}"), None, "read"),
+        (
+            Method::GET,
+            format!("/api/v1/tasks/{task}/events?follow=false"),
+            None,
+            "read",
+        ),
+        (Method::GET, "/api/v1/status".into(), None, "read"),
+        (
+            Method::POST,
+            "/session/token".into(),
+            Some(json!({})),
+            "read",
+        ),
+        (
+            Method::POST,
+            "/api/v1/tasks".into(),
+            Some(json!({"spec": {"kind": "exec", "command": ["true"]}})),
+            "control",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{task}/pause"),
+            None,
+            "control",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{task}/resume"),
+            None,
+            "control",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{task}/input"),
+            Some(json!({"text": ""})),
+            "control",
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/tasks/{task}"),
+            None,
+            "control",
+        ),
+        (Method::GET, "/api/v1/keys".into(), None, "admin"),
+        (
+            Method::POST,
+            "/api/v1/keys".into(),
+            Some(json!({"scope": "read"})),
+            "admin",
+        ),
+    ];
+    let rank = |scope: &str| {
+        ["read", "control", "admin"]
+            .iter()
+            .position(|s| *s == scope)
+    };
+    for (key, scope) in [
+        (&read, "read"),
+        (&control, "control"),
+        (&ADMIN.to_string(), "admin"),
+    ] {
+        for (method, path, body, needs) in &routes {
+            let mut request = client
+                .request(method.clone(), format!("{}{path}", server.url))
+                .bearer_auth(key);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let (status, body) = call(request).await;
+            if rank(scope) >= rank(needs) {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{scope} key on {method} {path}: {status} {body}"
+                );
+            } else {
+                assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("needs scope {needs}")),
+                    "{body}"
+                );
+            }
+        }
+    }
+
+    // Over the WebSocket, a read key watches but does not steer.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(ws_url(&server, &format!("?api_key={read}")))
+            .await
+            .unwrap();
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "id": "s", "task_id": task}),
+    )
+    .await;
+    let reply = next_message(&mut socket).await.unwrap();
+    assert_eq!(
+        (reply["id"].clone(), reply["ok"].clone()),
+        (json!("s"), json!(true))
+    );
+    send(
+        &mut socket,
+        json!({"type": "cancel", "id": "c", "task_id": task}),
+    )
+    .await;
+    let reply = loop {
+        let message = next_message(&mut socket).await.unwrap();
+        if message["type"] == "reply" {
+            break message;
+        }
+    };
+    assert_eq!(reply["id"], "c");
+    assert_eq!(reply["ok"], false, "{reply}");
+    assert_eq!(reply["error"]["code"], "forbidden");
+
+    // The CLI says so in one line.
+    let out = server
+        .victor()
+        .env("VICTOR_API_KEY", &read)
+        .args(["task", "cancel", &task])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("scope read"), "{}", stderr(&out));
+
+    // Listing never shows keys; revoking by name ends the key at once.
+    let out = server.run(&["keys", "list", "--json"]);
+    let listed = stdout(&out);
+    let keys: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(keys.len(), 3, "{listed}");
+    assert!(!listed.contains(&read) && !listed.contains(&control));
+    let out = server.run(&["keys", "revoke", "dashboard"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, body) = call(
+        client
+            .get(format!("{}/api/v1/tasks", server.url))
+            .bearer_auth(&read),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let out = server.run(&["keys", "revoke", "dashboard"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no key"), "{}", stderr(&out));
+
+    // Keys are kept hashed, and never reach the log, the status or the API description.
+    let mut stored = Vec::new();
+    for file in ["victor.db", "victor.db-wal"] {
+        stored.extend(std::fs::read(server.data_path().join(file)).unwrap_or_default());
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(!stored.contains(&control) && !stored.contains(&read));
+    let (_, status) = call(
+        client
+            .get(format!("{}/api/v1/status", server.url))
+            .bearer_auth(&control),
+    )
+    .await;
+    let openapi = client
+        .get(format!("{}/openapi.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for text in [server.log(), status.to_string(), openapi] {
+        for secret in [ADMIN, &read, &control] {
+            assert!(!text.contains(secret), "a key leaked into: {text}");
+        }
+    }
+}
+
+/// A session token as the server makes it, signed with `secret`.
+fn sign(secret: &[u8], session_id: &str, issued_at: i64) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{session_id}:{issued_at}").as_bytes());
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    URL_SAFE.encode(format!("{session_id}:{issued_at}:{signature}"))
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+#[tokio::test]
+async fn session_tokens_are_signed_expire_and_end_with_their_key() {
+    let mut server = Server::start_with(&["--api-key", ADMIN, "--session-ttl-secs", "600"]);
+    let control = create_key(&server, "control", "editor");
+    let client = http();
+    let tasks = format!("{}/api/v1/tasks", server.url);
+
+    let (status, body) = call(
+        client
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(&control),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_string();
+    let session_id = body["session_id"].as_str().unwrap().to_string();
+    assert!(body["expires_at"].is_string());
+
+    // It stands in for its key, with the key's scope, as a header or in the query.
+    let (status, _) = call(client.get(&tasks).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(client.get(format!("{tasks}?session_token={token}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = call(
+        client
+            .post(&tasks)
+            .bearer_auth(&token)
+            .json(&json!({"spec": {"kind": "exec", "command": ["true"]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = call(
+        client
+            .get(format!("{}/api/v1/keys", server.url))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    // Tampered, forged, for an unknown session, or too old: refused.
+    let decoded = String::from_utf8(URL_SAFE.decode(&token).unwrap()).unwrap();
+    let mut flipped = decoded.clone();
+    let last = flipped.pop().unwrap();
+    flipped.push(if last == '0' { '1' } else { '0' });
+    let secret_hex = std::fs::read_to_string(server.data_path().join("session.secret")).unwrap();
+    let secret: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&secret_hex.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    for bad in [
+        URL_SAFE.encode(flipped),
+        sign(b"not the server's secret", &session_id, now()),
+        sign(&secret, "no-such-session", now()),
+        sign(&secret, &session_id, now() - 601),
+        "not even base64 !".to_string(),
+    ] {
+        let (status, body) = call(client.get(&tasks).bearer_auth(&bad)).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // The server's own signature on a fresh time is accepted: the checks above are the
+    // only reason those were refused.
+    let (status, _) = call(
+        client
+            .get(&tasks)
+            .bearer_auth(sign(&secret, &session_id, now())),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A session belongs to the key that made it; ids are checked.
+    let (status, body) = call(
+        client
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"session_id": session_id})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, body) = call(
+        client
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(&control)
+            .json(&json!({"session_id": "a:b"})),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    // Tokens survive a restart: the secret and the sessions are in the data dir.
+    server.terminate();
+    server.restart();
+    // A new client: the old one's pooled connections died with the old process.
+    let client = http();
+    let (status, _) = call(client.get(&tasks).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{}", server.log());
+
+    // Revoking the key ends its sessions.
+    let out = server.run(&["keys", "revoke", "editor"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, body) = call(client.get(&tasks).bearer_auth(&token)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn sessions_are_capped_and_idle_ones_end() {
+    let server = Server::start_with(&[
+        "--api-key",
+        ADMIN,
+        "--max-sessions",
+        "2",
+        "--session-idle-secs",
+        "1",
+    ]);
+    let client = http();
+    let new_session = || {
+        client
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(ADMIN)
+    };
+    let (status, first) = call(new_session()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(new_session()).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = new_session().send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "session_limit");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Session limit reached")
+    );
+
+    // Unused for longer than the idle time, sessions end and make room.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let token = first["session_token"].as_str().unwrap();
+    let (status, body) = call(
+        client
+            .get(format!("{}/api/v1/tasks", server.url))
+            .bearer_auth(token),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = call(new_session()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_websocket_without_credentials_must_authenticate_first() {
+    let server = Server::start_with(&["--api-key", ADMIN]);
+    let connect = || async {
+        tokio_tungstenite::connect_async(ws_url(&server, ""))
+            .await
+            .expect("the upgrade itself needs no credentials")
+            .0
+    };
+
+    // An `auth` message first, then everything works.
+    let mut socket = connect().await;
+    send(
+        &mut socket,
+        json!({"type": "auth", "id": "a", "api_key": ADMIN}),
+    )
+    .await;
+    let reply = next_message(&mut socket).await.unwrap();
+    assert_eq!(
+        (reply["id"].clone(), reply["ok"].clone()),
+        (json!("a"), json!(true))
+    );
+    send(&mut socket, json!({"type": "subscribe", "id": "s"})).await;
+    let reply = next_message(&mut socket).await.unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+
+    // A session token works as well.
+    let token: Value = http()
+        .post(format!("{}/session/token", server.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut socket = connect().await;
+    send(
+        &mut socket,
+        json!({"type": "auth", "session_token": token["session_token"]}),
+    )
+    .await;
+    assert_eq!(next_message(&mut socket).await.unwrap()["ok"], true);
+
+    // Anything else first, a wrong key, or silence: closed with 4401.
+    let mut socket = connect().await;
+    send(&mut socket, json!({"type": "subscribe"})).await;
+    assert_eq!(next_message(&mut socket).await, Err(4401));
+    let mut socket = connect().await;
+    send(&mut socket, json!({"type": "auth", "api_key": "wrong"})).await;
+    assert_eq!(next_message(&mut socket).await, Err(4401));
+    let mut socket = connect().await;
+    let started = std::time::Instant::now();
+    assert_eq!(next_message(&mut socket).await, Err(4401));
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A client whose connections come from `source`, one of the many loopback addresses.
+fn from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_address_over_its_rate_gets_429_with_retry_after() {
+    let server = Server::start_with(&["--rate-limit", "1", "--rate-burst", "3"]);
+    let tasks = format!("{}/api/v1/tasks", server.url);
+    let busy = from("127.0.0.2");
+    for _ in 0..3 {
+        let (status, _) = call(busy.get(&tasks)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = busy.get(&tasks).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+
+    // Another address has its own bucket; this one refills at the configured rate.
+    let (status, _) = call(from("127.0.0.3").get(&tasks)).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _) = call(busy.get(&tasks)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The Unix socket, on the same machine, is not limited.
+    let local = victor::client::Client::local(&server.url, None, server.data_path()).unwrap();
+    for _ in 0..10 {
+        local.list_tasks(&[], 1, None).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_is_limited_whatever_address_it_comes_from() {
+    let server =
+        Server::start_with(&["--api-key", ADMIN, "--rate-limit", "1", "--rate-burst", "2"]);
+    let other = create_key(&server, "read", "other");
+    let tasks = format!("{}/api/v1/tasks", server.url);
+    // Let the admin key's bucket fill up again after `victor keys create`.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Each request from a fresh address: only the key's bucket runs dry.
+    for (source, expected) in [
+        ("127.0.0.2", StatusCode::OK),
+        ("127.0.0.3", StatusCode::OK),
+        ("127.0.0.4", StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        let (status, body) = call(from(source).get(&tasks).bearer_auth(ADMIN)).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    let (status, _) = call(from("127.0.0.5").get(&tasks).bearer_auth(&other)).await;
+    assert_eq!(status, StatusCode::OK, "another key has its own bucket");
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_503_until_one_closes() {
+    let server = Server::start_with(&["--max-connections", "2"]);
+    let address = server.url.trim_start_matches("http://").to_string();
+    let first = std::net::TcpStream::connect(&address).unwrap();
+    let _second = std::net::TcpStream::connect(&address).unwrap();
+    // Accepted connections are counted as the server takes them.
+    let health = format!("{}/health", server.url);
+    let mut refused = None;
+    for _ in 0..50 {
+        let response = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+            .get(&health)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("a third connection is refused");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_connections");
+
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+            .get(&health)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no slot came free");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn websocket_messages_over_the_limit_close_the_socket() {
+    let server = Server::start_with(&["--max-ws-message-bytes", "1024"]);
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url(&server, ""))
+        .await
+        .unwrap();
+    send(&mut socket, json!({"type": "ping", "id": "x".repeat(900)})).await;
+    assert_eq!(next_message(&mut socket).await.unwrap()["ok"], true);
+    send(&mut socket, json!({"type": "ping", "id": "x".repeat(2000)})).await;
+    assert_eq!(next_message(&mut socket).await, Err(1009));
+}
+
+#[tokio::test]
+async fn a_network_bind_without_a_key_makes_one_and_never_serves_without_it() {
+    let mut server = Server::start_with(&["--host", "0.0.0.0"]);
+    let key_file = server.config_dir().join("admin.key");
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(key.starts_with("vk_") && key.len() > 40, "{key}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let log = server.log();
+    assert!(log.contains("victor remote add"), "{log}");
+    assert!(log.contains(&key), "the new key is shown once: {log}");
+
+    let tasks = format!("{}/api/v1/tasks", server.url);
+    let (status, body) = call(http().get(&tasks)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = call(http().get(&tasks).bearer_auth(&key)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The next start uses the same key and does not show it again.
+    server.terminate();
+    let shown_before = server.log().matches(&key).count();
+    server.restart();
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap().trim(),
+        key,
+        "the key is kept"
+    );
+    assert_eq!(server.log().matches(&key).count(), shown_before);
+    let (status, _) = call(http().get(&tasks).bearer_auth(&key)).await;
+    assert_eq!(status, StatusCode::OK);
+}
