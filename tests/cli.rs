@@ -352,22 +352,23 @@ fn settings_precedence_is_defaults_file_env_flags() {
 }
 
 #[test]
-fn listening_beyond_loopback_without_a_key_is_refused() {
+fn a_network_bind_that_cannot_have_its_admin_key_refuses_to_start() {
+    // Never unauthenticated: an unusable key file stops the server before it binds.
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    std::fs::write(dir.path().join("admin.key"), "\n").unwrap();
     let out = std::process::Command::new(VICTOR)
         .args(["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .env("VICTOR_CONFIG", "/dev/null")
+        .arg(dir.path().join("data"))
+        .env("VICTOR_CONFIG", dir.path().join("config.toml"))
         .env_remove("VICTOR_API_KEY")
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let text = stderr(&out);
-    assert!(
-        text.contains("refusing to listen on 0.0.0.0 without an API key"),
-        "{text}"
-    );
-    assert!(text.contains("--api-key"), "{text}");
+    assert!(text.contains("admin.key"), "{text}");
+    assert!(text.contains("delete it"), "{text}");
+    assert!(!text.contains("listening"), "{text}");
 }
 
 #[test]

@@ -83,18 +83,15 @@ pub struct Listening {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error(
-        "refusing to listen on {host} without an API key: anyone on the network could run \
-         commands on this machine. Set one with --api-key, VICTOR_API_KEY or `api_key` in \
-         config.toml, or listen on 127.0.0.1"
-    )]
-    NoKeyOnNetwork { host: String },
     #[error("cannot listen on {addr}: {reason}{}", bind_hint(reason))]
     Bind {
         addr: String,
         reason: std::io::Error,
     },
-    #[error("cannot read or create the admin key file {path}: {reason}")]
+    #[error(
+        "cannot read or create the admin key file {path}: {reason} (it holds the key on one \
+         line; delete it to make a new one, or set --api-key)"
+    )]
     AdminKey {
         path: String,
         reason: std::io::Error,
@@ -449,8 +446,9 @@ pub fn url_of(addr: SocketAddr, tls: bool) -> String {
     info(
         title = "victor",
         description = "Native API of victor: background tasks, their durable ordered event logs, \
-                       and live streams over Server-Sent Events and WebSocket. Every route but \
-                       /health needs the API key when the server has one."
+                       and live streams over Server-Sent Events and WebSocket. When the server has \
+                       keys, every route but /health needs a key or session token of the \
+                       route's scope: read to watch, control to steer, admin for keys."
     ),
     modifiers(&BearerAuth),
     components(schemas(crate::proto::WsRequest, crate::proto::WsReply)),
