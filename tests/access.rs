@@ -642,3 +642,76 @@ async fn a_network_bind_without_a_key_makes_one_and_never_serves_without_it() {
     let (status, _) = call(http().get(&tasks).bearer_auth(&key)).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// The first reply on a library WebSocket, skipping events.
+async fn first_reply(ws: &mut victor::client::WsConnection) -> victor::proto::WsReply {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(victor::client::WsMessage::Reply(reply)))) => return *reply,
+            Ok(Some(Ok(victor::client::WsMessage::Event(_)))) => {}
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+}
+
+fn api_status(error: victor::client::ClientError) -> (u16, String) {
+    match error {
+        victor::client::ClientError::Api { status, code, .. } => (status, code),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn scopes_tokens_and_limits_hold_over_tls_too() {
+    use victor::client::Client;
+    use victor::proto::{Scope, WsRequest};
+    // Five connections: the three clients below keep one each in their pools, and two sockets.
+    let server = Server::start_with(&["--tls", "--api-key", ADMIN, "--max-connections", "5"]);
+    let pin = server.fingerprint.expect("a TLS server");
+    let admin = server.client();
+    let read = admin.create_key(Scope::Read, None).await.unwrap().key;
+    let reader = Client::pinned(&server.url, Some(read.clone()), pin).unwrap();
+    reader.list_tasks(&[], 10, None).await.unwrap();
+    let refused = reader
+        .create_task(&common::shell("true"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(refused), (403, "forbidden".into()));
+
+    // A session token made over TLS carries the read scope.
+    let token = reader.session_token(None).await.unwrap().session_token;
+    let with_token = Client::pinned(&server.url, Some(token), pin).unwrap();
+    with_token.list_tasks(&[], 10, None).await.unwrap();
+    let refused = with_token
+        .create_task(&common::shell("true"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(refused), (403, "forbidden".into()));
+
+    // A WSS socket opened without credentials authenticates with its first message, and the
+    // scope holds there too.
+    let anonymous = Client::pinned(&server.url, None, pin).unwrap();
+    let mut ws = anonymous.websocket().await.unwrap();
+    ws.send(&WsRequest::Auth {
+        id: Some("a".into()),
+        api_key: Some(read),
+        session_token: None,
+    })
+    .await
+    .unwrap();
+    assert!(first_reply(&mut ws).await.ok);
+    ws.send(&WsRequest::Cancel {
+        id: Some("c".into()),
+        task_id: "anything".into(),
+    })
+    .await
+    .unwrap();
+    let reply = first_reply(&mut ws).await;
+    assert_eq!(reply.error.map(|e| e.code), Some("forbidden".into()));
+
+    // With that socket and a second one open, the next connection gets 503.
+    let _second = anonymous.websocket().await.unwrap();
+    let third = Client::pinned(&server.url, Some(ADMIN.into()), pin).unwrap();
+    let refused = third.status().await.unwrap_err();
+    assert_eq!(api_status(refused), (503, "too_many_connections".into()));
+}

@@ -484,6 +484,29 @@ fn a_client_on_this_machine_uses_the_unix_socket_and_needs_no_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 
+    // The library's WebSocket takes the socket too: without a key, a subscription is answered
+    // (over TCP, a socket without credentials would be closed with 4401 instead).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let local = victor::client::Client::local(&server.url, None, &server.data_dir).unwrap();
+        let mut ws = local.websocket().await.unwrap();
+        ws.send(&victor::proto::WsRequest::Ping {
+            id: Some("p".into()),
+        })
+        .await
+        .unwrap();
+        loop {
+            match ws.next().await {
+                Some(Ok(victor::client::WsMessage::Reply(reply))) => {
+                    assert!(reply.ok, "{reply:?}");
+                    break;
+                }
+                Some(Ok(victor::client::WsMessage::Event(_))) => {}
+                other => panic!("no reply over the Unix socket: {other:?}"),
+            }
+        }
+    });
+
     assert!(server.terminate().success());
     assert!(!socket.exists(), "a clean shutdown removes the socket");
 }

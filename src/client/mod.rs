@@ -85,6 +85,8 @@ pub struct Client {
     api_key: Option<String>,
     /// The only certificate an `https` server may present, when it is pinned.
     pin: Option<Fingerprint>,
+    /// The server's Unix socket, used instead of TCP when it is on this machine.
+    socket: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -134,8 +136,8 @@ impl Client {
             return Err(ClientError::BadUrl(server.into()));
         }
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-        if let Some(socket) = socket {
-            builder = builder.unix_socket(socket);
+        if let Some(socket) = &socket {
+            builder = builder.unix_socket(socket.clone());
         }
         if let Some(pin) = pin {
             // A pin on plain HTTP would protect nothing while looking as if it did.
@@ -155,6 +157,7 @@ impl Client {
             base,
             api_key: api_key.filter(|k| !k.is_empty()),
             pin,
+            socket,
             http,
         })
     }
@@ -349,7 +352,13 @@ impl Client {
 
     /// Opens the WebSocket.
     pub async fn websocket(&self) -> Result<WsConnection, ClientError> {
-        WsConnection::connect(&self.base, self.api_key.as_deref(), self.pin).await
+        WsConnection::connect(
+            &self.base,
+            self.api_key.as_deref(),
+            self.pin,
+            self.socket.as_deref(),
+        )
+        .await
     }
 }
 

@@ -1,9 +1,10 @@
 //! The native WebSocket (`/api/v1/ws`) from the client side.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -19,17 +20,23 @@ pub enum WsMessage {
     Reply(Box<WsReply>),
 }
 
+/// A TCP connection or the server's Unix socket.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
 pub struct WsConnection {
-    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    socket: WebSocketStream<MaybeTlsStream<Box<dyn Transport>>>,
 }
 
 impl WsConnection {
-    /// Connects over the same TLS as the client's requests: with a pin, only the pinned
-    /// certificate is accepted.
+    /// Connects over the same way as the client's requests: the Unix socket when there is
+    /// one, else TCP with the same TLS (with a pin, only the pinned certificate is accepted).
     pub(super) async fn connect(
         base: &str,
         api_key: Option<&str>,
         pin: Option<Fingerprint>,
+        unix_socket: Option<&Path>,
     ) -> Result<WsConnection, ClientError> {
         let url = format!(
             "{}/api/v1/ws",
@@ -55,10 +62,33 @@ impl WsConnection {
             ))),
             _ => None,
         };
-        let (socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+        let unreachable = |_| ClientError::Unreachable {
+            url: base.to_string(),
+        };
+        let transport: Box<dyn Transport> = match unix_socket {
+            Some(path) => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(unreachable)?,
+            ),
+            None => {
+                let uri = request.uri();
+                let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+                let port =
+                    uri.port_u16()
+                        .unwrap_or(if url.starts_with("wss://") { 443 } else { 80 });
+                let stream = tokio::net::TcpStream::connect((host, port))
+                    .await
+                    .map_err(unreachable)?;
+                // Small messages (requests, short events) go out at once.
+                let _ = stream.set_nodelay(true);
+                Box::new(stream)
+            }
+        };
+        let (socket, _) = tokio_tungstenite::client_async_tls_with_config(
             request,
+            transport,
             Some(config),
-            false,
             connector,
         )
         .await
