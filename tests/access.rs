@@ -465,6 +465,16 @@ async fn a_websocket_without_credentials_must_authenticate_first() {
     .await;
     assert_eq!(next_message(&mut socket).await.unwrap()["ok"], true);
 
+    // A WebSocket header on any other route earns nothing.
+    let (status, body) = call(
+        http()
+            .get(format!("{}/api/v1/tasks", server.url))
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade"),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+
     // Anything else first, a wrong key, or silence: closed with 4401.
     let mut socket = connect().await;
     send(&mut socket, json!({"type": "subscribe"})).await;

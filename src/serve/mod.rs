@@ -524,15 +524,13 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
     };
     router
         .layer(middleware::from_fn_with_state(guard, guard::guard_browser))
+        // Outermost: a connection past the cap, or an address past its rate, gets nothing else.
+        .layer(middleware::from_fn_with_state(state.clone(), limit))
         .with_state(state)
 }
 
-/// Checks, for every request: the connection limit, the per-address rate limit, the
-/// credentials (API key or session token, as `Authorization: Bearer`, `?api_key=` or
-/// `?session_token=`; checked before any WebSocket upgrade), the per-key rate limit, and the
-/// scope the route needs. A WebSocket upgrade without credentials passes: its first message
-/// must then be `auth`.
-async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// The connection cap and the per-address rate limit, for every request on every route.
+async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<Peer>>().copied() {
         if peer.over_limit {
             let mut response = ApiError::new(
@@ -552,6 +550,14 @@ async fn authorize(State(state): State<AppState>, mut request: Request, next: Ne
             return limited.into_response();
         }
     }
+    next.run(request).await
+}
+
+/// Checks the credentials (API key or session token, as `Authorization: Bearer`, `?api_key=`
+/// or `?session_token=`; checked before any WebSocket upgrade), the per-key rate limit, and
+/// the scope the route needs. An upgrade to the WebSocket without credentials passes: its
+/// first message must then be `auth`.
+async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(needed) = auth::required_scope(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
@@ -600,10 +606,16 @@ fn credential(request: &Request) -> Option<String> {
     })
 }
 
+/// An upgrade request to one of the WebSocket routes (a WebSocket header on any other route
+/// earns nothing).
 fn is_websocket_upgrade(request: &Request) -> bool {
-    request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+    WEBSOCKET_ROUTES.contains(&request.uri().path())
+        && request
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
 }
+
+/// The routes whose handlers take the `auth` first message.
+const WEBSOCKET_ROUTES: &[&str] = &["/api/v1/ws"];
