@@ -64,7 +64,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -95,7 +95,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -115,7 +115,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --shell 'Run the command with /bin/sh -c (automatic for a single argument with spaces)'
@@ -130,7 +130,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --state 'Only tasks in these states (comma-separated: running,queued)'
             cand --limit 'At most this many tasks'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -141,7 +141,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;show'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -153,7 +153,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;logs'= {
             cand --after 'Only events after this seq'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -f 'Keep following until the task ends'
@@ -167,7 +167,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;wait'= {
             cand --timeout 'Give up after this long (exit 75): 90, 90s, 5m, 1h'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -178,7 +178,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;cancel'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -189,7 +189,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;pause'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -200,7 +200,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;resume'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -211,7 +211,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;input'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand -n 'Do not add a newline after TEXT'
@@ -225,7 +225,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;rm'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -274,7 +274,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;keys'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -291,7 +291,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --scope 'read: list, show and watch tasks; control: also start and steer them; admin: also manage keys'
             cand --name 'Whose key it is or what it is for'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -302,7 +302,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;keys;list'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'
@@ -313,7 +313,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;keys;revoke'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s)'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --json 'Print JSON for scripts instead of text for people'

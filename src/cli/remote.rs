@@ -166,7 +166,7 @@ pub struct Target {
 
 impl Target {
     /// `server` is a URL (with `://`) or a remote's name. A remote brings its URL, its key
-    /// (unless `flag_key`, from --api-key or VICTOR_API_KEY, overrides it) and its fingerprint;
+    /// (unless `flag_key`, from --api-key, overrides it) and its fingerprint;
     /// the key in config.toml (`settings_key`) goes only to servers given by URL, never to
     /// a remote, which may be another machine.
     pub fn resolve(

@@ -40,14 +40,10 @@ pub(super) struct Connection {
     #[arg(long, global = true, env = "VICTOR_SERVER", value_name = "URL|NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<String>,
-    /// API key, when the server requires one (overrides a remote's).
-    #[arg(
-        long,
-        global = true,
-        env = "VICTOR_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
+    /// API key, when the server requires one (overrides a remote's). For a server given by
+    /// URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own
+    /// key or this flag, never the key this machine's server may be using.
+    #[arg(long, global = true, value_name = "KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     api_key: Option<String>,
     /// Data dir of a server on this machine: its Unix socket there needs no key
@@ -196,10 +192,17 @@ pub(super) async fn with_client(
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
+    let from_env = std::env::var("VICTOR_API_KEY")
+        .ok()
+        .filter(|key| !key.is_empty());
     let target = Target::resolve(
         &settings.server,
         connection.api_key.clone(),
-        settings.api_key.clone(),
+        connection
+            .api_key
+            .clone()
+            .or(from_env)
+            .or(settings.api_key.clone()),
         config_file,
     )?;
     let client = target.client(&data_dir)?;

@@ -27,24 +27,18 @@ use crate::store::{SharedStore, StoreError, StoredKey, StoredSession};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub scope: Scope,
-    /// The stored key behind it; none for the server's admin key and for its Unix socket.
-    pub key_id: Option<String>,
+    /// What holds this power: a stored key's id, the admin key's tag (`admin-` and part of its
+    /// hash, so that sessions made with an old admin key die with it), or `local` for the
+    /// machine's user on a server without keys.
+    pub holder: String,
+    /// The credentials were a session token, which may not make further sessions.
+    pub via_session: bool,
+    /// The session behind a session token.
+    pub session_id: Option<String>,
 }
 
-impl Principal {
-    /// The machine's own user: the Unix socket, or a server without keys on loopback.
-    pub fn owner() -> Principal {
-        Principal {
-            scope: Scope::Admin,
-            key_id: None,
-        }
-    }
-
-    /// What rate limits count this principal's requests under.
-    pub fn limit_key(&self) -> &str {
-        self.key_id.as_deref().unwrap_or("admin")
-    }
-}
+/// The holder of a server without keys: whoever is on this machine.
+const LOCAL_HOLDER: &str = "local";
 
 /// How long session tokens and sessions live, and how many there may be.
 #[derive(Debug, Clone)]
@@ -66,6 +60,10 @@ pub enum AccessError {
         "`{0}` is not a session id: use 1 to 128 letters, digits, `-`, `_` or `.` (or leave it out)"
     )]
     BadSessionId(String),
+    #[error("a session token cannot make sessions; ask with the key itself")]
+    SessionFromSession,
+    #[error("the key was revoked")]
+    Revoked,
     #[error("no key with id or name `{0}`")]
     NoSuchKey(String),
     #[error("more than one key is named `{0}`: revoke it by id")]
@@ -86,7 +84,10 @@ impl From<AccessError> for ApiError {
         let message = error.to_string();
         match error {
             AccessError::SessionLimit(_) => ApiError::too_many("session_limit", message, 60),
-            AccessError::SessionTaken(_) => ApiError::forbidden(message),
+            AccessError::SessionTaken(_) | AccessError::SessionFromSession => {
+                ApiError::forbidden(message)
+            }
+            AccessError::Revoked => ApiError::unauthorized(),
             AccessError::BadSessionId(_) | AccessError::NameTooLong => ApiError::invalid(message),
             AccessError::NoSuchKey(_) => ApiError::not_found(message),
             AccessError::AmbiguousName(_) => {
@@ -113,7 +114,7 @@ struct KeyEntry {
 }
 
 struct SessionEntry {
-    key_id: Option<String>,
+    holder: String,
     scope: Scope,
     created_at: Timestamp,
     last_seen_at: Timestamp,
@@ -123,6 +124,8 @@ struct SessionEntry {
 /// restarts, and last-use times reach it in batches from [`Access::sweep`].
 pub struct Access {
     admin_key: Option<String>,
+    /// The admin key's holder tag (see [`Principal::holder`]).
+    admin_holder: String,
     /// By the SHA-256 of the key: a lookup never compares plain keys.
     keys: RwLock<HashMap<[u8; 32], KeyEntry>>,
     sessions: Mutex<HashMap<String, SessionEntry>>,
@@ -166,7 +169,7 @@ impl Access {
             .into_iter()
             .map(|s| {
                 let entry = SessionEntry {
-                    key_id: s.key_id,
+                    holder: s.holder,
                     scope: s.scope,
                     created_at: s.created_at,
                     last_seen_at: s.last_seen_at,
@@ -174,8 +177,13 @@ impl Access {
                 (s.id, entry)
             })
             .collect();
+        let admin_holder = match &admin_key {
+            Some(key) => format!("admin-{}", hex_encode(&Sha256::digest(key.as_bytes())[..8])),
+            None => LOCAL_HOLDER.to_string(),
+        };
         let access = Access {
             admin_key,
+            admin_holder,
             keys: RwLock::new(keys),
             sessions: Mutex::new(sessions),
             used: Mutex::default(),
@@ -193,6 +201,17 @@ impl Access {
         self.admin_key.is_some()
     }
 
+    /// The machine's own user (the Unix socket, or a server without keys on loopback): the
+    /// admin key's power, without its key.
+    pub fn owner(&self) -> Principal {
+        Principal {
+            scope: Scope::Admin,
+            holder: self.admin_holder.clone(),
+            via_session: false,
+            session_id: None,
+        }
+    }
+
     /// The principal an API key or session token stands for, if it is valid now.
     pub fn check(&self, credential: &str) -> Option<Principal> {
         if credential.is_empty() {
@@ -201,17 +220,62 @@ impl Access {
         if let Some(admin) = &self.admin_key
             && bool::from(credential.as_bytes().ct_eq(admin.as_bytes()))
         {
-            return Some(Principal::owner());
+            return Some(self.owner());
         }
         let hash: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
         if let Some(key) = self.keys.read().ok()?.get(&hash) {
             self.note_use(true, &key.id);
             return Some(Principal {
                 scope: key.scope,
-                key_id: Some(key.id.clone()),
+                holder: key.id.clone(),
+                via_session: false,
+                session_id: None,
             });
         }
         self.check_session_token(credential)
+    }
+
+    /// Whether what a principal was granted still holds: its key not revoked, its session not
+    /// ended. Long-lived streams ask before each request and at each heartbeat.
+    pub fn still_valid(&self, principal: &Principal) -> bool {
+        if !self.holder_live(&principal.holder) {
+            return false;
+        }
+        match &principal.session_id {
+            None => true,
+            Some(id) => match self.sessions.lock() {
+                Ok(mut sessions) => match sessions.get_mut(id) {
+                    Some(session) if self.within_lifetime(session.created_at) => {
+                        session.last_seen_at = Timestamp::now();
+                        drop(sessions);
+                        self.note_use(false, id);
+                        true
+                    }
+                    _ => false,
+                },
+                Err(_) => false,
+            },
+        }
+    }
+
+    /// Whether a holder still has its power: the current admin key, a key not revoked, or
+    /// the machine's user while the server has no keys.
+    fn holder_live(&self, holder: &str) -> bool {
+        if holder == self.admin_holder {
+            return true;
+        }
+        if holder == LOCAL_HOLDER {
+            return !self.required();
+        }
+        self.keys
+            .read()
+            .is_ok_and(|keys| keys.values().any(|key| key.id == holder))
+    }
+
+    /// A session lives at most the TTL from its creation, however often it is renewed.
+    fn within_lifetime(&self, created_at: Timestamp) -> bool {
+        let age = Timestamp::now().as_second() - created_at.as_second();
+        age <= i64::try_from(self.policy.ttl.as_secs()).unwrap_or(i64::MAX)
     }
 
     fn check_session_token(&self, token: &str) -> Option<Principal> {
@@ -223,31 +287,50 @@ impl Access {
         let mut parts = text.rsplitn(3, ':');
         let (signature, issued_at, session_id) = (parts.next()?, parts.next()?, parts.next()?);
         let signature = hex_decode(signature)?;
-        let mut mac = self.mac();
+        let mut sessions = self.sessions.lock().ok()?;
+        let session = sessions.get_mut(session_id)?;
+        // Signed for this very session: a token of an earlier session with the same id (ended,
+        // then made again by someone else) does not verify.
+        let mut mac = self.session_mac(session_id, session);
         mac.update(format!("{session_id}:{issued_at}").as_bytes());
         mac.verify_slice(&signature).ok()?;
         let issued_at: i64 = issued_at.parse().ok()?;
         let age = Timestamp::now().as_second().checked_sub(issued_at)?;
-        // A token from the future (beyond clock jitter) or past its lifetime is refused.
-        if age < -60 || age > i64::try_from(self.policy.ttl.as_secs()).unwrap_or(i64::MAX) {
+        // A token from the future (beyond clock jitter) or past its lifetime is refused, and
+        // so is every token of a session past its lifetime or whose key is gone.
+        if age < -60
+            || age > i64::try_from(self.policy.ttl.as_secs()).unwrap_or(i64::MAX)
+            || !self.within_lifetime(session.created_at)
+            || !self.holder_live(&session.holder)
+        {
             return None;
         }
-        let mut sessions = self.sessions.lock().ok()?;
-        let session = sessions.get_mut(session_id)?;
         session.last_seen_at = Timestamp::now();
         let principal = Principal {
             scope: session.scope,
-            key_id: session.key_id.clone(),
+            holder: session.holder.clone(),
+            via_session: true,
+            session_id: Some(session_id.to_string()),
         };
         drop(sessions);
         self.note_use(false, session_id);
         Some(principal)
     }
 
-    fn mac(&self) -> hmac::Hmac<Sha256> {
-        // HMAC takes a key of any length.
-        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
+    /// The HMAC that signs one session's tokens: keyed by the server's secret and the session
+    /// itself (its id, creation time and holder), so that a token is worth nothing once its
+    /// session is gone, even when the id is taken again.
+    fn session_mac(&self, id: &str, session: &SessionEntry) -> hmac::Hmac<Sha256> {
+        let mut derive = hmac_with(&self.secret);
+        derive.update(
+            format!(
+                "session:{id}:{}:{}",
+                session.created_at.as_microsecond(),
+                session.holder
+            )
+            .as_bytes(),
+        );
+        hmac_with(&derive.finalize().into_bytes())
     }
 
     fn note_use(&self, key: bool, id: &str) {
@@ -264,31 +347,59 @@ impl Access {
         principal: &Principal,
         session_id: Option<String>,
     ) -> Result<SessionToken, AccessError> {
+        if principal.via_session {
+            return Err(AccessError::SessionFromSession);
+        }
         let now = Timestamp::now();
         let id = match session_id {
             Some(id) if !valid_session_id(&id) => return Err(AccessError::BadSessionId(id)),
             Some(id) => id,
             None => uuid::Uuid::now_v7().to_string(),
         };
-        let session = {
+        let holder = &principal.holder;
+        let mut mac;
+        let (session, evicted) = {
             let mut sessions = self
                 .sessions
                 .lock()
                 .map_err(|_| StoreError::Corrupt("session table poisoned".into()))?;
-            let count = sessions.len();
-            match sessions.get_mut(&id) {
-                Some(existing) if existing.key_id != principal.key_id => {
+            // Checked under the lock that revocation takes too: a key revoked while this
+            // request was under way makes no session.
+            if !self.holder_live(&principal.holder) {
+                return Err(AccessError::Revoked);
+            }
+            let mut evicted = None;
+            // A session past its lifetime starts over under the same id: new tokens, and the
+            // old ones (signed for the old session) stay dead.
+            if sessions
+                .get(&id)
+                .is_some_and(|s| &s.holder == holder && !self.within_lifetime(s.created_at))
+            {
+                sessions.remove(&id);
+            }
+            match sessions.get(&id) {
+                Some(existing) if &existing.holder != holder => {
                     return Err(AccessError::SessionTaken(id));
                 }
-                Some(existing) => existing.last_seen_at = now,
-                None if count >= self.policy.max_sessions => {
-                    return Err(AccessError::SessionLimit(self.policy.max_sessions));
-                }
+                Some(_) => {}
                 None => {
+                    // One holder may fill half the table at most: past that, its own least
+                    // recently used session makes room, and nobody else is shut out.
+                    let own = sessions.iter().filter(|(_, s)| &s.holder == holder);
+                    if own.clone().count() >= self.per_holder_sessions() {
+                        evicted = own
+                            .min_by_key(|(_, s)| s.last_seen_at)
+                            .map(|(id, _)| id.clone());
+                    } else if sessions.len() >= self.policy.max_sessions {
+                        return Err(AccessError::SessionLimit(self.policy.max_sessions));
+                    }
+                    if let Some(old) = &evicted {
+                        sessions.remove(old);
+                    }
                     sessions.insert(
                         id.clone(),
                         SessionEntry {
-                            key_id: principal.key_id.clone(),
+                            holder: holder.clone(),
                             scope: principal.scope,
                             created_at: now,
                             last_seen_at: now,
@@ -296,21 +407,34 @@ impl Access {
                     );
                 }
             }
-            let entry = &sessions[&id];
-            StoredSession {
+            let entry = sessions
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::Corrupt("session vanished".into()))?;
+            entry.last_seen_at = now;
+            mac = self.session_mac(&id, entry);
+            let session = StoredSession {
                 id: id.clone(),
-                key_id: entry.key_id.clone(),
+                holder: entry.holder.clone(),
                 scope: entry.scope,
                 created_at: entry.created_at,
                 last_seen_at: entry.last_seen_at,
-            }
+            };
+            (session, evicted)
         };
-        self.store.put_session(session).await?;
+        let created_at = session.created_at;
+        if let Some(old) = evicted {
+            self.store.delete_sessions(vec![old]).await?;
+        }
+        if let Err(e) = self.store.put_session(session).await {
+            if let Ok(mut sessions) = self.sessions.lock() {
+                sessions.remove(&id);
+            }
+            return Err(e.into());
+        }
         let issued_at = now.as_second();
-        let mut mac = self.mac();
         mac.update(format!("{id}:{issued_at}").as_bytes());
         let signature = hex_encode(&mac.finalize().into_bytes());
-        let expires_at = now
+        let expires_at = created_at
             .checked_add(jiff::SignedDuration::try_from(self.policy.ttl).unwrap_or_default())
             .unwrap_or(Timestamp::MAX);
         Ok(SessionToken {
@@ -318,6 +442,10 @@ impl Access {
             session_id: id,
             expires_at,
         })
+    }
+
+    fn per_holder_sessions(&self) -> usize {
+        (self.policy.max_sessions / 2).max(1)
     }
 
     /// Makes a key; the plain key is in the answer and nowhere else.
@@ -400,13 +528,14 @@ impl Access {
             };
             (*found.0, key_info(found.1))
         };
+        // The store first: a revocation that failed is not half done.
+        self.store.delete_key(&info.id).await?;
         if let Ok(mut keys) = self.keys.write() {
             keys.remove(&hash);
         }
         if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.retain(|_, session| session.key_id.as_deref() != Some(info.id.as_str()));
+            sessions.retain(|_, session| session.holder != info.id);
         }
-        self.store.delete_key(&info.id).await?;
         Ok(info)
     }
 
@@ -420,7 +549,11 @@ impl Access {
             Ok(mut sessions) => {
                 let idle = sessions
                     .iter()
-                    .filter(|(_, s)| s.last_seen_at < idle_since)
+                    .filter(|(_, s)| {
+                        s.last_seen_at < idle_since
+                            || !self.within_lifetime(s.created_at)
+                            || !self.holder_live(&s.holder)
+                    })
                     .map(|(id, _)| id.clone())
                     .collect::<Vec<_>>();
                 for id in &idle {
@@ -447,7 +580,7 @@ impl Access {
             .collect();
         let outcome = async {
             if !idle.is_empty() {
-                tracing::info!(count = idle.len(), "removing idle sessions");
+                tracing::info!(count = idle.len(), "removing idle or ended sessions");
                 self.store.delete_sessions(idle).await?;
             }
             self.store
@@ -463,6 +596,12 @@ impl Access {
     pub fn sweep_interval(&self) -> Duration {
         (self.policy.idle / 2).clamp(Duration::from_millis(100), Duration::from_secs(300))
     }
+}
+
+fn hmac_with(key: &[u8]) -> hmac::Hmac<Sha256> {
+    // HMAC takes a key of any length.
+    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
 }
 
 /// The scope a route needs, or `None` for the public ones.
@@ -549,7 +688,7 @@ fn hex_encode(bytes: &[u8]) -> String {
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())

@@ -1,6 +1,7 @@
 //! Limits that keep one client, or a flood of them, from taking the whole server: open
 //! connections, and request rates per address and per key.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -101,11 +102,17 @@ impl<L> Counted<L> {
     }
 }
 
+/// How long a new connection may stay silent before its first request: without it, idle
+/// connections would hold slots of the connection limit forever.
+const FIRST_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection, counted while it is open.
 pub struct CountedIo<I> {
     io: I,
     over_limit: bool,
     open: Arc<AtomicUsize>,
+    /// Until the first bytes arrive: when they must have.
+    first_bytes_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<I> Drop for CountedIo<I> {
@@ -132,6 +139,7 @@ impl<L: Listener> Listener for Counted<L> {
             io,
             over_limit,
             open: self.open.clone(),
+            first_bytes_by: Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_WAIT))),
         };
         (io, addr)
     }
@@ -147,7 +155,19 @@ impl<I: AsyncRead + Unpin> AsyncRead for CountedIo<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Some(deadline) = &mut self.first_bytes_by {
+            if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                self.first_bytes_by = None;
+            } else if read.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no request within the first seconds of the connection",
+                )));
+            }
+        }
+        read
     }
 }
 

@@ -36,7 +36,7 @@ pub use error::ApiError;
 pub use guard::AllowedOrigins;
 pub use limits::RateLimit;
 
-use auth::{Access, Principal};
+use auth::Access;
 use limits::{Counted, Peer, RateLimits};
 pub use tls::{ServerTls, TlsCertificate, TlsError, TlsListener};
 
@@ -242,7 +242,8 @@ pub async fn run(
     let unix_app = router(local_only, config.max_body_bytes, guard.clone())
         .into_make_service_with_connect_info::<Peer>();
     let closing_unix = closing.clone();
-    let unix_connections = open_connections.clone();
+    // Counted on its own: connections from the network never lock the owner out.
+    let unix_connections = Arc::new(AtomicUsize::new(0));
     let max_connections = config.max_connections;
     let mut unix_http = tokio::spawn(async move {
         match unix_listener {
@@ -331,8 +332,16 @@ fn admin_key(path: &Path) -> Result<(String, bool), ServeError> {
         path: path.display().to_string(),
         reason,
     };
-    if let Some(key) = admin_key_text(path) {
-        return Ok((key, false));
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => return Ok((text.trim().to_string(), false)),
+        Ok(_) => {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the file is empty",
+            )));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(error(e)),
+        Err(_) => {}
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(error)?;
@@ -354,13 +363,6 @@ fn admin_key(path: &Path) -> Result<(String, bool), ServeError> {
         .and_then(|()| file.sync_all())
         .map_err(error)?;
     Ok((key, true))
-}
-
-fn admin_key_text(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|text| text.trim().to_string())
-        .filter(|key| !key.is_empty())
 }
 
 /// The URLs a machine on the network reaches the server at: one per address of this machine
@@ -415,6 +417,7 @@ pub fn socket_path(data_dir: &Path, port: u16) -> PathBuf {
 /// Binds the socket, readable and writable by this user only. A file left by a crash is
 /// removed first: the data dir's lock says no other server uses it.
 fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    use nix::sys::stat::{Mode, umask};
     use std::os::unix::fs::PermissionsExt;
     let bind_error = |reason| ServeError::Bind {
         addr: path.display().to_string(),
@@ -424,7 +427,12 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(bind_error(e)),
         _ => {}
     }
-    let listener = tokio::net::UnixListener::bind(path).map_err(bind_error)?;
+    // Created 0600 from the start (the umask applies to the socket file): no moment in which
+    // another user could connect before the chmod below.
+    let previous = umask(Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    umask(previous);
+    let listener = bound.map_err(bind_error)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
     Ok(listener)
 }
@@ -562,7 +570,7 @@ async fn authorize(State(state): State<AppState>, mut request: Request, next: Ne
         return next.run(request).await;
     };
     let principal = if state.local || !state.access.required() {
-        Principal::owner()
+        state.access.owner()
     } else {
         match credential(&request) {
             Some(offered) => match state.access.check(&offered) {
@@ -575,7 +583,7 @@ async fn authorize(State(state): State<AppState>, mut request: Request, next: Ne
     };
     if !state.local
         && state.access.required()
-        && let Err(limited) = state.limits.check_key(principal.limit_key())
+        && let Err(limited) = state.limits.check_key(&principal.holder)
     {
         return limited.into_response();
     }
@@ -592,7 +600,10 @@ fn credential(request: &Request) -> Option<String> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            let (scheme, credential) = value.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(credential)
+        })
         .map(str::trim)
         .map(str::to_string);
     from_header.or_else(|| {

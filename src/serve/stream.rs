@@ -68,6 +68,7 @@ pub struct TaskEventParams {
         (status = 404, body = ErrorBody)))]
 pub async fn task_events(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<TaskEventParams>,
@@ -107,7 +108,8 @@ pub async fn task_events(
         .subscribe(Topic::Task(id.clone()), Some(after))
         .await
         .map_err(store_error)?;
-    Ok(sse(state, Feed::new(subscription, filter), id).into_response())
+    let principal = principal.map(|axum::Extension(p)| p);
+    Ok(sse(state, principal, Feed::new(subscription, filter), id).into_response())
 }
 
 async fn stored_events(
@@ -150,6 +152,7 @@ pub struct AllEventParams {
         content_type = "text/event-stream")))]
 pub async fn all_events(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<Principal>>,
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<AllEventParams>,
 ) -> Result<Response, ApiError> {
@@ -170,7 +173,8 @@ pub async fn all_events(
         .map_err(store_error)?;
     let start = subscription.cursor();
     let feed = Feed::new(subscription, filter).of_tasks(tasks);
-    let mut response = sse(state, feed, String::new()).into_response();
+    let principal = principal.map(|axum::Extension(p)| p);
+    let mut response = sse(state, principal, feed, String::new()).into_response();
     response
         .headers_mut()
         .insert(START_POS_HEADER, start.into());
@@ -307,12 +311,17 @@ fn stream_event_json(task_id: &str, kind: &str) -> String {
         .unwrap_or_default()
 }
 
+/// An SSE stream of `feed`. It ends at a heartbeat when `principal` (who opened it) loses its
+/// access: a revoked key or an ended session watches no further.
 fn sse(
     state: AppState,
+    principal: Option<Principal>,
     feed: Feed,
     task_id: String,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     struct Open {
+        state: AppState,
+        principal: Option<Principal>,
         feed: Feed,
         heartbeat: tokio::time::Interval,
         closing: Closing,
@@ -324,6 +333,8 @@ fn sse(
         heartbeat: heartbeat_timer(state.heartbeat),
         closing: closing(&state),
         _connected: Connected::new(&state.clients),
+        state,
+        principal,
         feed,
         task_id,
         done: false,
@@ -342,6 +353,11 @@ fn sse(
                 SseEvent::default().id(id.to_string()).data(&published.json)
             }
             Next::Heartbeat => {
+                if let Some(principal) = &open.principal
+                    && !open.state.access.still_valid(principal)
+                {
+                    return None;
+                }
                 SseEvent::default().data(stream_event_json(&open.task_id, types::HEARTBEAT))
             }
             Next::Shutdown => {
@@ -456,13 +472,15 @@ async fn serve_socket(socket: WebSocket, state: AppState, mut principal: Option<
     // Anything from the client (a request, or the pong every client sends back to our pings)
     // shows it is there; silence for three heartbeats means it is gone.
     let silence_limit = state.heartbeat * 3;
+    // Fixed when the socket opens: pings and pongs do not buy an unauthenticated socket time.
+    let auth_deadline = Instant::now() + AUTH_WAIT;
     loop {
-        let wait = if principal.is_some() {
-            silence_limit
+        let deadline = if principal.is_some() {
+            Instant::now() + silence_limit
         } else {
-            AUTH_WAIT
+            auth_deadline
         };
-        let message = match tokio::time::timeout(wait, incoming.next()).await {
+        let message = match tokio::time::timeout_at(deadline, incoming.next()).await {
             Ok(Some(Ok(message))) => message,
             Ok(Some(Err(error))) => {
                 if let Some(close) = close_for(error, state.max_ws_message_bytes) {
@@ -484,6 +502,16 @@ async fn serve_socket(socket: WebSocket, state: AppState, mut principal: Option<
                 break;
             }
         };
+        // Every message, the pong to each heartbeat's ping included, checks that the access it
+        // was opened with still holds: a revoked key or an ended session steers nothing more.
+        if let Some(granted) = &principal
+            && !state.access.still_valid(granted)
+        {
+            let _ = outgoing.try_send(close_unauthorized(
+                "the key was revoked or the session ended",
+            ));
+            break;
+        }
         let text = match message {
             Message::Text(text) => text.to_string(),
             Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),

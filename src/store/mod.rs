@@ -77,12 +77,12 @@ pub struct StoredKey {
     pub last_used_at: Option<Timestamp>,
 }
 
-/// A session made with a key (`key_id`; none for the server's own admin key or its Unix
+/// A session, made by a `holder` (a key's id, or a tag for the server's admin key or its Unix
 /// socket), kept so that its tokens survive a restart and die with the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     pub id: String,
-    pub key_id: Option<String>,
+    pub holder: String,
     pub scope: Scope,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,

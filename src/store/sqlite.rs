@@ -64,12 +64,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE sessions (
         id           TEXT PRIMARY KEY,
-        key_id       TEXT REFERENCES api_keys (id) ON DELETE CASCADE,
+        holder       TEXT NOT NULL,
         scope        TEXT NOT NULL,
         created_at   INTEGER NOT NULL,
         last_seen_at INTEGER NOT NULL
     );
-    CREATE INDEX sessions_by_key ON sessions (key_id);
+    CREATE INDEX sessions_by_holder ON sessions (holder);
 "#,
 ];
 
@@ -823,7 +823,7 @@ impl Store for SqliteStore {
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.record(move |conn| {
-            conn.execute("DELETE FROM sessions WHERE key_id = ?1", [&id])?;
+            conn.execute("DELETE FROM sessions WHERE holder = ?1", [&id])?;
             Ok(conn.execute("DELETE FROM api_keys WHERE id = ?1", [&id])?)
         })
         .await
@@ -833,11 +833,11 @@ impl Store for SqliteStore {
     async fn put_session(&self, session: StoredSession) -> Result<(), StoreError> {
         self.record(move |conn| {
             Ok(conn.execute(
-                "INSERT OR REPLACE INTO sessions (id, key_id, scope, created_at, last_seen_at)
+                "INSERT OR REPLACE INTO sessions (id, holder, scope, created_at, last_seen_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     session.id,
-                    session.key_id,
+                    session.holder,
                     session.scope.as_str(),
                     session.created_at.as_microsecond(),
                     session.last_seen_at.as_microsecond(),
@@ -851,12 +851,12 @@ impl Store for SqliteStore {
     async fn list_sessions(&self) -> Result<Vec<StoredSession>, StoreError> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, key_id, scope, created_at, last_seen_at FROM sessions",
+                "SELECT id, holder, scope, created_at, last_seen_at FROM sessions",
             )?;
             let rows = stmt.query_map([], |row| {
                 Ok(StoredSession {
                     id: row.get(0)?,
-                    key_id: row.get(1)?,
+                    holder: row.get(1)?,
                     scope: scope_column(row, 2)?,
                     created_at: time_column(row, 3)?.unwrap_or(Timestamp::UNIX_EPOCH),
                     last_seen_at: time_column(row, 4)?.unwrap_or(Timestamp::UNIX_EPOCH),
