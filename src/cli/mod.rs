@@ -5,6 +5,7 @@ pub mod config;
 mod keys;
 mod output;
 mod remote;
+mod render;
 mod serve;
 mod task;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Keep servers on other machines under a name, pinned to their TLS certificate.
     Remote(remote::RemoteArgs),
+    /// Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server.
+    Render(render::RenderArgs),
     /// Print shell completions (or write every shell's with --dir).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -74,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
+        Command::Render(args) => render::run(args, cli.config.as_deref()).await,
         Command::Completions { shell, dir } => {
             write_completions(shell, dir)?;
             Ok(Exit::Success)

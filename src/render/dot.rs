@@ -752,7 +752,13 @@ fn with_clusters(svg: &str, graph: &Graph, boxes: &[(f64, f64, f64, f64)]) -> St
                 grow(*b);
             }
         }
+        // Wide enough for its label (Times at 14px: about 7px a character).
+        let label_width = get(&graph.clusters[cluster].attrs, "label").map_or(0.0, |label| {
+            label_text(label, "", "").chars().count() as f64 * 7.5
+        });
         bounds[cluster] = area.map(|(x0, y0, x1, y1)| {
+            let widen = ((label_width - (x1 - x0) - 2.0 * CLUSTER_PADDING) / 2.0).max(0.0);
+            let (x0, x1) = (x0 - widen, x1 + widen);
             (
                 x0 - CLUSTER_PADDING,
                 y0 - CLUSTER_PADDING - CLUSTER_LABEL,

@@ -119,6 +119,50 @@ impl Tools {
     }
 }
 
+/// Guesses a diagram's type from its first meaningful line, for sources without a file name.
+pub fn detect_type(source: &str) -> Option<DiagramType> {
+    let first = source.lines().map(str::trim).find(|line| {
+        !line.is_empty()
+            && !line.starts_with("//")
+            && !line.starts_with('#')
+            && !line.starts_with("%%")
+    })?;
+    let lower = first.to_ascii_lowercase();
+    let word = lower
+        .split(|c: char| c.is_whitespace() || c == '{' || c == '-' || c == ';')
+        .next()
+        .unwrap_or_default();
+    if lower.starts_with("@start") {
+        Some(DiagramType::Plantuml)
+    } else if lower.starts_with("<mxfile") || lower.starts_with("<mxgraphmodel") {
+        Some(DiagramType::Drawio)
+    } else if lower.starts_with("<?xml") && source.contains("<mxfile") {
+        Some(DiagramType::Drawio)
+    } else if matches!(word, "digraph" | "graph" | "strict") && lower.contains('{')
+        || lower.starts_with("digraph")
+    {
+        Some(DiagramType::Graphviz)
+    } else if matches!(
+        word,
+        "graph"
+            | "flowchart"
+            | "sequencediagram"
+            | "classdiagram"
+            | "statediagram"
+            | "erdiagram"
+            | "gantt"
+            | "pie"
+            | "journey"
+            | "mindmap"
+            | "timeline"
+            | "gitgraph"
+    ) {
+        Some(DiagramType::Mermaid)
+    } else {
+        None
+    }
+}
+
 fn has_builtin(diagram_type: DiagramType) -> bool {
     matches!(
         diagram_type,
@@ -618,6 +662,8 @@ fn first_lines(stderr: &str) -> String {
         .map(str::trim_end)
         .filter(|l| !l.trim().is_empty())
         .filter(|l| !l.trim_start().starts_with("at "))
+        // JavaScript stack frames: `fn (https://…/x.mjs:1:2)`.
+        .filter(|l| !(l.trim_end().ends_with(')') && l.contains("://")))
         .filter(|l| !l.starts_with("success:") && !l.contains("No output format specified"))
         .take(8)
         .collect();
@@ -713,6 +759,25 @@ mod tests {
             renderer.render(&bad).await,
             Err(RenderError::BadEngine(_))
         ));
+    }
+
+    #[test]
+    fn types_are_guessed_from_the_first_line() {
+        let cases = [
+            ("digraph G { a -> b }", Some(DiagramType::Graphviz)),
+            ("// deps\ngraph {\n a -- b }", Some(DiagramType::Graphviz)),
+            ("graph TD\n A --> B", Some(DiagramType::Mermaid)),
+            (
+                "%% note\nsequenceDiagram\n A->>B: hi",
+                Some(DiagramType::Mermaid),
+            ),
+            ("@startuml\nA -> B\n@enduml", Some(DiagramType::Plantuml)),
+            ("<mxfile><diagram/></mxfile>", Some(DiagramType::Drawio)),
+            ("a -> b: hello", None),
+        ];
+        for (source, expected) in cases {
+            assert_eq!(detect_type(source), expected, "{source}");
+        }
     }
 
     #[test]

@@ -6,9 +6,10 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 
@@ -278,22 +279,24 @@ impl PipeRenderer {
             Ok(Ok(Some(output))) => output,
         };
         let svg = String::from_utf8_lossy(&output).trim().to_string();
-        let looks_failed = svg.contains("Syntax Error") || !svg.contains("<svg");
+        let drawn_error = error_image(&svg);
         let mut report = self.error_report();
-        if report.is_none() && looks_failed {
+        if report.is_none() && drawn_error.is_some() {
             let deadline = tokio::time::Instant::now() + STDERR_GRACE;
             while report.is_none() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 report = self.error_report();
             }
         }
-        Ok(match report {
-            Some((line, message)) => Outcome::SyntaxError { line, message },
-            None if looks_failed => Outcome::SyntaxError {
+        Ok(match (report, drawn_error) {
+            (Some((line, message)), _) | (None, Some((line, message))) => {
+                Outcome::SyntaxError { line, message }
+            }
+            (None, None) if !svg.contains("<svg") => Outcome::SyntaxError {
                 line: None,
-                message: "PlantUML could not draw this diagram".into(),
+                message: "PlantUML drew no SVG for this diagram".into(),
             },
-            None => Outcome::Svg(svg),
+            (None, None) => Outcome::Svg(svg),
         })
     }
 
@@ -319,6 +322,36 @@ impl PipeRenderer {
     }
 }
 
+/// PlantUML draws its errors as an image headed `[From string (line N) ]` with the message in
+/// red; some (an empty diagram) are reported nowhere else.
+fn error_image(svg: &str) -> Option<(Option<u32>, String)> {
+    static MARKER: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new(r"\[From string \(line (\d+)\) \]").ok());
+    static RED: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new(r##"fill="#FF0000"[^>]*>([^<]+)</text>"##).ok());
+    let line = MARKER
+        .as_ref()?
+        .captures(svg)?
+        .get(1)?
+        .as_str()
+        .parse()
+        .ok();
+    let message: Vec<&str> = RED
+        .as_ref()
+        .map(|red| {
+            red.captures_iter(svg)
+                .filter_map(|c| c.get(1).map(|m| m.as_str().trim()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = if message.is_empty() {
+        "PlantUML could not draw this diagram".to_string()
+    } else {
+        super::svg::decode_entities(&message.join(" "))
+    };
+    Some((line, message))
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -337,5 +370,15 @@ mod tests {
         assert_eq!(kept.line_shift, -2);
         assert!(prepare("@startuml\nA -> B\n").is_err());
         assert!(prepare("@startuml\nA\n@enduml\n@startuml\nB\n@enduml").is_err());
+    }
+
+    #[test]
+    fn error_images_give_their_line_and_red_message() {
+        let svg = r##"<svg><text x="6">[From string (line 2) ]</text><text fill="#FF0000" x="1">Empty description</text></svg>"##;
+        assert_eq!(
+            error_image(svg),
+            Some((Some(2), "Empty description".to_string()))
+        );
+        assert_eq!(error_image("<svg><text>Alice</text></svg>"), None);
     }
 }
