@@ -362,20 +362,22 @@ impl Renderer {
     /// same checks as a render come first, so no tag is given for a request that would fail.
     pub fn etag(&self, request: &RenderRequest) -> Result<String, RenderError> {
         self.check_size(request.source.len())?;
-        let plan = self.plan(request)?;
+        // A refusal first: it says what the diagram may not do wherever it would be drawn.
         if self.config.safe {
             safety::check(request.diagram_type, &request.source)?;
         }
+        let plan = self.plan(request)?;
         Ok(self.key(request, &plan).etag())
     }
 
     /// Renders the diagram, or answers it from the cache.
     pub async fn render(&self, request: &RenderRequest) -> Result<Rendered, RenderError> {
         self.check_size(request.source.len())?;
-        let plan = self.plan(request)?;
+        // A refusal first: it says what the diagram may not do wherever it would be drawn.
         if self.config.safe {
             safety::check(request.diagram_type, &request.source)?;
         }
+        let plan = self.plan(request)?;
         let backend = match plan {
             Plan::External(_) => BackendKind::External,
             Plan::Builtin => BackendKind::Builtin,
