@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the task server on this machine.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
     Task(task::TaskArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
@@ -73,7 +73,7 @@ pub fn is_client_command(cli: &Cli) -> bool {
 /// Runs the command and gives the process exit code.
 pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {
-        Command::Serve(args) => serve::run(args, cli.config.as_deref()).await,
+        Command::Serve(args) => serve::run(*args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,

@@ -418,10 +418,11 @@ fn draw(cells: &[Cell]) -> String {
             escape(color)
         );
     }
-    svg.push_str("</defs>\n<rect x=\"");
-    let _ = write!(
+    svg.push_str("</defs>\n");
+    let _ = writeln!(
         svg,
-        "{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{height:.1}\" fill=\"#ffffff\"/>\n"
+        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{height:.1}\" \
+         fill=\"#ffffff\"/>"
     );
     svg.push_str(&body);
     svg.push_str("</svg>\n");

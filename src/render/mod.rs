@@ -134,9 +134,10 @@ pub fn detect_type(source: &str) -> Option<DiagramType> {
         .unwrap_or_default();
     if lower.starts_with("@start") {
         Some(DiagramType::Plantuml)
-    } else if lower.starts_with("<mxfile") || lower.starts_with("<mxgraphmodel") {
-        Some(DiagramType::Drawio)
-    } else if lower.starts_with("<?xml") && source.contains("<mxfile") {
+    } else if lower.starts_with("<mxfile")
+        || lower.starts_with("<mxgraphmodel")
+        || lower.starts_with("<?xml") && source.contains("<mxfile")
+    {
         Some(DiagramType::Drawio)
     } else if matches!(word, "digraph" | "graph" | "strict") && lower.contains('{')
         || lower.starts_with("digraph")

@@ -192,11 +192,11 @@ impl PlantumlPool {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut text) = collected.lock() {
-                    if text.len() < STDERR_KEPT {
-                        text.push_str(&line);
-                        text.push('\n');
-                    }
+                if let Ok(mut text) = collected.lock()
+                    && text.len() < STDERR_KEPT
+                {
+                    text.push_str(&line);
+                    text.push('\n');
                 }
             }
         });
