@@ -526,8 +526,8 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
     let router = api
         .route("/health", axum::routing::get(tasks::health))
         // Seed 000's legacy render routes and Kroki's: compatibility, not in the OpenAPI.
-        .route("/render/{kind}", axum::routing::post(render::legacy))
-        .route("/{kind}/svg", axum::routing::post(render::kroki_post))
+        .route("/render/{kind}", axum::routing::post(render::text_body))
+        .route("/{kind}/svg", axum::routing::post(render::text_body))
         .route(
             "/{kind}/svg/{encoded}",
             axum::routing::get(render::kroki_get),

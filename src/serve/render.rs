@@ -161,8 +161,9 @@ fn options(params: LegacyParams) -> Result<RenderOptions, ApiError> {
     })
 }
 
-/// Seed 000's legacy routes: `POST /render/{type}` with the source as the body.
-pub async fn legacy(
+/// The source as the request body: seed 000's legacy `POST /render/{type}`, and Kroki's
+/// `POST /{type}/svg`.
+pub async fn text_body(
     State(state): State<AppState>,
     Path(kind): Path<String>,
     ApiQuery(params): ApiQuery<LegacyParams>,
@@ -192,17 +193,6 @@ pub async fn kroki_get(
         options: options(params)?,
     };
     answer(&state, &headers, request).await
-}
-
-/// Kroki's `POST /{type}/svg` with the source as the body.
-pub async fn kroki_post(
-    State(state): State<AppState>,
-    Path(kind): Path<String>,
-    ApiQuery(params): ApiQuery<LegacyParams>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    legacy(State(state), Path(kind), ApiQuery(params), headers, body).await
 }
 
 /// The paths of every render route, for the scope check: a render runs no code of the
