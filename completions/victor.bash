@@ -1074,7 +1074,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --config --help --version"
+            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1190,6 +1190,10 @@ _victor() {
                     ;;
                 --render-max-output-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --render-prewarm)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 --config)

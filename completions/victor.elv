@@ -61,6 +61,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --render-max-concurrency 'Renders running at once, and warm PlantUML processes kept [default: 2]'
             cand --render-max-queue 'Renders waiting for a free slot before more are refused with 503 [default: 32]'
             cand --render-max-output-bytes 'Largest SVG a render may produce [default: 10485760]'
+            cand --render-prewarm 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'

@@ -64,6 +64,8 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l render-timeout-s
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-concurrency -d 'Renders running at once, and warm PlantUML processes kept [default: 2]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-queue -d 'Renders waiting for a free slot before more are refused with 503 [default: 32]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-output-bytes -d 'Largest SVG a render may produce [default: 10485760]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-prewarm -d 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]' -r -f -a "true\t''
+false\t''"
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-unsafe -d 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'

@@ -442,9 +442,45 @@ fn victor_render_works_locally_without_tools_and_through_a_server() {
     assert!(stderr(&out).contains("not installed"), "{}", stderr(&out));
 }
 
+#[test]
+fn watch_renders_again_when_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    let dot = dir.path().join("live.dot");
+    std::fs::write(&dot, "digraph { first -> version }").unwrap();
+    let mut watcher = victor_without_tools(dir.path())
+        .args(["render", "--local", "--watch"])
+        .arg(&dot)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let svg = dir.path().join("live.svg");
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&svg).is_ok_and(|s| s.contains(text)) {
+            assert!(
+                Instant::now() < deadline,
+                "{text} never appeared in the SVG"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("first");
+    // A different size as well as a later time: some file systems keep coarse mtimes.
+    std::fs::write(&dot, "digraph { second -> version -> after_the_edit }").unwrap();
+    wait_for("after_the_edit");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
+
 #[tokio::test]
 async fn the_real_tools_render_every_type() {
-    let server = Server::start_with(&["--render-timeout-secs", "60"]);
+    let server = Server::start_with_env(
+        &["--render-timeout-secs", "60"],
+        &[("VICTOR_RENDER_PREWARM", "true")],
+    );
     if have("dot") {
         let answer = post(&server, "/render/graphviz?engine=neato", SERVICES_DOT).await;
         answer.assert_svg(&["Load balancer", "PostgreSQL"]);

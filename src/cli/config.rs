@@ -73,6 +73,8 @@ pub struct Settings {
     pub render_max_output_bytes: usize,
     /// Turn safe mode off: diagrams may include files and reach URLs.
     pub render_unsafe: bool,
+    /// Start the warm PlantUML processes with the server.
+    pub render_prewarm: bool,
 }
 
 impl Default for Settings {
@@ -109,6 +111,7 @@ impl Default for Settings {
             render_max_queue: 32,
             render_max_output_bytes: 10 * 1024 * 1024,
             render_unsafe: false,
+            render_prewarm: true,
         }
     }
 }

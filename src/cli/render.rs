@@ -250,7 +250,7 @@ async fn render_all(
     watch: bool,
 ) -> anyhow::Result<Exit> {
     let mut failed = false;
-    let mut seen: Vec<Option<SystemTime>> = Vec::new();
+    let mut seen: Vec<Option<(SystemTime, u64)>> = Vec::new();
     for job in jobs {
         seen.push(modified(job));
         failed |= !render_one(backend, job, options, stdin_source).await?;
@@ -274,9 +274,13 @@ async fn render_all(
     }
 }
 
-fn modified(job: &Job) -> Option<SystemTime> {
+/// The file's modification time and size: a change in either means an edit, even on file
+/// systems whose times are coarse.
+fn modified(job: &Job) -> Option<(SystemTime, u64)> {
     match &job.input {
-        Input::File(path) => std::fs::metadata(path).and_then(|m| m.modified()).ok(),
+        Input::File(path) => std::fs::metadata(path)
+            .and_then(|m| Ok((m.modified()?, m.len())))
+            .ok(),
         Input::Stdin => None,
     }
 }

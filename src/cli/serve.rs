@@ -162,6 +162,12 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_RENDER_UNSAFE", value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     render_unsafe: bool,
+    /// Start the warm PlantUML processes with the server (false: at the first PlantUML
+    /// render) [default: true].
+    #[arg(long, env = "VICTOR_RENDER_PREWARM", value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_prewarm: Option<bool>,
 }
 
 /// TLS from the settings: a certificate of the user's (either file implies TLS, and one
@@ -225,6 +231,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             max_output_bytes: settings.render_max_output_bytes,
             safe: !settings.render_unsafe,
             cache_dir: Some(data_dir.join("render-cache")),
+            prewarm: settings.render_prewarm,
             ..RenderConfig::default()
         },
         data_dir,

@@ -65,6 +65,9 @@ pub struct RenderConfig {
     pub cache_dir: Option<PathBuf>,
     /// SVG bytes kept in memory.
     pub cache_memory_bytes: usize,
+    /// Start the warm PlantUML processes with the server rather than at its first PlantUML
+    /// render.
+    pub prewarm: bool,
 }
 
 impl Default for RenderConfig {
@@ -78,6 +81,7 @@ impl Default for RenderConfig {
             safe: true,
             cache_dir: None,
             cache_memory_bytes: 64 * 1024 * 1024,
+            prewarm: true,
         }
     }
 }

@@ -121,7 +121,16 @@ fn check_d2(source: &str) -> Result<(), RenderError> {
                 "line {number}: `icon` makes d2 read a local file or fetch a URL"
             )));
         }
-        if lower.contains("shape") && lower.contains("image") {
+        let image_shape = lower.match_indices("shape").any(|(at, _)| {
+            is_key_at(&lower, at, "shape".len())
+                && lower[at + "shape".len()..]
+                    .trim_start()
+                    .trim_start_matches(':')
+                    .trim_start()
+                    .trim_start_matches(['"', '\''])
+                    .starts_with("image")
+        });
+        if image_shape {
             return Err(RenderError::refused(format!(
                 "line {number}: `shape: image` makes d2 read a local file or fetch a URL"
             )));
@@ -284,6 +293,10 @@ mod tests {
             "a -> b: \"mail me @ home\" # icon: here\niconic -> b"
         ));
         assert!(!refused(d, "email: \"a@b.c\""));
+        assert!(!refused(
+            d,
+            "images -> shapes\nx: {shape: cylinder; label: image}"
+        ));
     }
 
     #[test]

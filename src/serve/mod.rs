@@ -202,8 +202,10 @@ pub async fn run(
         );
     }
     // The first PlantUML requests should not wait for a JVM to start.
-    let warming = renderer.clone();
-    tokio::spawn(async move { warming.warm().await });
+    if config.render.prewarm {
+        let warming = renderer.clone();
+        tokio::spawn(async move { warming.warm().await });
+    }
     let state = AppState {
         engine: engine.clone(),
         access: access.clone(),

@@ -4,6 +4,7 @@
 //! rendering anything.
 
 use axum::Json;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -168,8 +169,23 @@ pub async fn text_body(
     Path(kind): Path<String>,
     ApiQuery(params): ApiQuery<LegacyParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the diagram is larger than this server renders (at most {} bytes: \
+                     --render-max-payload-bytes)",
+                    state.renderer.config().max_payload_bytes
+                ),
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
     let request = RenderRequest {
         diagram_type: diagram_type(&kind)?,
         source: source_text(&state, &body)?,
