@@ -30,6 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
+            [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -59,8 +60,15 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--max-sessions', '--max-sessions', [CompletionResultType]::ParameterName, 'Sessions at once before new ones are refused with 429 [default: 100]')
             [CompletionResult]::new('--tls-cert', '--tls-cert', [CompletionResultType]::ParameterName, 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)')
             [CompletionResult]::new('--tls-key', '--tls-key', [CompletionResultType]::ParameterName, 'The PEM private key of --tls-cert')
+            [CompletionResult]::new('--render-max-payload-bytes', '--render-max-payload-bytes', [CompletionResultType]::ParameterName, 'Largest diagram source a render accepts; more is refused with 413 [default: 20000]')
+            [CompletionResult]::new('--render-timeout-secs', '--render-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds a render may take; then its tool''s whole process group is killed and the answer is 504 [default: 10]')
+            [CompletionResult]::new('--render-max-concurrency', '--render-max-concurrency', [CompletionResultType]::ParameterName, 'Renders running at once, and warm PlantUML processes kept [default: 2]')
+            [CompletionResult]::new('--render-max-queue', '--render-max-queue', [CompletionResultType]::ParameterName, 'Renders waiting for a free slot before more are refused with 503 [default: 32]')
+            [CompletionResult]::new('--render-max-output-bytes', '--render-max-output-bytes', [CompletionResultType]::ParameterName, 'Largest SVG a render may produce [default: 10485760]')
+            [CompletionResult]::new('--render-prewarm', '--render-prewarm', [CompletionResultType]::ParameterName, 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints')
+            [CompletionResult]::new('--render-unsafe', '--render-unsafe', [CompletionResultType]::ParameterName, 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -435,6 +443,28 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         'victor;remote;help;help' {
             break
         }
+        'victor;render' {
+            [CompletionResult]::new('-o', '-o', [CompletionResultType]::ParameterName, 'Where the SVG goes: a file (`-` for stdout) for one diagram, a directory for several [default: beside each file, with the extension .svg]')
+            [CompletionResult]::new('--output', '--output', [CompletionResultType]::ParameterName, 'Where the SVG goes: a file (`-` for stdout) for one diagram, a directory for several [default: beside each file, with the extension .svg]')
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'The diagram type when the extension does not say: graphviz (dot), plantuml, mermaid, d2, drawio')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'The diagram type when the extension does not say: graphviz (dot), plantuml, mermaid, d2, drawio')
+            [CompletionResult]::new('-K', '-K ', [CompletionResultType]::ParameterName, 'Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork')
+            [CompletionResult]::new('--engine', '--engine', [CompletionResultType]::ParameterName, 'Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork')
+            [CompletionResult]::new('--backend', '--backend', [CompletionResultType]::ParameterName, 'Which renderer: the installed tool, victor''s built-in one, or auto (the tool when it is installed)')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Render through a victor server: its URL or the name of a remote; alone, the one in VICTOR_SERVER or config.toml [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--local', '--local', [CompletionResultType]::ParameterName, 'Render in this process [the default unless VICTOR_SERVER is set]')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Re-render each file when it changes, until Ctrl-C')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Re-render each file when it changes, until Ctrl-C')
+            [CompletionResult]::new('--unsafe', '--unsafe', [CompletionResultType]::ParameterName, 'With --local: let diagrams include files and reach URLs (safe mode off)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'victor;completions' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Write the completions of every shell into this directory')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
@@ -458,6 +488,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
+            [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -541,6 +572,9 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;help;remote;remove' {
+            break
+        }
+        'victor;help;render' {
             break
         }
         'victor;help;completions' {

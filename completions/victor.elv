@@ -27,6 +27,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
+            cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -55,8 +56,15 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --max-sessions 'Sessions at once before new ones are refused with 429 [default: 100]'
             cand --tls-cert 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)'
             cand --tls-key 'The PEM private key of --tls-cert'
+            cand --render-max-payload-bytes 'Largest diagram source a render accepts; more is refused with 413 [default: 20000]'
+            cand --render-timeout-secs 'Seconds a render may take; then its tool''s whole process group is killed and the answer is 504 [default: 10]'
+            cand --render-max-concurrency 'Renders running at once, and warm PlantUML processes kept [default: 2]'
+            cand --render-max-queue 'Renders waiting for a free slot before more are refused with 503 [default: 32]'
+            cand --render-max-output-bytes 'Largest SVG a render may produce [default: 10485760]'
+            cand --render-prewarm 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
+            cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
             cand -h 'Print help'
             cand --help 'Print help'
             cand -V 'Print version'
@@ -387,6 +395,27 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;remote;help;help'= {
         }
+        &'victor;render'= {
+            cand -o 'Where the SVG goes: a file (`-` for stdout) for one diagram, a directory for several [default: beside each file, with the extension .svg]'
+            cand --output 'Where the SVG goes: a file (`-` for stdout) for one diagram, a directory for several [default: beside each file, with the extension .svg]'
+            cand -t 'The diagram type when the extension does not say: graphviz (dot), plantuml, mermaid, d2, drawio'
+            cand --type 'The diagram type when the extension does not say: graphviz (dot), plantuml, mermaid, d2, drawio'
+            cand -K 'Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork'
+            cand --engine 'Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork'
+            cand --backend 'Which renderer: the installed tool, victor''s built-in one, or auto (the tool when it is installed)'
+            cand --server 'Render through a victor server: its URL or the name of a remote; alone, the one in VICTOR_SERVER or config.toml [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --local 'Render in this process [the default unless VICTOR_SERVER is set]'
+            cand -w 'Re-render each file when it changes, until Ctrl-C'
+            cand --watch 'Re-render each file when it changes, until Ctrl-C'
+            cand --unsafe 'With --local: let diagrams include files and reach URLs (safe mode off)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -408,6 +437,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
+            cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -470,6 +500,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;remote;list'= {
         }
         &'victor;help;remote;remove'= {
+        }
+        &'victor;help;render'= {
         }
         &'victor;help;completions'= {
         }

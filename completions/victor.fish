@@ -31,6 +31,7 @@ complete -c victor -n "__fish_victor_needs_command" -f -a "serve" -d 'Run the ta
 complete -c victor -n "__fish_victor_needs_command" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
+complete -c victor -n "__fish_victor_needs_command" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
 complete -c victor -n "__fish_victor_needs_command" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -58,8 +59,16 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l session-idle-sec
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-sessions -d 'Sessions at once before new ones are refused with 429 [default: 100]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls-key -d 'The PEM private key of --tls-cert' -r -F
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-payload-bytes -d 'Largest diagram source a render accepts; more is refused with 413 [default: 20000]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-timeout-secs -d 'Seconds a render may take; then its tool\'s whole process group is killed and the answer is 504 [default: 10]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-concurrency -d 'Renders running at once, and warm PlantUML processes kept [default: 2]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-queue -d 'Renders waiting for a free slot before more are refused with 503 [default: 32]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-output-bytes -d 'Largest SVG a render may produce [default: 10485760]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-prewarm -d 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]' -r -f -a "true\t''
+false\t''"
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-unsafe -d 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
 complete -c victor -n "__fish_victor_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand task; and not __fish_seen_subcommand_from start run list show logs wait cancel pause resume input rm help" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
@@ -256,6 +265,19 @@ complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_su
 complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the remotes (keys are never shown, only whether one is set)'
 complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Forget a remote'
 complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand render" -s o -l output -d 'Where the SVG goes: a file (`-` for stdout) for one diagram, a directory for several [default: beside each file, with the extension .svg]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand render" -s t -l type -d 'The diagram type when the extension does not say: graphviz (dot), plantuml, mermaid, d2, drawio' -r
+complete -c victor -n "__fish_victor_using_subcommand render" -s K -l engine -d 'Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork' -r
+complete -c victor -n "__fish_victor_using_subcommand render" -l backend -d 'Which renderer: the installed tool, victor\'s built-in one, or auto (the tool when it is installed)' -r
+complete -c victor -n "__fish_victor_using_subcommand render" -l server -d 'Render through a victor server: its URL or the name of a remote; alone, the one in VICTOR_SERVER or config.toml [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand render" -l api-key -d 'API key, when the server requires one' -r
+complete -c victor -n "__fish_victor_using_subcommand render" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key' -r -F
+complete -c victor -n "__fish_victor_using_subcommand render" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand render" -l local -d 'Render in this process [the default unless VICTOR_SERVER is set]'
+complete -c victor -n "__fish_victor_using_subcommand render" -s w -l watch -d 'Re-render each file when it changes, until Ctrl-C'
+complete -c victor -n "__fish_victor_using_subcommand render" -l unsafe -d 'With --local: let diagrams include files and reach URLs (safe mode off)'
+complete -c victor -n "__fish_victor_using_subcommand render" -s h -l help -d 'Print help'
+complete -c victor -n "__fish_victor_using_subcommand render" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand completions" -l dir -d 'Write the completions of every shell into this directory' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -s h -l help -d 'Print help'
@@ -264,13 +286,14 @@ complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a pa
 complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "serve" -d 'Run the task server on this machine'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task keys remote render completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod engine;
 pub mod proto;
+pub mod render;
 pub mod serve;
 pub mod store;
 pub mod tui;

@@ -61,6 +61,20 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Largest diagram source a render accepts.
+    pub render_max_payload_bytes: usize,
+    /// Seconds a render may take before its tool's process group is killed.
+    pub render_timeout_secs: f64,
+    /// Renders running at once (and warm PlantUML processes).
+    pub render_max_concurrency: usize,
+    /// Renders waiting for a free slot before more get a 503.
+    pub render_max_queue: usize,
+    /// Largest SVG a render may produce.
+    pub render_max_output_bytes: usize,
+    /// Turn safe mode off: diagrams may include files and reach URLs.
+    pub render_unsafe: bool,
+    /// Start the warm PlantUML processes with the server.
+    pub render_prewarm: bool,
 }
 
 impl Default for Settings {
@@ -91,6 +105,13 @@ impl Default for Settings {
             tls: false,
             tls_cert: None,
             tls_key: None,
+            render_max_payload_bytes: 20_000,
+            render_timeout_secs: 10.0,
+            render_max_concurrency: 2,
+            render_max_queue: 32,
+            render_max_output_bytes: 10 * 1024 * 1024,
+            render_unsafe: false,
+            render_prewarm: true,
         }
     }
 }

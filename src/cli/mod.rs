@@ -5,6 +5,7 @@ pub mod config;
 mod keys;
 mod output;
 mod remote;
+mod render;
 mod serve;
 mod task;
 
@@ -38,13 +39,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the task server on this machine.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
     Task(task::TaskArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
     /// Keep servers on other machines under a name, pinned to their TLS certificate.
     Remote(remote::RemoteArgs),
+    /// Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server.
+    Render(render::RenderArgs),
     /// Print shell completions (or write every shell's with --dir).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -70,10 +73,11 @@ pub fn is_client_command(cli: &Cli) -> bool {
 /// Runs the command and gives the process exit code.
 pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {
-        Command::Serve(args) => serve::run(args, cli.config.as_deref()).await,
+        Command::Serve(args) => serve::run(*args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
+        Command::Render(args) => render::run(args, cli.config.as_deref()).await,
         Command::Completions { shell, dir } => {
             write_completions(shell, dir)?;
             Ok(Exit::Success)

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::config;
 use super::output::Exit;
 use crate::engine::EngineConfig;
+use crate::render::RenderConfig;
 use crate::serve::{
     AllowedOrigins, Listening, RateLimit, ServeConfig, SessionPolicy, TlsCertificate,
 };
@@ -135,6 +136,38 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_TLS_KEY", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     tls_key: Option<PathBuf>,
+    /// Largest diagram source a render accepts; more is refused with 413 [default: 20000].
+    #[arg(long, env = "VICTOR_RENDER_MAX_PAYLOAD_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_max_payload_bytes: Option<usize>,
+    /// Seconds a render may take; then its tool's whole process group is killed and the
+    /// answer is 504 [default: 10].
+    #[arg(long, env = "VICTOR_RENDER_TIMEOUT_SECONDS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_timeout_secs: Option<f64>,
+    /// Renders running at once, and warm PlantUML processes kept [default: 2].
+    #[arg(long, env = "VICTOR_RENDER_MAX_CONCURRENCY", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_max_concurrency: Option<usize>,
+    /// Renders waiting for a free slot before more are refused with 503 [default: 32].
+    #[arg(long, env = "VICTOR_RENDER_MAX_QUEUE", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_max_queue: Option<usize>,
+    /// Largest SVG a render may produce [default: 10485760].
+    #[arg(long, env = "VICTOR_RENDER_MAX_OUTPUT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_max_output_bytes: Option<usize>,
+    /// Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2
+    /// icons). Only for a server whose every user may read its files.
+    #[arg(long, env = "VICTOR_RENDER_UNSAFE", value_parser = clap::builder::BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    render_unsafe: bool,
+    /// Start the warm PlantUML processes with the server (false: at the first PlantUML
+    /// render) [default: true].
+    #[arg(long, env = "VICTOR_RENDER_PREWARM", value_name = "BOOL",
+        value_parser = clap::builder::BoolishValueParser::new())]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_prewarm: Option<bool>,
 }
 
 /// TLS from the settings: a certificate of the user's (either file implies TLS, and one
@@ -172,18 +205,36 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         ("max_ws_message_bytes", settings.max_ws_message_bytes),
         ("session_ttl_secs", settings.session_ttl_secs as usize),
         ("session_idle_secs", settings.session_idle_secs as usize),
+        ("render_max_concurrency", settings.render_max_concurrency),
+        (
+            "render_max_payload_bytes",
+            settings.render_max_payload_bytes,
+        ),
+        ("render_max_output_bytes", settings.render_max_output_bytes),
     ] {
         if value == 0 {
             anyhow::bail!("{key} must be at least 1");
         }
     }
+    let data_dir = settings
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
     let config = ServeConfig {
         host: settings.host.clone(),
         port: settings.port,
-        data_dir: settings
-            .data_dir
-            .clone()
-            .unwrap_or_else(config::default_data_dir),
+        render: RenderConfig {
+            max_payload_bytes: settings.render_max_payload_bytes,
+            timeout: seconds(settings.render_timeout_secs, "render_timeout_secs")?,
+            max_concurrency: settings.render_max_concurrency,
+            max_queue: settings.render_max_queue,
+            max_output_bytes: settings.render_max_output_bytes,
+            safe: !settings.render_unsafe,
+            cache_dir: Some(data_dir.join("render-cache")),
+            prewarm: settings.render_prewarm,
+            ..RenderConfig::default()
+        },
+        data_dir,
         api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
         engine: EngineConfig {
             max_concurrent: settings.max_concurrent,

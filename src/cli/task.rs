@@ -53,6 +53,21 @@ pub(super) struct Connection {
     data_dir: Option<std::path::PathBuf>,
 }
 
+impl Connection {
+    /// A connection from a command that spells these flags its own way (`victor render`).
+    pub(super) fn new(
+        server: Option<String>,
+        api_key: Option<String>,
+        data_dir: Option<std::path::PathBuf>,
+    ) -> Connection {
+        Connection {
+            server,
+            api_key,
+            data_dir,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum TaskCommand {
     /// Start a task and print its id.

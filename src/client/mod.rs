@@ -13,12 +13,24 @@ use serde::de::DeserializeOwned;
 
 use crate::proto::{
     CreateKey, CreateTask, CreatedKey, ErrorBody, Event, Fingerprint, Health, Input, KeyInfo,
-    Scope, SessionRequest, SessionToken, Status, Task, TaskPage, TaskState,
+    RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER, RenderRequest, Scope, SessionRequest, SessionToken,
+    Status, Task, TaskPage, TaskState,
 };
 
 pub use follow::{Follow, Topic};
 pub use tls::presented_fingerprint;
 pub use ws::{WsConnection, WsMessage};
+
+/// An SVG the server rendered.
+#[derive(Debug, Clone)]
+pub struct RenderedSvg {
+    pub svg: String,
+    /// `external` or `builtin`, as the server said.
+    pub backend: Option<String>,
+    /// The server answered from its cache.
+    pub cached: bool,
+    pub etag: Option<String>,
+}
 
 /// The default server address.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8765";
@@ -348,6 +360,35 @@ impl Client {
         let body = SessionRequest { session_id };
         self.json(self.request(Method::POST, "/session/token").json(&body))
             .await
+    }
+
+    /// Renders a diagram on the server to SVG.
+    pub async fn render(&self, request: &RenderRequest) -> Result<RenderedSvg, ClientError> {
+        let response = self
+            .send(self.request(Method::POST, "/api/v1/render").json(request))
+            .await?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string)
+        };
+        let backend = header(RENDER_BACKEND_HEADER);
+        let cached = header(RENDER_CACHE_HEADER).as_deref() == Some("hit");
+        let etag = header("etag");
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let svg = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ClientError::Protocol("the SVG is not UTF-8 text".into()))?;
+        Ok(RenderedSvg {
+            svg,
+            backend,
+            cached,
+            etag,
+        })
     }
 
     /// Opens the WebSocket.

@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod event;
 pub mod fingerprint;
+pub mod render;
 pub mod task;
 
 pub use api::{
@@ -15,4 +16,8 @@ pub use api::{
 pub use auth::{CreateKey, CreatedKey, KeyInfo, Scope, SessionRequest, SessionToken};
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
 pub use fingerprint::{BadFingerprint, Fingerprint};
+pub use render::{
+    BackendChoice, BackendKind, DiagramType, RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER,
+    RenderBackends, RenderOptions, RenderRequest, TypeBackends, UnknownDiagramType,
+};
 pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

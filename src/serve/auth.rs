@@ -610,7 +610,11 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         None
     } else if path == "/api/v1/keys" || path.starts_with("/api/v1/keys/") {
         Some(Scope::Admin)
-    } else if method == Method::GET || method == Method::HEAD || path == "/session/token" {
+    } else if method == Method::GET
+        || method == Method::HEAD
+        || path == "/session/token"
+        || super::render::is_render_path(path)
+    {
         Some(Scope::Read)
     } else {
         Some(Scope::Control)
@@ -781,6 +785,10 @@ mod tests {
             required_scope(&Method::POST, "/session/token"),
             Some(Scope::Read)
         );
+        // A render runs none of the caller's code and changes nothing.
+        for path in ["/api/v1/render", "/render/graphviz", "/plantuml/svg"] {
+            assert_eq!(required_scope(&Method::POST, path), Some(Scope::Read));
+        }
     }
 
     #[test]

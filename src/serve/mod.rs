@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod guard;
 mod limits;
+mod render;
 mod stream;
 mod tasks;
 mod tls;
@@ -29,6 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bus::{Bus, Hub};
 use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::render::{RenderConfig, Renderer, Tools};
 use crate::store::{SharedStore, SqliteStore, StoreError};
 
 pub use auth::SessionPolicy;
@@ -63,6 +65,8 @@ pub struct ServeConfig {
     pub admin_key_file: PathBuf,
     /// Serve HTTPS and WSS on TCP (the Unix socket stays plain: it is local).
     pub tls: Option<TlsCertificate>,
+    /// Diagram rendering: limits, safe mode, cache.
+    pub render: RenderConfig,
 }
 
 /// What a started server tells whoever started it, to print for people.
@@ -132,6 +136,7 @@ struct AppState {
     closing: CancellationToken,
     /// Open SSE and WebSocket streams.
     clients: Arc<AtomicU64>,
+    renderer: Arc<Renderer>,
 }
 
 /// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
@@ -187,6 +192,20 @@ pub async fn run(
     let engine = Engine::start(store.clone(), bus, config.engine.clone()).await?;
     let closing = CancellationToken::new();
     let limits = Arc::new(RateLimits::new(config.rate_limit));
+    let renderer = Arc::new(Renderer::new(config.render.clone(), Tools::discover()));
+    for backend in renderer.backends().types {
+        tracing::info!(
+            diagram_type = %backend.diagram_type,
+            backend = %backend.default,
+            tool = backend.tool.as_deref().unwrap_or("-"),
+            "render backend"
+        );
+    }
+    // The first PlantUML requests should not wait for a JVM to start.
+    if config.render.prewarm {
+        let warming = renderer.clone();
+        tokio::spawn(async move { warming.warm().await });
+    }
     let state = AppState {
         engine: engine.clone(),
         access: access.clone(),
@@ -196,6 +215,7 @@ pub async fn run(
         heartbeat: config.heartbeat,
         closing: closing.clone(),
         clients: Arc::new(AtomicU64::new(0)),
+        renderer,
     };
     let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
 
@@ -464,6 +484,7 @@ pub fn url_of(addr: SocketAddr, tls: bool) -> String {
     tags((name = "tasks", description = "Create, inspect and steer tasks"),
          (name = "events", description = "Event logs and live streams"),
          (name = "access", description = "Scoped API keys and session tokens"),
+         (name = "render", description = "Diagrams to SVG"),
          (name = "server", description = "Health and status"))
 )]
 struct ApiDoc;
@@ -501,6 +522,8 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::create_key, auth::list_keys))
         .routes(routes!(auth::revoke_key))
         .routes(routes!(auth::session_token))
+        .routes(routes!(render::render))
+        .routes(routes!(render::backends))
 }
 
 /// The OpenAPI document of the native API, as served at `/openapi.json`.
@@ -512,6 +535,13 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
     let (api, openapi) = api().split_for_parts();
     let router = api
         .route("/health", axum::routing::get(tasks::health))
+        // Seed 000's legacy render routes and Kroki's: compatibility, not in the OpenAPI.
+        .route("/render/{kind}", axum::routing::post(render::text_body))
+        .route("/{kind}/svg", axum::routing::post(render::text_body))
+        .route(
+            "/{kind}/svg/{encoded}",
+            axum::routing::get(render::kroki_get),
+        )
         .fallback(|| async {
             ApiError::not_found("no such route; the API is under /api/v1, its description at /docs")
         })

@@ -95,6 +95,9 @@ impl Server {
                 command.env_remove(var);
             }
         }
+        // A JVM per warm PlantUML process for every test server would slow the whole suite;
+        // the render tests that want them warm ask for it.
+        command.env("VICTOR_RENDER_PREWARM", "false");
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("start victor serve");
         let stderr = child.stderr.take().expect("stderr");

@@ -1,0 +1,231 @@
+//! Running a diagram tool: its arguments only (never a shell), a private temporary working
+//! directory, a minimal environment, its own process group, and that whole group killed when
+//! the render times out, its output grows past the limit, or the request goes away.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+/// A directory of its own for one tool run (mode 0700), removed when dropped.
+pub struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    pub fn new() -> std::io::Result<WorkDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!("victor-render-{}", uuid::Uuid::now_v7()));
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(WorkDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Kills a process group when dropped, unless told it already ended. A render whose request
+/// is dropped halfway (the client hung up, the timeout fired) leaves nothing running.
+pub struct GroupGuard {
+    group: Option<Pid>,
+}
+
+impl GroupGuard {
+    /// Guards the group led by `pid`; a pid of 0 (no process) guards nothing, since signalling
+    /// group 0 would hit victor's own group.
+    pub fn new(pid: Option<u32>) -> GroupGuard {
+        GroupGuard {
+            group: pid
+                .filter(|&pid| pid > 0)
+                .and_then(|pid| i32::try_from(pid).ok())
+                .map(Pid::from_raw),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The environment a tool gets: only what finding programs, fonts and a home needs, and proxy
+/// settings that send any web request to a closed port on loopback. Tools that honour them
+/// (Go's HTTP client in d2, the JVM, Chromium) then reach nothing beyond this machine.
+pub fn minimal_env(home: &Path) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("HOME".into(), home.into()),
+        ("TMPDIR".into(), home.into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("LC_ALL".into(), "C.UTF-8".into()),
+    ];
+    for name in ["PATH", "JAVA_HOME", "FONTCONFIG_PATH", "FONTCONFIG_FILE"] {
+        if let Some(value) = std::env::var_os(name) {
+            env.push((name.into(), value));
+        }
+    }
+    for name in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        env.push((name.into(), CLOSED_PROXY.into()));
+    }
+    for name in ["no_proxy", "NO_PROXY"] {
+        env.push((name.into(), "localhost,127.0.0.1,::1".into()));
+    }
+    env
+}
+
+/// A proxy address nothing listens on: requests through it fail at once.
+pub const CLOSED_PROXY: &str = "http://127.0.0.1:9";
+
+/// What a finished tool run gave.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    /// The first bytes of its stderr, for error messages.
+    pub stderr: String,
+}
+
+/// Why a tool run gave no result.
+#[derive(Debug)]
+pub enum RunError {
+    Spawn(std::io::Error),
+    Timeout,
+    OutputTooLarge,
+    Io(std::io::Error),
+}
+
+/// Most of a tool's stderr kept for its error message.
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// One run of a tool to its end.
+pub struct ToolRun<'a> {
+    pub program: &'a Path,
+    pub args: Vec<OsString>,
+    pub stdin: &'a [u8],
+    pub dir: &'a WorkDir,
+    pub env: Vec<(OsString, OsString)>,
+    pub timeout: Duration,
+    pub max_output: usize,
+}
+
+impl ToolRun<'_> {
+    pub async fn run(self) -> Result<Finished, RunError> {
+        let mut command = tokio::process::Command::new(self.program);
+        command
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(RunError::Spawn)?;
+        let mut group = GroupGuard::new(child.id());
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let input = self.stdin.to_vec();
+        let max_output = self.max_output;
+        let work = async move {
+            let feed = async move {
+                if let Some(mut pipe) = stdin {
+                    // A tool that exits without reading all of it is not an error here.
+                    let _ = pipe.write_all(&input).await;
+                    let _ = pipe.shutdown().await;
+                }
+                Ok::<(), RunError>(())
+            };
+            let read_out = read_limited(stdout, max_output);
+            let read_err = async move {
+                let (bytes, _) = read_up_to(stderr, STDERR_KEPT).await;
+                Ok::<Vec<u8>, RunError>(bytes)
+            };
+            let ((), stdout, stderr) = tokio::try_join!(feed, read_out, read_err)?;
+            let status = child.wait().await.map_err(RunError::Io)?;
+            Ok(Finished {
+                status,
+                stdout,
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            })
+        };
+        let outcome = match tokio::time::timeout(self.timeout, work).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RunError::Timeout),
+        };
+        // Whatever the tool left behind in its group (a browser, a JVM's helpers) goes too.
+        group.kill();
+        outcome
+    }
+}
+
+/// Reads all of a pipe, failing once it passes `limit` bytes.
+async fn read_limited<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    limit: usize,
+) -> Result<Vec<u8>, RunError> {
+    let (bytes, overflowed) = read_up_to(pipe, limit).await;
+    if overflowed {
+        Err(RunError::OutputTooLarge)
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// Reads a pipe to its end, keeping at most `limit` bytes; says whether there was more.
+async fn read_up_to<R: AsyncRead + Unpin>(pipe: Option<R>, limit: usize) -> (Vec<u8>, bool) {
+    let Some(mut pipe) = pipe else {
+        return (Vec::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => return (kept, false),
+            Ok(n) => {
+                if kept.len() + n > limit {
+                    let room = limit - kept.len();
+                    kept.extend_from_slice(&chunk[..room]);
+                    return (kept, true);
+                }
+                kept.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// The absolute path of `program` on the PATH, when it is an executable file there.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}

