@@ -193,8 +193,9 @@ pub async fn run(
     let closing = CancellationToken::new();
     let limits = Arc::new(RateLimits::new(config.rate_limit));
     let renderer = Arc::new(Renderer::new(config.render.clone(), Tools::discover()));
+    // Debug only: the first line at info is the one that says where the server listens.
     for backend in renderer.backends().types {
-        tracing::info!(
+        tracing::debug!(
             diagram_type = %backend.diagram_type,
             backend = %backend.default,
             tool = backend.tool.as_deref().unwrap_or("-"),
