@@ -330,6 +330,18 @@ async fn etags_the_cache_and_kroki_urls() {
     send(http().get(format!("{}/graphviz/svg/%%%", server.url)))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    // The native routes are in the OpenAPI document; the compatibility ones are not.
+    let doc = send(http().get(format!("{}/openapi.json", server.url)))
+        .await
+        .json();
+    assert!(doc["paths"]["/api/v1/render"].get("post").is_some());
+    assert!(doc["paths"]["/api/v1/render/backends"].get("get").is_some());
+    for schema in ["RenderRequest", "RenderBackends", "DiagramType"] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,33 +1,54 @@
-//! Mermaid without a browser, by the pure-Rust `mermaid-rs-renderer`.
+//! Mermaid without a browser, by the pure-Rust `merman` (the renderer Zed uses), which follows
+//! Mermaid's own parser, layout and SVG structure.
 
 use std::sync::LazyLock;
 
-use mermaid_rs_renderer::RenderOptions;
-use regex::Regex;
+use merman::{OperationControl, RenderOutput, RenderRequest, Renderer, SvgRequest};
 
 use crate::proto::DiagramType;
 use crate::render::RenderError;
 
-/// Draws the diagram. Text is measured with calibrated widths rather than system fonts: the
-/// result does not depend on the fonts installed, and nothing is read from or written to disk.
+/// One renderer for the process: it holds parsers and themes that need building only once.
+static RENDERER: LazyLock<Renderer> = LazyLock::new(Renderer::new);
+
+/// Draws the diagram.
 pub fn render(source: &str) -> Result<String, RenderError> {
-    let mut options = RenderOptions::mermaid_default();
-    options.layout.fast_text_metrics = true;
-    mermaid_rs_renderer::render_strict(source, options).map_err(|error| {
-        let message = error.to_string();
-        RenderError::syntax(DiagramType::Mermaid, line_of(&message), message)
-    })
+    let request = RenderRequest::svg(source, OperationControl::new(), SvgRequest::default());
+    match RENDERER.render(request) {
+        Ok(RenderOutput::Svg(Some(svg))) => Ok(svg.svg().to_string()),
+        Ok(_) | Err(merman::RenderError::NoDiagram) => Err(RenderError::syntax(
+            DiagramType::Mermaid,
+            None,
+            "no Mermaid diagram found: the first line names its type (flowchart TD, \
+             sequenceDiagram, classDiagram, ...)",
+        )),
+        Err(merman::RenderError::Parse(diagnostic)) => {
+            let line = diagnostic
+                .terminal_diagnostic_details()
+                .span
+                .map(|span| line_at(source, span.start));
+            Err(RenderError::syntax(
+                DiagramType::Mermaid,
+                line,
+                diagnostic.to_string(),
+            ))
+        }
+        Err(other) => Err(RenderError::syntax(
+            DiagramType::Mermaid,
+            None,
+            other.to_string(),
+        )),
+    }
 }
 
-/// The line a message names: `line 3`, `at 3:7`.
-fn line_of(message: &str) -> Option<u32> {
-    static LINE: LazyLock<Option<Regex>> =
-        LazyLock::new(|| Regex::new(r"(?:line (\d+)|at (\d+):\d+)").ok());
-    let captures = LINE.as_ref()?.captures(message)?;
-    captures
-        .get(1)
-        .or(captures.get(2))
-        .and_then(|m| m.as_str().parse().ok())
+/// The 1-based line holding byte `offset` of `source`.
+fn line_at(source: &str, offset: usize) -> u32 {
+    let end = offset.min(source.len());
+    let newlines = source.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    u32::try_from(newlines + 1).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -46,10 +67,21 @@ mod tests {
     }
 
     #[test]
+    fn draws_sequence_diagrams() {
+        let svg =
+            render("sequenceDiagram\n  Alice->>Bob: Hello\n  Bob-->>Alice: Hi back\n").unwrap();
+        for label in ["Alice", "Bob", "Hello", "Hi back"] {
+            assert!(svg.contains(label), "{label} missing");
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_errors_with_lines() {
-        let error = render("flowchart TD\n  A --> B\n  subgraph X\n  C --> D\n").unwrap_err();
+        let error = render("flowchart TD\n  A --> B\n  C -->\n").unwrap_err();
         assert!(matches!(error, RenderError::Syntax { .. }), "{error}");
-        assert_eq!(line_of("unclosed subgraph opened at line 3"), Some(3));
-        assert_eq!(line_of("unexpected token 'x' at 4:2; expected y"), Some(4));
+        let error = render("this is not mermaid").unwrap_err();
+        assert!(matches!(error, RenderError::Syntax { .. }), "{error}");
+        assert_eq!(line_at("a\nb\nc", 2), 2);
+        assert_eq!(line_at("a\nb\nc", 99), 3);
     }
 }
