@@ -7,6 +7,7 @@ mod output;
 mod remote;
 mod serve;
 mod task;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
     Task(task::TaskArgs),
+    /// Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped).
+    Watch(watch::WatchArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
     /// Keep servers on other machines under a name, pinned to their TLS certificate.
@@ -72,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {
         Command::Serve(args) => serve::run(args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
+        Command::Watch(args) => watch::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Completions { shell, dir } => {

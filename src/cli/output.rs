@@ -69,6 +69,12 @@ impl Exit {
     }
 }
 
+/// Whether what goes to stdout may be coloured: a terminal, and neither `NO_COLOR` nor
+/// `TERM=dumb` (the same rules as every other table and message).
+pub fn colour_wanted() -> bool {
+    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+}
+
 /// The state with its symbol, coloured.
 pub fn state_label(state: TaskState) -> String {
     let text = state.label();

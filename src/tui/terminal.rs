@@ -1,0 +1,223 @@
+//! The interactive view: the terminal taken over (raw mode, alternate screen, mouse) and
+//! given back on every way out, and the loop that feeds keys and network updates to the
+//! reducer and draws at most [`FRAME`] apart, only when something changed.
+
+use std::io::Stdout;
+use std::sync::Once;
+use std::time::Duration;
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::net::{self, Endless};
+use super::state::{Options, Request, Update, Viewport, Watch};
+use super::{WatchError, draw, handle_key, handle_mouse, layout};
+use crate::client::{Client, Topic};
+use crate::proto::types;
+
+/// The shortest time between two frames: 60 frames a second at most.
+const FRAME: Duration = Duration::from_micros(16_667);
+/// Updates waiting for the view; a full queue holds the network back, and the server's
+/// stream then catches up from its store, so nothing grows without bound.
+const UPDATE_QUEUE: usize = 4096;
+/// Updates applied at most before a frame is drawn, so a flood still shows progress and keys
+/// still get through.
+const BATCH: usize = 20_000;
+
+pub async fn interactive(
+    client: Client,
+    task: Option<String>,
+    options: Options,
+) -> Result<(), WatchError> {
+    // Everything that can fail for good fails here, before the screen is taken over, so that
+    // its message is printed like any other command's.
+    let mut all = Endless::new(&client, Topic::All, None, &[types::STATE]);
+    all.start().await?;
+    let tasks = net::list_all(&client).await?;
+    let opened = match &task {
+        Some(id) => Some(client.get_task(id).await?),
+        None => None,
+    };
+    let now = Timestamp::now();
+    let mut watch = Watch::new(options, now);
+    let mut first = watch.apply(Update::Tasks(tasks), now);
+    if let Some(task) = opened {
+        let id = task.id.clone();
+        watch.apply(Update::Task(task), now);
+        first.extend(watch.open(&id));
+    }
+
+    let (requests, requests_out) = mpsc::unbounded_channel();
+    let (updates_in, updates) = mpsc::channel(UPDATE_QUEUE);
+    let network = tokio::spawn(net::run(client, all, requests_out, updates_in));
+    let result = match Screen::enter() {
+        Ok(mut screen) => {
+            run_loop(&mut screen.terminal, &mut watch, first, &requests, updates).await
+        }
+        Err(error) => Err(error.into()),
+    };
+    network.abort();
+    result
+}
+
+/// The terminal in the watch's hands; dropping it gives the terminal back.
+struct Screen {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl Screen {
+    fn enter() -> std::io::Result<Screen> {
+        restore_on_panic();
+        let entered = enable_raw_mode()
+            .and_then(|()| {
+                execute!(
+                    std::io::stdout(),
+                    EnterAlternateScreen,
+                    EnableMouseCapture,
+                    crossterm::cursor::Hide
+                )
+            })
+            .and_then(|()| Terminal::new(CrosstermBackend::new(std::io::stdout())));
+        match entered {
+            Ok(terminal) => Ok(Screen { terminal }),
+            Err(error) => {
+                restore();
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Gives the terminal back as it was: cooked mode, the main screen, no mouse reports, a
+/// cursor. Safe to call more than once.
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+/// A panic anywhere (the network task included) gives the terminal back before the message
+/// is printed, so that the message is readable and the shell usable. The view then stops: the
+/// network task's channel closes, or the panic was its own.
+fn restore_on_panic() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
+}
+
+async fn run_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    watch: &mut Watch,
+    first: Vec<Request>,
+    requests: &mpsc::UnboundedSender<Request>,
+    mut updates: mpsc::Receiver<Update>,
+) -> Result<(), WatchError> {
+    let send = |sent: Vec<Request>| {
+        for request in sent {
+            let _ = requests.send(request);
+        }
+    };
+    send(first);
+    let mut input = EventStream::new();
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut next_frame = Instant::now();
+    let mut dirty = true;
+    loop {
+        dirty |= watch.take_changed();
+        if dirty && Instant::now() >= next_frame {
+            draw_frame(terminal, watch)?;
+            dirty = false;
+            next_frame = Instant::now() + FRAME;
+        }
+        tokio::select! {
+            update = updates.recv() => {
+                let Some(update) = update else {
+                    return Err(WatchError::NetworkStopped);
+                };
+                let now = Timestamp::now();
+                send(watch.apply(update, now));
+                // Everything already waiting goes into the same frame.
+                for _ in 1..BATCH {
+                    let Ok(update) = updates.try_recv() else { break };
+                    send(watch.apply(update, now));
+                }
+            }
+            event = input.next() => match event {
+                Some(Ok(event)) => {
+                    let now = Timestamp::now();
+                    let action = match event {
+                        TermEvent::Key(key) => handle_key(watch, key),
+                        TermEvent::Mouse(mouse) => {
+                            let areas = layout(screen_area(terminal)?, watch);
+                            handle_mouse(watch, mouse, areas.tasks, watch.opened.as_ref().map(|_| areas.detail))
+                        }
+                        _ => super::Action::Nothing,
+                    };
+                    send(watch.act(action, now));
+                    if watch.should_quit() {
+                        return Ok(());
+                    }
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => return Ok(()),
+            },
+            _ = clock.tick() => {
+                watch.tick(Timestamp::now());
+                if watch.shows_clock() {
+                    watch.touch();
+                }
+            }
+            () = tokio::time::sleep_until(next_frame), if dirty => {}
+            _ = terminate.recv() => return Ok(()),
+            _ = hangup.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+        }
+    }
+}
+
+fn screen_area(terminal: &Terminal<CrosstermBackend<Stdout>>) -> std::io::Result<Rect> {
+    let size = terminal.size()?;
+    Ok(Rect::new(0, 0, size.width, size.height))
+}
+
+fn draw_frame(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    watch: &mut Watch,
+) -> std::io::Result<()> {
+    let areas = layout(screen_area(terminal)?, watch);
+    watch.set_viewport(Viewport {
+        table_rows: areas.table_rows(),
+        log_lines: areas.log_lines(),
+    });
+    terminal.draw(|frame| draw(frame, watch, Timestamp::now()))?;
+    Ok(())
+}
