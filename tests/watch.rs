@@ -77,6 +77,18 @@ impl Tmux {
         }
     }
 
+    fn pane(&self, format: &str) -> String {
+        self.run(&["display-message", "-p", "-t", "watch", format])
+            .trim()
+            .to_string()
+    }
+
+    /// Whether the program has the alternate screen and the mouse: a program that ends must
+    /// give both back.
+    fn holds_terminal(&self) -> bool {
+        self.pane("#{alternate_on} #{mouse_any_flag}") != "0 0"
+    }
+
     /// The exit status of the command, once it has ended.
     fn exit_status(&self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
@@ -192,8 +204,10 @@ fn a_person_watches_pauses_and_survives_a_server_restart() {
     server.start_task(&["sh", "-c", "echo bravo"]);
     tmux.keys(&["Escape"]);
     tmux.wait_for("the new task", limit, |s| s.contains("sh -c 'echo bravo'"));
+    assert!(tmux.holds_terminal());
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
+    assert!(!tmux.holds_terminal(), "the terminal was not given back");
 }
 
 #[test]
@@ -235,6 +249,30 @@ fn the_table_opens_logs_filters_and_sends_input() {
     tmux.wait_for("the help closed", limit, |s| !s.contains(" keys "));
     tmux.keys(&["C-c"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
+    assert!(!tmux.holds_terminal(), "the terminal was not given back");
+}
+
+#[test]
+fn a_signal_ends_the_view_and_gives_the_terminal_back() {
+    let server = Server::start();
+    for signal in [nix::sys::signal::SIGTERM, nix::sys::signal::SIGHUP] {
+        let tmux = Tmux::start(&watch_command(&server, &[]), 80, 24);
+        tmux.wait_for("the view", Duration::from_secs(20), |s| {
+            s.contains("0 tasks")
+        });
+        assert!(tmux.holds_terminal());
+        let pid: i32 = tmux.pane("#{pane_pid}").parse().expect("the pane's pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal");
+        assert_eq!(
+            tmux.exit_status(Duration::from_secs(10)),
+            Some(0),
+            "{signal}"
+        );
+        assert!(
+            !tmux.holds_terminal(),
+            "{signal}: the terminal was not given back"
+        );
+    }
 }
 
 /// `victor watch` piped, read line by line in a thread; killed when dropped.
