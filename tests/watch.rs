@@ -4,7 +4,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -419,27 +420,64 @@ fn piped_with_an_id_it_prints_that_log_and_ends_with_it() {
 
 #[test]
 fn piped_into_head_it_ends_quietly() {
-    let server = Server::start();
-    let mut head = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{} watch | head -n 1", quoted(VICTOR)))
-        .env("VICTOR_SERVER", &server.url)
-        .env("VICTOR_CONFIG", server.config_dir().join("config.toml"))
-        .env_remove("VICTOR_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Tasks until head has its line and the watch ends on the closed pipe.
+    // Tasks that stay queued behind a running one: one event each, and nothing after it.
+    let server = Server::start_with(&["--heartbeat-secs", "0.2", "--max-concurrent", "1"]);
+    server.start_task(&["sleep", "60"]);
+    let mut head = ProcessGroup(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} watch | head -n 1", quoted(VICTOR)))
+            .env("VICTOR_SERVER", &server.url)
+            .env("VICTOR_CONFIG", server.config_dir().join("config.toml"))
+            .env_remove("VICTOR_API_KEY")
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = BufReader::new(head.0.stdout.take().unwrap());
+    let (got_line, line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = first.read_line(&mut text);
+        let _ = got_line.send(text);
+    });
+    // Tasks until head has its line; then nothing more is written, and the watch still ends.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while head.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "victor watch | head did not end");
+    let line = loop {
         server.start_task(&["true"]);
-        std::thread::sleep(Duration::from_millis(100));
+        if let Ok(line) = line.recv_timeout(Duration::from_millis(200)) {
+            break line;
+        }
+        assert!(Instant::now() < deadline, "head never got a line");
+    };
+    assert!(line.starts_with('{'), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while head.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "victor watch | head did not end");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let out = head.wait_with_output().unwrap();
-    assert_eq!(stderr(&out), "", "nothing on stderr");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let mut errors = String::new();
+    head.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut errors)
+        .unwrap();
+    assert_eq!(errors, "", "nothing on stderr");
+}
+
+/// A shell pipeline in a process group of its own, all of it killed when dropped: a watch
+/// that did not end must not outlive the test.
+struct ProcessGroup(Child);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(-(self.0.id() as i32));
+        let _ = nix::sys::signal::kill(group, nix::sys::signal::SIGKILL);
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //! and other stream-level events are left out: they belong to no task's log.
 
 use std::io::Write;
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::WatchError;
 use super::net::{Endless, Next};
@@ -18,7 +21,13 @@ pub async fn print(client: &Client, task: Option<String>) -> Result<(), WatchErr
     stream.start().await?;
     loop {
         match stream.next().await {
-            Next::Event(event) if event.seq == 0 => {}
+            // A quiet stream writes nothing that would fail once the reader has gone
+            // (`victor watch | head` after head has its lines): look at each heartbeat.
+            Next::Event(event) if event.seq == 0 => {
+                if reader_gone() {
+                    return Ok(());
+                }
+            }
             Next::Event(event) => {
                 let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;
                 line.push(b'\n');
@@ -35,4 +44,14 @@ pub async fn print(client: &Client, task: Option<String>) -> Result<(), WatchErr
             Next::Refused(error) => return Err(error.into()),
         }
     }
+}
+
+/// Whether stdout is a pipe whose reading end is closed: it polls as an error then.
+fn reader_gone() -> bool {
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|events| events.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
 }
