@@ -43,6 +43,13 @@ pub enum Command {
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
     Task(task::TaskArgs),
     /// Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped).
+    ///
+    /// On a terminal: the server and the connection, the tasks by state, a table of tasks, the
+    /// open task's log, and the keys that apply. ↑↓ (j k) move and scroll, Enter opens a log,
+    /// Esc goes back, p pauses, r resumes, c cancels, x removes, i sends a line of input, /
+    /// filters the table (searches the log), ? lists every key, q quits. It reconnects by itself
+    /// for as long as it runs. When stdout is not a terminal it prints the events as NDJSON
+    /// instead: every task's from now on, or with ID that task's whole log, ending with it.
     Watch(watch::WatchArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
