@@ -45,8 +45,8 @@ pub struct Endless {
     /// Only these event types (all when empty).
     types: &'static [&'static str],
     follow: Follow,
-    /// The next attempt waits this long first.
-    backoff: Option<Duration>,
+    /// The wait before the next attempt, after a failure.
+    backoff: Backoff,
     refused: bool,
 }
 
@@ -62,7 +62,7 @@ impl Endless {
             client: client.clone(),
             topic,
             types,
-            backoff: None,
+            backoff: Backoff::default(),
             refused: false,
         }
     }
@@ -76,12 +76,10 @@ impl Endless {
         if self.refused {
             return Next::End;
         }
-        if let Some(backoff) = self.backoff {
-            tokio::time::sleep(backoff).await;
-        }
+        self.backoff.wait().await;
         match self.follow.next().await {
             Some(Ok(event)) => {
-                self.backoff = None;
+                self.backoff.reset();
                 Next::Event(event)
             }
             None => Next::End,
@@ -93,10 +91,7 @@ impl Endless {
                     self.follow.cursor(),
                     self.types,
                 );
-                self.backoff = Some(
-                    self.backoff
-                        .map_or(FIRST_BACKOFF, |backoff| (backoff * 2).min(MAX_BACKOFF)),
-                );
+                self.backoff.fail();
                 if refused {
                     self.refused = true;
                     Next::Refused(error)
@@ -104,6 +99,47 @@ impl Endless {
                     Next::Trouble(error)
                 }
             }
+        }
+    }
+}
+
+/// Waits that double after each failure, from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`].
+#[derive(Debug, Default)]
+struct Backoff {
+    /// `None` until something fails.
+    next: Option<Duration>,
+}
+
+impl Backoff {
+    async fn wait(&self) {
+        if let Some(wait) = self.next {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn fail(&mut self) {
+        self.next = Some(
+            self.next
+                .map_or(FIRST_BACKOFF, |wait| (wait * 2).min(MAX_BACKOFF)),
+        );
+    }
+
+    fn reset(&mut self) {
+        self.next = None;
+    }
+}
+
+/// Calls `call` until it succeeds or fails for good (see [`ClientError::is_final`]), backing
+/// off between attempts: the watch outlasts any outage.
+async fn retried<T, F: Future<Output = Result<T, ClientError>>>(
+    mut call: impl FnMut() -> F,
+) -> Result<T, ClientError> {
+    let mut backoff = Backoff::default();
+    loop {
+        backoff.wait().await;
+        match call().await {
+            Err(error) if !error.is_final() => backoff.fail(),
+            done => return done,
         }
     }
 }
@@ -181,14 +217,14 @@ async fn serve(client: Client, request: Request, updates: mpsc::Sender<Update>) 
     match request {
         Request::Open { task_id, after } => follow_log(client, task_id, after, updates).await,
         Request::Fetch { task_id, fetch } => {
-            let update = match fetch_page(&client, &task_id, fetch).await {
+            let update = match retried(|| fetch_page(&client, &task_id, fetch)).await {
                 Ok((events, at_end)) => Update::Fetched {
                     task_id,
                     fetch,
                     events,
                     at_end,
                 },
-                Err(error) => Update::StreamTrouble(format!("reading the log: {error}")),
+                Err(error) => refused(task_id, error),
             };
             let _ = updates.send(update).await;
         }
@@ -210,18 +246,26 @@ async fn serve(client: Client, request: Request, updates: mpsc::Sender<Update>) 
                 .await;
         }
         Request::Describe(task_id) => {
-            let update = match client.get_task(&task_id).await {
+            let update = match retried(|| client.get_task(&task_id)).await {
                 Ok(task) => Update::Task(task),
-                Err(ClientError::Api { status: 404, .. }) => Update::Gone(task_id),
-                Err(error) => Update::StreamTrouble(error.to_string()),
+                Err(error) => refused(task_id, error),
             };
             let _ = updates.send(update).await;
         }
         Request::Resync => {
-            if let Ok(tasks) = list_all(&client).await {
+            if let Ok(tasks) = retried(|| list_all(&client)).await {
                 let _ = updates.send(Update::Tasks(tasks)).await;
             }
         }
+    }
+}
+
+/// What a final refusal about a task means for the view: a task the server does not have
+/// (any more) is gone; anything else is said.
+fn refused(task_id: String, error: ClientError) -> Update {
+    match error {
+        ClientError::Api { status: 404, .. } => Update::Gone(task_id),
+        error => Update::Refused(error.to_string()),
     }
 }
 
@@ -234,8 +278,7 @@ async fn follow_log(client: Client, task_id: String, after: u64, updates: mpsc::
             Next::Event(event) => Update::Log(event),
             Next::End => return,
             Next::Trouble(_) => continue,
-            Next::Refused(ClientError::Api { status: 404, .. }) => Update::Gone(task_id.clone()),
-            Next::Refused(error) => Update::StreamTrouble(error.to_string()),
+            Next::Refused(error) => refused(task_id.clone(), error),
         };
         if updates.send(update).await.is_err() {
             return;

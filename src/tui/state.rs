@@ -52,6 +52,8 @@ pub enum Update {
     ServerStopping,
     /// The all-tasks stream failed, and is being reconnected.
     StreamTrouble(String),
+    /// The server refused something for good (a page of the log, the opened task's stream).
+    Refused(String),
     /// An event of the opened task's own stream.
     Log(Event),
     /// A page of the opened task's stored events, asked for with [`Request::Fetch`].
@@ -311,6 +313,7 @@ impl Watch {
                 self.lose_link(self.last_contact);
                 self.say(reason, true, now);
             }
+            Update::Refused(reason) => self.say(reason, true, now),
             Update::Log(event) => {
                 requests.extend(self.apply_event(&event));
                 if let Some(opened) = self.opened.as_mut().filter(|o| o.task_id == event.task_id) {
