@@ -24,6 +24,7 @@ use std::io::IsTerminal;
 pub use draw::{Areas, draw, layout};
 pub use keys::{Action, handle_key, handle_mouse};
 pub use state::{Options, Request, Update, Viewport, Watch};
+pub use terminal::Session;
 
 use crate::client::{Client, ClientError};
 

@@ -1,6 +1,7 @@
 //! The interactive view: the terminal taken over (raw mode, alternate screen, mouse) and
 //! given back on every way out, and the loop that feeds keys and network updates to the
-//! reducer and draws at most [`FRAME`] apart, only when something changed.
+//! reducer and draws at most [`FRAME`] apart, only when something changed. The loop runs on
+//! any ratatui backend, so that a benchmark can watch a real server on a test backend.
 
 use std::io::Stdout;
 use std::sync::Once;
@@ -11,10 +12,10 @@ use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use jiff::Timestamp;
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::layout::Rect;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -35,40 +36,74 @@ const UPDATE_QUEUE: usize = 4096;
 /// still get through.
 const BATCH: usize = 20_000;
 
+/// The view on this process's terminal, until the person quits.
 pub async fn interactive(
     client: Client,
     task: Option<String>,
     options: Options,
 ) -> Result<(), WatchError> {
-    // Everything that can fail for good fails here, before the screen is taken over, so that
-    // its message is printed like any other command's.
-    let mut all = Endless::new(&client, Topic::All, None, &[types::STATE]);
-    all.start().await?;
-    let tasks = net::list_all(&client).await?;
-    let opened = match &task {
-        Some(id) => Some(client.get_task(id).await?),
-        None => None,
-    };
-    let now = Timestamp::now();
-    let mut watch = Watch::new(options, now);
-    let mut first = watch.apply(Update::Tasks(tasks), now);
-    if let Some(task) = opened {
-        let id = task.id.clone();
-        watch.apply(Update::Task(task), now);
-        first.extend(watch.open(&id));
+    // Everything that can fail for good fails before the screen is taken over, so that its
+    // message is printed like any other command's.
+    let session = Session::connect(client, task, options).await?;
+    let mut screen = Screen::enter()?;
+    session.run(&mut screen.terminal, EventStream::new()).await
+}
+
+/// A watch connected to its server and not yet on screen: the all-tasks stream is open, the
+/// task list read, the task to open found.
+pub struct Session {
+    client: Client,
+    all: Endless,
+    watch: Watch,
+    /// What the watch asked for while it was set up.
+    first: Vec<Request>,
+}
+
+impl Session {
+    /// Connects to the server: fails when it cannot be reached, refuses, or has no `task`.
+    pub async fn connect(
+        client: Client,
+        task: Option<String>,
+        options: Options,
+    ) -> Result<Session, WatchError> {
+        let mut all = Endless::new(&client, Topic::All, None, &[types::STATE]);
+        all.start().await?;
+        let tasks = net::list_all(&client).await?;
+        let opened = match &task {
+            Some(id) => Some(client.get_task(id).await?),
+            None => None,
+        };
+        let now = Timestamp::now();
+        let mut watch = Watch::new(options, now);
+        let mut first = watch.apply(Update::Tasks(tasks), now);
+        if let Some(task) = opened {
+            let id = task.id.clone();
+            watch.apply(Update::Task(task), now);
+            first.extend(watch.open(&id));
+        }
+        Ok(Session {
+            client,
+            all,
+            watch,
+            first,
+        })
     }
 
-    let (requests, requests_out) = mpsc::unbounded_channel();
-    let (updates_in, updates) = mpsc::channel(UPDATE_QUEUE);
-    let network = tokio::spawn(net::run(client, all, requests_out, updates_in));
-    let result = match Screen::enter() {
-        Ok(mut screen) => {
-            run_loop(&mut screen.terminal, &mut watch, first, &requests, updates).await
-        }
-        Err(error) => Err(error.into()),
-    };
-    network.abort();
-    result
+    /// Shows the watch on `terminal`, reading keys and the mouse from `input`, until the
+    /// person quits, `input` ends, or a signal (SIGTERM, SIGHUP, SIGINT) says so.
+    pub async fn run<B: Backend>(
+        mut self,
+        terminal: &mut Terminal<B>,
+        input: impl Stream<Item = std::io::Result<TermEvent>> + Unpin,
+    ) -> Result<(), WatchError> {
+        let (requests, requests_out) = mpsc::unbounded_channel();
+        let (updates_in, updates) = mpsc::channel(UPDATE_QUEUE);
+        let network = tokio::spawn(net::run(self.client, self.all, requests_out, updates_in));
+        let first = std::mem::take(&mut self.first);
+        let result = run_loop(terminal, &mut self.watch, first, &requests, updates, input).await;
+        network.abort();
+        result
+    }
 }
 
 /// The terminal in the watch's hands; dropping it gives the terminal back.
@@ -131,12 +166,13 @@ fn restore_on_panic() {
     });
 }
 
-async fn run_loop(
-    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+async fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
     watch: &mut Watch,
     first: Vec<Request>,
     requests: &mpsc::UnboundedSender<Request>,
     mut updates: mpsc::Receiver<Update>,
+    mut input: impl Stream<Item = std::io::Result<TermEvent>> + Unpin,
 ) -> Result<(), WatchError> {
     let send = |sent: Vec<Request>| {
         for request in sent {
@@ -144,7 +180,6 @@ async fn run_loop(
         }
     };
     send(first);
-    let mut input = EventStream::new();
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -204,20 +239,23 @@ async fn run_loop(
     }
 }
 
-fn screen_area(terminal: &Terminal<CrosstermBackend<Stdout>>) -> std::io::Result<Rect> {
-    let size = terminal.size()?;
+fn screen_area<B: Backend>(terminal: &Terminal<B>) -> Result<Rect, WatchError> {
+    let size = terminal.size().map_err(terminal_error)?;
     Ok(Rect::new(0, 0, size.width, size.height))
 }
 
-fn draw_frame(
-    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
-    watch: &mut Watch,
-) -> std::io::Result<()> {
+fn draw_frame<B: Backend>(terminal: &mut Terminal<B>, watch: &mut Watch) -> Result<(), WatchError> {
     let areas = layout(screen_area(terminal)?, watch);
     watch.set_viewport(Viewport {
         table_rows: areas.table_rows(),
         log_lines: areas.log_lines(),
     });
-    terminal.draw(|frame| draw(frame, watch, Timestamp::now()))?;
+    terminal
+        .draw(|frame| draw(frame, watch, Timestamp::now()))
+        .map_err(terminal_error)?;
     Ok(())
+}
+
+fn terminal_error(error: impl std::error::Error) -> WatchError {
+    WatchError::Terminal(std::io::Error::other(error.to_string()))
 }
