@@ -151,7 +151,10 @@ pub fn handle_mouse(watch: &Watch, mouse: MouseEvent, tasks: Rect, log: Option<R
 impl Watch {
     /// Carries out an action; what needs the network comes back as requests.
     pub fn act(&mut self, action: Action, now: Timestamp) -> Vec<Request> {
-        self.touch();
+        // A key that means nothing (or the mouse moving) draws nothing.
+        if action != Action::Nothing {
+            self.touch();
+        }
         match action {
             Action::Nothing => {}
             Action::Quit => self.quit = true,

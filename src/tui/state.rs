@@ -720,6 +720,21 @@ mod tests {
     }
 
     #[test]
+    fn only_a_change_that_shows_asks_for_a_frame() {
+        let mut watch = watch_with(vec![task("01", TaskState::Running)]);
+        assert!(watch.take_changed());
+        watch.apply(Update::Heartbeat, at(1));
+        watch.act(crate::tui::keys::Action::Nothing, at(1));
+        assert!(!watch.take_changed());
+        let stale = event_of("01", state_event(2, TaskState::Running));
+        watch.apply(Update::Event(stale), at(1));
+        assert!(!watch.take_changed());
+        let paused = event_of("01", state_event(4, TaskState::Paused));
+        watch.apply(Update::Event(paused), at(2));
+        assert!(watch.take_changed());
+    }
+
+    #[test]
     fn silence_then_a_heartbeat_is_a_loss_and_a_recovery_with_a_resync() {
         let mut watch = watch_with(vec![]);
         watch.tick(at(10));

@@ -215,6 +215,10 @@ async fn run_loop<B: Backend>(
                             let areas = layout(screen_area(terminal)?, watch);
                             handle_mouse(watch, mouse, areas.tasks, watch.opened.as_ref().map(|_| areas.detail))
                         }
+                        TermEvent::Resize(..) => {
+                            watch.touch();
+                            super::Action::Nothing
+                        }
                         _ => super::Action::Nothing,
                     };
                     send(watch.act(action, now));
