@@ -40,6 +40,9 @@ _victor() {
             victor,task)
                 cmd="victor__subcmd__task"
                 ;;
+            victor,watch)
+                cmd="victor__subcmd__watch"
+                ;;
             victor__subcmd__help,completions)
                 cmd="victor__subcmd__help__subcmd__completions"
                 ;;
@@ -63,6 +66,9 @@ _victor() {
                 ;;
             victor__subcmd__help,task)
                 cmd="victor__subcmd__help__subcmd__task"
+                ;;
+            victor__subcmd__help,watch)
+                cmd="victor__subcmd__help__subcmd__watch"
                 ;;
             victor__subcmd__help__subcmd__keys,create)
                 cmd="victor__subcmd__help__subcmd__keys__subcmd__create"
@@ -242,7 +248,7 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task keys remote render completions man help"
+            opts="-h -V --config --help --version serve task watch keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -282,7 +288,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task keys remote render completions man help"
+            opts="serve task watch keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -634,6 +640,20 @@ _victor() {
         victor__subcmd__help__subcmd__task__subcmd__wait)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__watch)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1815,6 +1835,40 @@ _victor() {
                     return 0
                     ;;
                 --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__watch)
+            opts="-h -V --server --api-key --data-dir --scrollback --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scrollback)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -25,6 +25,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --version 'Print version'
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -280,6 +281,17 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;task;help;help'= {
         }
+        &'victor;watch'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --scrollback 'Lines of the open log kept in memory; older ones are read from the server again when you scroll to them'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;keys'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
@@ -435,6 +447,7 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help'= {
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+            cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -478,6 +491,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;task;input'= {
         }
         &'victor;help;task;rm'= {
+        }
+        &'victor;help;watch'= {
         }
         &'victor;help;keys'= {
             cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'

@@ -8,6 +8,7 @@ mod remote;
 mod render;
 mod serve;
 mod task;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,15 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
     Task(task::TaskArgs),
+    /// Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped).
+    ///
+    /// On a terminal: the server and the connection, the tasks by state, a table of tasks, the
+    /// open task's log, and the keys that apply. ↑↓ (j k) move and scroll, Enter opens a log,
+    /// Esc goes back, p pauses, r resumes, c cancels, x removes, i sends a line of input, /
+    /// filters the table (searches the log), ? lists every key, q quits. It reconnects by itself
+    /// for as long as it runs. When stdout is not a terminal it prints the events as NDJSON
+    /// instead: every task's from now on, or with ID that task's whole log, ending with it.
+    Watch(watch::WatchArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
     /// Keep servers on other machines under a name, pinned to their TLS certificate.
@@ -75,6 +85,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {
         Command::Serve(args) => serve::run(*args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
+        Command::Watch(args) => watch::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Render(args) => render::run(args, cli.config.as_deref()).await,

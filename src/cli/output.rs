@@ -1,10 +1,11 @@
 //! How the CLI talks to people and scripts: exit codes, tables, colours (on a terminal only,
-//! never with `NO_COLOR`), relative times.
+//! never with `NO_COLOR`). What a task's state, times and exit look like is `proto::human`'s.
 
-use jiff::{SignedDuration, Timestamp};
 use owo_colors::OwoColorize;
 
 use crate::client::ClientError;
+use crate::proto::human::Tone;
+pub use crate::proto::human::{ago, elapsed, ellipsize, exit_label, title};
 use crate::proto::{Task, TaskState};
 
 /// The process exit code, as documented in the README.
@@ -68,78 +69,23 @@ impl Exit {
     }
 }
 
+/// Whether what goes to stdout may be coloured: a terminal, and neither `NO_COLOR` nor
+/// `TERM=dumb` (the same rules as every other table and message).
+pub fn colour_wanted() -> bool {
+    anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+}
+
 /// The state with its symbol, coloured.
 pub fn state_label(state: TaskState) -> String {
-    let text = format!("{} {}", state_symbol(state), state);
-    match state {
-        TaskState::Queued => text.dimmed().to_string(),
-        TaskState::Running => text.cyan().to_string(),
-        TaskState::Paused => text.yellow().to_string(),
-        TaskState::Succeeded => text.green().to_string(),
-        TaskState::Failed => text.red().to_string(),
-        TaskState::Cancelled => text.magenta().to_string(),
-        TaskState::Interrupted => text.yellow().bold().to_string(),
-    }
-}
-
-fn state_symbol(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Queued => "○",
-        TaskState::Running => "●",
-        TaskState::Paused => "‖",
-        TaskState::Succeeded => "✓",
-        TaskState::Failed => "✗",
-        TaskState::Cancelled => "⊘",
-        TaskState::Interrupted => "!",
-    }
-}
-
-/// "5s ago", "3m ago", "2h ago", "4d ago".
-pub fn ago(then: Timestamp, now: Timestamp) -> String {
-    let secs = now.duration_since(then).as_secs().max(0);
-    format!("{} ago", compact_duration(secs))
-}
-
-fn compact_duration(secs: i64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m", secs / 60),
-        3600..86400 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86400),
-    }
-}
-
-/// How long a task has run (so far, or in all).
-pub fn elapsed(task: &Task, now: Timestamp) -> String {
-    let Some(started) = task.started_at else {
-        return "-".to_string();
-    };
-    let end = task.finished_at.unwrap_or(now);
-    let duration: SignedDuration = end.duration_since(started);
-    let millis = duration.as_millis().max(0);
-    if millis < 10_000 {
-        format!("{:.1}s", millis as f64 / 1000.0)
-    } else {
-        let secs = (millis / 1000) as i64;
-        match secs {
-            0..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
-            _ => format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60),
-        }
-    }
-}
-
-/// The exit column: the code, the signal, or why there is none.
-pub fn exit_label(task: &Task) -> String {
-    let Some(result) = &task.result else {
-        return "-".to_string();
-    };
-    if result.timed_out {
-        return "timeout".to_string();
-    }
-    match (result.exit_code, result.signal) {
-        (Some(code), _) => code.to_string(),
-        (None, Some(signal)) => format!("sig {signal}"),
-        (None, None) => "-".to_string(),
+    let text = state.label();
+    match state.tone() {
+        Tone::Dim => text.dimmed().to_string(),
+        Tone::Cyan => text.cyan().to_string(),
+        Tone::Yellow => text.yellow().to_string(),
+        Tone::Green => text.green().to_string(),
+        Tone::Red => text.red().to_string(),
+        Tone::Magenta => text.magenta().to_string(),
+        Tone::Alert => text.yellow().bold().to_string(),
     }
 }
 
@@ -203,41 +149,20 @@ pub fn styled(plain: impl Into<String>, styled: impl Into<String>) -> (String, S
 
 /// The state cell of a task.
 pub fn state_cell(state: TaskState) -> (String, String) {
-    styled(
-        format!("{} {}", state_symbol(state), state),
-        state_label(state),
-    )
-}
-
-/// Cuts text to `max` characters, marking the cut.
-pub fn ellipsize(text: &str, max: usize) -> String {
-    let single_line = text.replace(['\n', '\r', '\t'], " ");
-    if single_line.chars().count() <= max {
-        return single_line;
-    }
-    let mut cut: String = single_line.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    styled(state.label(), state_label(state))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::{Command, ExecSpec, TaskResult, TaskSpec};
+    use jiff::Timestamp;
 
     fn task(state: TaskState, result: Option<TaskResult>) -> Task {
         Task {
             id: "t".into(),
             name: None,
-            spec: TaskSpec::Exec(ExecSpec {
-                command: Command::Shell("true".into()),
-                cwd: None,
-                env: Default::default(),
-                timeout_secs: None,
-                stdin: None,
-                keep_stdin_open: false,
-                max_output_bytes: None,
-            }),
+            spec: TaskSpec::Exec(ExecSpec::new(Command::Shell("true".into()))),
             state,
             priority: 0,
             created_at: Timestamp::UNIX_EPOCH,
@@ -287,15 +212,5 @@ mod tests {
             lines[1].starts_with("\u{1b}[31mxx\u{1b}[0m  y"),
             "{rendered:?}"
         );
-    }
-
-    #[test]
-    fn relative_times_are_compact() {
-        let now = Timestamp::from_second(1_000_000).unwrap();
-        let at = |secs: i64| Timestamp::from_second(1_000_000 - secs).unwrap();
-        assert_eq!(ago(at(5), now), "5s ago");
-        assert_eq!(ago(at(125), now), "2m ago");
-        assert_eq!(ago(at(7200), now), "2h ago");
-        assert_eq!(ago(at(200_000), now), "2d ago");
     }
 }

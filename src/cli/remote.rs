@@ -209,6 +209,14 @@ impl Target {
         }
     }
 
+    /// The server as the person named it: `lab (https://192.168.1.20:8765)`, or the URL.
+    pub fn label(&self) -> String {
+        match &self.remote {
+            Some(name) => format!("{name} ({})", self.url),
+            None => self.url.clone(),
+        }
+    }
+
     /// How `error` reads to the user of this target: a changed certificate names the remote
     /// in the command that trusts the new one.
     pub fn explain(&self, error: &ClientError) -> String {

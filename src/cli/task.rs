@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::config;
 use super::output::{
-    Exit, Table, ago, cell, elapsed, ellipsize, exit_label, state_cell, state_label, styled,
+    Exit, Table, ago, cell, elapsed, ellipsize, exit_label, state_cell, state_label, styled, title,
 };
 use super::remote::Target;
 use crate::client::{Client, ClientError, Follow, Topic};
@@ -202,6 +202,19 @@ pub(super) async fn with_client(
     config_file: Option<&Path>,
     command: impl AsyncFnOnce(Client) -> anyhow::Result<Exit>,
 ) -> anyhow::Result<Exit> {
+    with_target(connection, config_file, async |client, _| {
+        command(client).await
+    })
+    .await
+}
+
+/// [`with_client`] for a command that also shows which server it talks to: `command` gets the
+/// server as the person named it (a remote's name and URL, or the URL).
+pub(super) async fn with_target(
+    connection: &Connection,
+    config_file: Option<&Path>,
+    command: impl AsyncFnOnce(Client, String) -> anyhow::Result<Exit>,
+) -> anyhow::Result<Exit> {
     let settings = config::load(config_file, connection)?;
     let data_dir = settings
         .data_dir
@@ -221,7 +234,7 @@ pub(super) async fn with_client(
         config_file,
     )?;
     let client = target.client(&data_dir)?;
-    command(client)
+    command(client, target.label())
         .await
         .or_else(|e| match e.downcast::<ClientError>() {
             Ok(client_error) => {
@@ -503,10 +516,6 @@ async fn list(
     let now = Timestamp::now();
     let mut table = Table::new(&["ID", "STATE", "EXIT", "CREATED", "ELAPSED", "COMMAND"]);
     for task in &tasks {
-        let summary = match &task.name {
-            Some(name) => format!("{name}: {}", task.spec.summary()),
-            None => task.spec.summary(),
-        };
         table.row(vec![
             cell(task.id.clone()),
             state_cell(task.state),
@@ -516,7 +525,7 @@ async fn list(
                 ago(task.created_at, now).dimmed().to_string(),
             ),
             cell(elapsed(task, now)),
-            cell(ellipsize(&summary, 60)),
+            cell(ellipsize(&title(task), 60)),
         ]);
     }
     anstream::print!("{}", table.render());

@@ -95,6 +95,16 @@ impl Follow {
         self.reconnects
     }
 
+    /// Connects now rather than at the first [`Follow::next`]: whatever the caller reads from
+    /// the server afterwards (a task list, say) is then covered by the stream, which starts
+    /// before it. The all-tasks stream learns its start pos here.
+    pub async fn start(&mut self) -> Result<(), ClientError> {
+        if self.frames.is_none() && !self.done {
+            self.connect().await?;
+        }
+        Ok(())
+    }
+
     /// The next event (heartbeats included, `seq` 0), or `None` after a task's final event.
     pub async fn next(&mut self) -> Option<Result<Event, ClientError>> {
         loop {

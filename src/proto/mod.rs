@@ -1,11 +1,13 @@
 //! Wire types shared by the server and its clients. Serde (and the OpenAPI schema derive that
 //! describes the same wire format) only: nothing here knows about HTTP, storage or processes.
-//! The one exception is the certificate fingerprint, whose format is a SHA-256.
+//! The one exception is the certificate fingerprint, whose format is a SHA-256. `human` holds
+//! how tasks read to people, shared by every client that shows them.
 
 pub mod api;
 pub mod auth;
 pub mod event;
 pub mod fingerprint;
+pub mod human;
 pub mod render;
 pub mod task;
 

@@ -146,6 +146,21 @@ pub struct ExecSpec {
     pub max_output_bytes: Option<u64>,
 }
 
+impl ExecSpec {
+    /// `command` with every setting at the server's default.
+    pub fn new(command: Command) -> ExecSpec {
+        ExecSpec {
+            command,
+            cwd: None,
+            env: BTreeMap::new(),
+            timeout_secs: None,
+            stdin: None,
+            keep_stdin_open: false,
+            max_output_bytes: None,
+        }
+    }
+}
+
 /// The kind of a task and what it needs to run. New kinds are new variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]

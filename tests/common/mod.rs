@@ -279,15 +279,7 @@ pub fn shell(script: &str) -> CreateTask {
 }
 
 pub fn exec(command: TaskCommand) -> ExecSpec {
-    ExecSpec {
-        command,
-        cwd: None,
-        env: Default::default(),
-        timeout_secs: None,
-        stdin: None,
-        keep_stdin_open: false,
-        max_output_bytes: None,
-    }
+    ExecSpec::new(command)
 }
 
 /// Polls until `check` holds for the task, or panics after `limit`.

@@ -1,0 +1,711 @@
+//! Drawing the watch: a function of its state, the time and the frame's size, nothing else.
+//! Only what is on screen is built (the visible rows of the table, the visible lines of the
+//! log), so a frame costs the same with ten tasks or ten thousand.
+
+use jiff::Timestamp;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState};
+
+use super::log::LineKind;
+use super::state::{Control, Focus, Link, Mode, Opened, Purpose, Watch};
+use crate::proto::TaskState;
+use crate::proto::human::{Tone, ago, elapsed, ellipsize, exit_label, title};
+
+/// Lines of the detail pane of a task whose log is not open (its border included).
+const DETAIL_LINES: u16 = 6;
+
+/// Where each part of the screen is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    pub header: Rect,
+    pub tasks: Rect,
+    /// The open log (its border included), or the selected task's details.
+    pub detail: Rect,
+    pub status: Rect,
+    pub footer: Rect,
+}
+
+impl Areas {
+    /// Rows of the table below its header row.
+    pub fn table_rows(&self) -> usize {
+        self.tasks.height.saturating_sub(1) as usize
+    }
+
+    /// Log lines inside the detail pane's border.
+    pub fn log_lines(&self) -> usize {
+        self.detail.height.saturating_sub(1) as usize
+    }
+}
+
+pub fn layout(area: Rect, watch: &Watch) -> Areas {
+    let [header, body, status, footer] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let detail_height = if watch.opened.is_some() {
+        // The log gets most of the room; the table keeps a few rows, more when it has them.
+        let table = (watch.shown.len() as u16 + 1).clamp(4, (body.height * 2 / 5).max(4));
+        body.height.saturating_sub(table)
+    } else {
+        DETAIL_LINES.min(body.height / 2)
+    };
+    let [tasks, detail] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail_height)]).areas(body);
+    Areas {
+        header,
+        tasks,
+        detail,
+        status,
+        footer,
+    }
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, watch: &Watch, now: Timestamp) {
+    let areas = layout(frame.area(), watch);
+    let paint = Paint {
+        colour: watch.options.colour,
+    };
+    draw_header(frame, areas.header, watch, now, paint);
+    draw_tasks(frame, areas.tasks, watch, now, paint);
+    match &watch.opened {
+        Some(opened) => draw_log(frame, areas.detail, watch, opened, paint),
+        None => draw_detail(frame, areas.detail, watch, now, paint),
+    }
+    draw_status(frame, areas.status, watch, paint);
+    draw_footer(frame, areas.footer, watch, paint);
+    if watch.mode == Mode::Help {
+        draw_help(frame, frame.area(), paint);
+    }
+}
+
+/// Styles with colour, or (NO_COLOR, or not wanted) with emphasis alone.
+#[derive(Debug, Clone, Copy)]
+struct Paint {
+    colour: bool,
+}
+
+impl Paint {
+    fn tone(self, tone: Tone) -> Style {
+        let colour = |color: Color| {
+            if self.colour {
+                Style::new().fg(color)
+            } else {
+                Style::new()
+            }
+        };
+        match tone {
+            Tone::Dim => Style::new().add_modifier(Modifier::DIM),
+            Tone::Cyan => colour(Color::Cyan),
+            Tone::Yellow => colour(Color::Yellow),
+            Tone::Green => colour(Color::Green),
+            Tone::Red => colour(Color::Red),
+            Tone::Magenta => colour(Color::Magenta),
+            Tone::Alert => colour(Color::Yellow).add_modifier(Modifier::BOLD),
+        }
+    }
+
+    fn state(self, state: TaskState) -> Style {
+        self.tone(state.tone())
+    }
+
+    fn key(self) -> Style {
+        self.tone(Tone::Cyan).add_modifier(Modifier::BOLD)
+    }
+}
+
+fn bold() -> Style {
+    Style::new().add_modifier(Modifier::BOLD)
+}
+
+fn dim() -> Style {
+    Style::new().add_modifier(Modifier::DIM)
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, watch: &Watch, now: Timestamp, paint: Paint) {
+    let [top, counts] = Layout::vertical([Constraint::Length(1); 2]).areas(area);
+    let link = match watch.link {
+        Link::Live => {
+            let mut spans = vec![Span::styled("● connected", paint.tone(Tone::Green))];
+            if let Some(rtt) = watch.latency {
+                spans.push(Span::raw(format!(
+                    "  rtt {:.1} ms",
+                    rtt.as_secs_f64() * 1e3
+                )));
+            }
+            Line::from(spans)
+        }
+        Link::Reconnecting { since } => {
+            let clock = since
+                .to_zoned(watch.options.time_zone.clone())
+                .strftime("%H:%M:%S");
+            Line::styled(
+                format!("◌ reconnecting · last contact {clock}, {}", ago(since, now)),
+                paint.tone(Tone::Alert),
+            )
+        }
+    };
+    let link_width = link.width() as u16;
+    let [name, _, status] = Layout::horizontal([
+        Constraint::Fill(1),
+        Constraint::Length(2),
+        Constraint::Length(link_width),
+    ])
+    .areas(top);
+    let mut name_line = vec![Span::raw(watch.options.server.clone())];
+    let title = "victor watch  ";
+    if (title.len() + watch.options.server.chars().count()) as u16 <= name.width {
+        name_line.insert(0, Span::styled(title, bold()));
+    }
+    frame.render_widget(Line::from(name_line), name);
+    frame.render_widget(link.right_aligned(), status);
+    frame.render_widget(tally(watch, counts.width, paint), counts);
+}
+
+/// How many tasks in each state: `○ 2 queued  ● 3 running  ✓ 5 succeeded`; where that is too
+/// wide, the final states lose their names (`✓5`), then all of them.
+fn tally(watch: &Watch, width: u16, paint: Paint) -> Line<'static> {
+    let counts = watch.counts();
+    let total: usize = counts.values().sum();
+    let filter = (!watch.filter.is_empty())
+        .then(|| format!("  filter “{}”: {} shown", watch.filter, watch.shown.len()));
+    let line = |named: &dyn Fn(TaskState) -> bool| {
+        let mut spans = vec![Span::raw(format!(
+            "{total} task{}",
+            if total == 1 { "" } else { "s" }
+        ))];
+        for state in TaskState::ALL {
+            if let Some(count) = counts.get(&state) {
+                let text = if named(state) {
+                    format!("  {} {count} {state}", state.symbol())
+                } else {
+                    format!("  {}{count}", state.symbol())
+                };
+                spans.push(Span::styled(text, paint.state(state)));
+            }
+        }
+        if let Some(filter) = &filter {
+            spans.push(Span::styled(filter.clone(), bold()));
+        }
+        Line::from(spans)
+    };
+    let forms: [&dyn Fn(TaskState) -> bool; 2] = [&|_| true, &|state| !state.is_final()];
+    forms
+        .into_iter()
+        .map(line)
+        .find(|line| line.width() <= width as usize)
+        .unwrap_or_else(|| line(&|_| false))
+}
+
+/// The first row shown so that the selected one is on screen.
+fn table_offset(selected: usize, rows: usize) -> usize {
+    (selected + 1).saturating_sub(rows.max(1))
+}
+
+fn draw_tasks(frame: &mut Frame, area: Rect, watch: &Watch, now: Timestamp, paint: Paint) {
+    let header = Row::new(["STATE", "TASK", "ELAPSED", "EXIT", "CREATED"]).style(bold());
+    let widths = [
+        Constraint::Length(13),
+        Constraint::Fill(1),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(8),
+    ];
+    if watch.shown.is_empty() {
+        let hint = if watch.tasks.is_empty() {
+            "no tasks yet: start one with `victor task start -- CMD` and it appears here"
+        } else {
+            "no task matches the filter (Esc clears it)"
+        };
+        let [table, message] =
+            Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(area);
+        frame.render_widget(Table::new(Vec::<Row>::new(), widths).header(header), table);
+        frame.render_widget(Paragraph::new(hint).style(dim()), message);
+        return;
+    }
+    let rows_room = area.height.saturating_sub(1) as usize;
+    let selected = watch.selected_index().unwrap_or(0);
+    let offset = table_offset(selected, rows_room);
+    let rows = watch
+        .shown
+        .iter()
+        .skip(offset)
+        .take(rows_room)
+        .filter_map(|id| watch.task(id))
+        .map(|task| {
+            Row::new(vec![
+                Span::styled(task.state.label(), paint.state(task.state)),
+                Span::raw(title(task)),
+                Span::raw(elapsed(task, now)),
+                Span::raw(exit_label(task)),
+                Span::styled(ago(task.created_at, now), dim()),
+            ])
+        });
+    let highlight = match watch.focus {
+        Focus::Tasks => Style::new().add_modifier(Modifier::REVERSED),
+        Focus::Log => bold().add_modifier(Modifier::UNDERLINED),
+    };
+    let table = Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(highlight);
+    let mut state = TableState::default().with_selected(Some(selected - offset));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The selected task's details, before its log is opened.
+fn draw_detail(frame: &mut Frame, area: Rect, watch: &Watch, now: Timestamp, paint: Paint) {
+    let Some(task) = watch.selected.as_deref().and_then(|id| watch.task(id)) else {
+        return;
+    };
+    let block = Block::new().borders(Borders::TOP).title(" task ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let field = |name: &str| Span::styled(format!("{name:<8}"), bold());
+    let lines = vec![
+        Line::from(vec![field("id"), Span::raw(task.id.clone())]),
+        Line::from(vec![field("command"), Span::raw(title(task))]),
+        Line::from(vec![
+            field("state"),
+            Span::styled(task.state.label(), paint.state(task.state)),
+            Span::raw(format!(
+                "   exit {}   elapsed {}   created {}",
+                exit_label(task),
+                elapsed(task, now),
+                ago(task.created_at, now)
+            )),
+        ]),
+        Line::styled("Enter opens its log", dim()),
+    ];
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_log(frame: &mut Frame, area: Rect, watch: &Watch, opened: &Opened, paint: Paint) {
+    let log = &opened.log;
+    let height = area.height.saturating_sub(1) as usize;
+    let top = log.top(height);
+    let position = if log.is_empty() {
+        " no output yet ".to_string()
+    } else if log.following() {
+        " following ".to_string()
+    } else {
+        let last = (top + height).min(log.len());
+        let older = if log.from_beginning() {
+            ""
+        } else {
+            ", more above"
+        };
+        let newer = if log.live() { "" } else { ", more below" };
+        format!(" lines {}–{last} of {}{older}{newer} ", top + 1, log.len())
+    };
+    let name = match watch.task(&opened.task_id) {
+        Some(task) => format!(
+            "{} {}  {}",
+            task.state.symbol(),
+            title(task),
+            opened.task_id
+        ),
+        None => opened.task_id.clone(),
+    };
+    // The name gives way to the position, which says whether new lines are being missed.
+    let room = (area.width as usize).saturating_sub(position.chars().count() + 5);
+    let focused = if watch.focus == Focus::Log {
+        bold()
+    } else {
+        dim()
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(focused)
+        .title(Line::styled(
+            format!(" {} ", ellipsize(&name, room)),
+            focused,
+        ))
+        .title_top(Line::raw(position).right_aligned());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+
+    let search = opened.search.as_deref().map(str::to_lowercase);
+    let lines: Vec<Line> = (top..(top + height).min(log.len()))
+        .filter_map(|index| Some((index, log.line(index)?)))
+        .map(|(index, line)| {
+            let mut style = match line.kind {
+                LineKind::Stdout => Style::new(),
+                LineKind::Stderr => paint.tone(Tone::Red),
+                LineKind::State(state) => paint.state(state).add_modifier(Modifier::BOLD),
+                LineKind::Note => dim(),
+            };
+            let is_match = search
+                .as_deref()
+                .is_some_and(|query| line.text.to_lowercase().contains(query));
+            if log.marked() == Some(index) {
+                style = style.add_modifier(Modifier::REVERSED);
+            } else if is_match {
+                style = style.add_modifier(Modifier::UNDERLINED);
+            }
+            let text = match line.kind {
+                LineKind::State(_) | LineKind::Note => format!("── {}", line.text),
+                LineKind::Stdout | LineKind::Stderr => line.text.clone(),
+            };
+            Line::styled(text, style)
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, watch: &Watch, paint: Paint) {
+    let line = match &watch.mode {
+        Mode::Prompt { purpose, text } => {
+            let label = match purpose {
+                Purpose::Filter => "filter: ".to_string(),
+                Purpose::Search => "search: ".to_string(),
+                Purpose::Input { task_id } => format!("input to {}: ", task_name(watch, task_id)),
+            };
+            Line::from(vec![
+                Span::styled(label, bold()),
+                Span::raw(text.clone()),
+                Span::styled("█", dim()),
+            ])
+        }
+        Mode::Confirm { task_id, control } => {
+            let verb = match control {
+                Control::Remove => "Remove (with its log)",
+                _ => "Cancel",
+            };
+            Line::styled(
+                format!("{verb} {}? y/n", task_name(watch, task_id)),
+                paint.tone(Tone::Alert),
+            )
+        }
+        Mode::Browse | Mode::Help => match &watch.status {
+            Some(status) if status.error => Line::styled(
+                status.text.clone(),
+                paint.tone(Tone::Red).add_modifier(Modifier::BOLD),
+            ),
+            Some(status) => Line::raw(status.text.clone()),
+            None => Line::default(),
+        },
+    };
+    frame.render_widget(line, area);
+}
+
+fn task_name(watch: &Watch, task_id: &str) -> String {
+    watch
+        .task(task_id)
+        .map_or_else(|| task_id.to_string(), |task| ellipsize(&title(task), 40))
+}
+
+/// The keys that do something now.
+fn footer_keys(watch: &Watch) -> Vec<(&'static str, &'static str)> {
+    match &watch.mode {
+        Mode::Help => return vec![("any key", "close")],
+        Mode::Confirm { .. } => return vec![("y", "yes"), ("any other key", "no")],
+        Mode::Prompt { purpose, .. } => {
+            let mut keys = vec![("Enter", "done"), ("Esc", "cancel")];
+            if let Purpose::Input { .. } = purpose {
+                keys[0] = ("Enter", "send line");
+                keys.insert(1, ("Ctrl-D", "send and close stdin"));
+            }
+            return keys;
+        }
+        Mode::Browse => {}
+    }
+    let mut keys = match (watch.focus, &watch.opened) {
+        (Focus::Log, Some(_)) => vec![("↑↓", "scroll"), ("End", "follow"), ("Esc", "tasks")],
+        _ => {
+            let mut keys = vec![("↑↓", "move"), ("Enter", "open"), ("/", "filter")];
+            if watch.opened.is_some() {
+                keys.push(("Tab", "log"));
+            }
+            keys
+        }
+    };
+    if let Some(task) = watch.target() {
+        match task.state {
+            TaskState::Running => keys.push(("p", "pause")),
+            TaskState::Paused => keys.push(("r", "resume")),
+            _ => {}
+        }
+        if task.state.is_final() {
+            keys.push(("x", "remove"));
+        } else {
+            keys.push(("c", "cancel"));
+            keys.push(("i", "input"));
+        }
+    }
+    if watch.focus == Focus::Log && watch.opened.is_some() {
+        keys.push(("/", "search"));
+        keys.push(("n/N", "next match"));
+    }
+    keys.push(("?", "help"));
+    keys.push(("q", "quit"));
+    keys
+}
+
+/// The keys that fit, the first ones first: `?` and `q` always, being the way to the rest.
+fn draw_footer(frame: &mut Frame, area: Rect, watch: &Watch, paint: Paint) {
+    let keys = footer_keys(watch);
+    let width = |(key, what): &(&str, &str)| key.chars().count() + what.chars().count() + 3;
+    let essential = |key: &str| matches!(key, "?" | "q");
+    let mut room = area.width as usize + 2;
+    room = room.saturating_sub(keys.iter().filter(|k| essential(k.0)).map(width).sum());
+    let mut spans = Vec::new();
+    for entry in &keys {
+        if !essential(entry.0) {
+            if width(entry) > room {
+                continue;
+            }
+            room -= width(entry);
+        }
+        if !spans.is_empty() {
+            spans.push(Span::raw("  "));
+        }
+        spans.push(Span::styled(entry.0, paint.key()));
+        spans.push(Span::raw(format!(" {}", entry.1)));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+const HELP: [(&str, &str); 19] = [
+    ("↑ ↓  j k", "move in the table, scroll the log"),
+    ("PgUp PgDn", "a page at a time"),
+    (
+        "Home End  g G",
+        "first and last task; start of the log, follow its tail",
+    ),
+    ("Enter", "open the selected task's log"),
+    (
+        "Esc",
+        "back to the table (the log stays open); clear the filter",
+    ),
+    ("Tab", "switch between the table and the open log"),
+    ("mouse wheel", "scroll what is under the pointer"),
+    ("p", "pause the task"),
+    ("r", "resume it"),
+    ("c", "cancel it (asks first)"),
+    ("x", "remove a finished task and its log (asks first)"),
+    (
+        "i",
+        "type a line for its stdin (Ctrl-D: send and close stdin)",
+    ),
+    ("/", "filter the tasks; in the log, search it"),
+    ("n N", "next older, next newer match"),
+    ("?", "this help"),
+    ("q  Ctrl-C", "quit (the tasks keep running)"),
+    ("", ""),
+    (
+        "",
+        "The controls act on the open log's task while reading it,",
+    ),
+    ("", "else on the selected task."),
+];
+
+fn draw_help(frame: &mut Frame, area: Rect, paint: Paint) {
+    let width = 76.min(area.width);
+    let height = (HELP.len() as u16 + 2).min(area.height);
+    let popup = area.centered(Constraint::Length(width), Constraint::Length(height));
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {keys:<15}"), paint.key()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        popup,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use crate::proto::OutputStream;
+    use crate::tui::fixtures::{at, every_state, options, output, state_event, task};
+    use crate::tui::keys::Action;
+    use crate::tui::state::{Update, Viewport};
+
+    const NOW: i64 = 95;
+
+    fn screen(watch: &mut Watch, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        let areas = layout(Rect::new(0, 0, width, height), watch);
+        watch.set_viewport(Viewport {
+            table_rows: areas.table_rows(),
+            log_lines: areas.log_lines(),
+        });
+        terminal.draw(|frame| draw(frame, watch, at(NOW))).unwrap();
+        terminal
+    }
+
+    fn connected(tasks: Vec<crate::proto::Task>) -> Watch {
+        let mut watch = Watch::new(options(), at(0));
+        watch.apply(Update::Tasks(tasks), at(0));
+        watch.apply(
+            Update::Ping {
+                rtt: Duration::from_micros(1500),
+                uptime_secs: 3600,
+            },
+            at(NOW),
+        );
+        watch.apply(Update::Heartbeat, at(NOW));
+        watch
+    }
+
+    /// A running task with a log of `lines` lines, opened.
+    fn following(lines: u64) -> Watch {
+        let mut watch = connected(every_state());
+        let id = watch.shown[1].clone();
+        watch.open(&id);
+        let mut running = state_event(1, TaskState::Running);
+        running.task_id = id.clone();
+        running.data["pid"] = 4242.into();
+        watch.apply(Update::Log(running), at(NOW));
+        for seq in 2..lines + 2 {
+            let stream = if seq % 7 == 0 {
+                OutputStream::Stderr
+            } else {
+                OutputStream::Stdout
+            };
+            let mut event = output(seq, stream, &format!("compiling crate number {seq}\n"));
+            event.task_id = id.clone();
+            watch.apply(Update::Log(event), at(NOW));
+        }
+        watch
+    }
+
+    #[test]
+    fn empty_server() {
+        let mut watch = connected(vec![]);
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    #[test]
+    fn every_state_at_80_by_24() {
+        let mut watch = connected(every_state());
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    #[test]
+    fn many_tasks_on_a_large_terminal() {
+        let mut tasks = every_state();
+        for n in 0..60 {
+            let state = TaskState::ALL[n % TaskState::ALL.len()];
+            let mut extra = task(&format!("019a0000-0000-7000-8000-{n:012}"), state);
+            extra.name = Some(format!("job-{n}"));
+            tasks.push(extra);
+        }
+        let mut watch = connected(tasks);
+        watch.act(Action::Move(3), at(NOW));
+        insta::assert_snapshot!(screen(&mut watch, 140, 40).backend());
+    }
+
+    #[test]
+    fn a_log_following_its_tail() {
+        let mut watch = following(40);
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    #[test]
+    fn a_log_scrolled_up_with_a_search_match() {
+        let mut watch = following(40);
+        screen(&mut watch, 100, 30);
+        watch.act(Action::Scroll(-12), at(NOW));
+        watch.act(Action::StartSearch, at(NOW));
+        for c in "number 2".chars() {
+            watch.act(Action::Type(c), at(NOW));
+        }
+        watch.act(Action::Submit, at(NOW));
+        insta::assert_snapshot!(screen(&mut watch, 100, 30).backend());
+    }
+
+    #[test]
+    fn reconnecting() {
+        let mut watch = Watch::new(options(), at(0));
+        watch.apply(Update::Tasks(every_state()), at(0));
+        watch.apply(Update::Heartbeat, at(NOW - 42));
+        watch.apply(Update::PingFailed, at(NOW - 40));
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    #[test]
+    fn help_overlay() {
+        let mut watch = connected(every_state());
+        watch.act(Action::Help, at(NOW));
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    #[test]
+    fn asking_before_cancelling_and_a_refusal() {
+        let mut watch = connected(every_state());
+        watch.act(Action::Move(1), at(NOW));
+        watch.act(Action::AskCancel, at(NOW));
+        let asking = screen(&mut watch, 80, 24);
+        let text = asking.backend().to_string();
+        assert!(
+            text.contains("Cancel build: cargo build --release? y/n"),
+            "{text}"
+        );
+        watch.act(Action::Decline, at(NOW));
+        let id = watch.selected.clone().unwrap();
+        watch.apply(
+            Update::Controlled {
+                task_id: id,
+                control: Control::Resume,
+                outcome: Err("task is running, not paused".into()),
+            },
+            at(NOW),
+        );
+        let refused = screen(&mut watch, 80, 24).backend().to_string();
+        assert!(
+            refused.contains("resume build: cargo build --release refused: task is running"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn no_colour_means_no_colour_anywhere() {
+        let mut watch = following(40);
+        watch.apply(Update::PingFailed, at(NOW));
+        let terminal = screen(&mut watch, 80, 24);
+        let buffer = terminal.backend().buffer();
+        assert!(
+            buffer
+                .content
+                .iter()
+                .all(|cell| cell.fg == Color::Reset && cell.bg == Color::Reset)
+        );
+        let mut coloured = following(40);
+        coloured.options.colour = true;
+        let terminal = screen(&mut coloured, 80, 24);
+        assert!(
+            terminal
+                .backend()
+                .buffer()
+                .content
+                .iter()
+                .any(|cell| cell.fg == Color::Cyan)
+        );
+    }
+
+    #[test]
+    fn tiny_terminals_do_not_break_drawing() {
+        let mut watch = following(40);
+        for (width, height) in [(1, 1), (10, 3), (20, 8), (80, 5)] {
+            screen(&mut watch, width, height);
+        }
+    }
+}

@@ -1,0 +1,818 @@
+//! What the watch knows and shows, and the reducer that changes it. Everything that happens
+//! (an event, a page of the log, a ping, a key) becomes an [`Update`] or an
+//! [`Action`](super::keys::Action) applied here without any I/O; what needs the network comes
+//! back as [`Request`]s for the network task. The current time is passed in, never read, so
+//! that tests and snapshots do not depend on the clock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use super::log::{Fetch, LogWindow};
+use crate::proto::human::{ellipsize, title};
+use crate::proto::{Event, Input, Task, TaskState, types};
+
+/// Silence on the all-tasks stream (no event, no heartbeat) after which the connection counts
+/// as lost. The network task gives the stream the same limit before it reconnects.
+pub const STREAM_SILENCE: Duration = Duration::from_secs(15);
+/// How long a message stays in the status line.
+const STATUS_LIFETIME: Duration = Duration::from_secs(10);
+/// A server whose start time moved by more than this has restarted (uptime is in whole
+/// seconds, and a round trip adds to it).
+const RESTART_TOLERANCE: Duration = Duration::from_secs(3);
+
+/// How the watch was started: fixed for its lifetime.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server as the person named it: a remote's name and URL, or the URL.
+    pub server: String,
+    /// Log lines kept in memory for the opened task.
+    pub scrollback: usize,
+    pub colour: bool,
+    /// For clock times (the last contact).
+    pub time_zone: TimeZone,
+}
+
+/// Something the network task learned.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Every task the server has (at the start, and again after a reconnection).
+    Tasks(Vec<Task>),
+    /// One task as the server has it now.
+    Task(Task),
+    /// The server no longer has this task.
+    Gone(String),
+    /// An event of the all-tasks stream.
+    Event(Event),
+    /// A heartbeat of the all-tasks stream: the connection is alive.
+    Heartbeat,
+    /// The server announced it is stopping.
+    ServerStopping,
+    /// The all-tasks stream failed, and is being reconnected.
+    StreamTrouble(String),
+    /// The server refused something for good (a page of the log, the opened task's stream).
+    Refused(String),
+    /// An event of the opened task's own stream.
+    Log(Event),
+    /// A page of the opened task's stored events, asked for with [`Request::Fetch`].
+    Fetched {
+        task_id: String,
+        fetch: Fetch,
+        events: Vec<Event>,
+        /// Nothing is stored after the page.
+        at_end: bool,
+    },
+    /// The server answered a ping.
+    Ping {
+        rtt: Duration,
+        uptime_secs: u64,
+    },
+    PingFailed,
+    /// The answer to a control: the task afterwards, or the server's reason for refusing.
+    Controlled {
+        task_id: String,
+        control: Control,
+        outcome: Result<Option<Task>, String>,
+    },
+}
+
+/// Something only the network can do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Follow this task's own stream after `after` (0: its whole log), instead of any other.
+    Open {
+        task_id: String,
+        after: u64,
+    },
+    Fetch {
+        task_id: String,
+        fetch: Fetch,
+    },
+    Control {
+        task_id: String,
+        control: Control,
+    },
+    /// Get this task (first seen in an event).
+    Describe(String),
+    /// List every task again.
+    Resync,
+}
+
+/// What a person can tell a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+    Input(Input),
+    Remove,
+}
+
+impl Control {
+    /// The verb, for the status line.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Control::Pause => "pause",
+            Control::Resume => "resume",
+            Control::Cancel => "cancel",
+            Control::Input(_) => "input",
+            Control::Remove => "remove",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Events arrive.
+    Live,
+    /// The connection was lost at `since`; the streams are reconnecting.
+    Reconnecting { since: Timestamp },
+}
+
+/// Which pane the keys move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    Tasks,
+    Log,
+}
+
+/// What a line of text being typed is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// Filters the task table as it is typed.
+    Filter,
+    /// Searches the opened log.
+    Search,
+    /// Goes to this task's stdin.
+    Input { task_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Browse,
+    Help,
+    /// Asks before a control that cannot be undone.
+    Confirm {
+        task_id: String,
+        control: Control,
+    },
+    Prompt {
+        purpose: Purpose,
+        text: String,
+    },
+}
+
+/// The task whose log is open.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub task_id: String,
+    pub log: LogWindow,
+    /// The last search, for `n` and `N`.
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+    at: Timestamp,
+}
+
+/// Lines available to each pane at the last draw, for paging.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Viewport {
+    pub table_rows: usize,
+    pub log_lines: usize,
+}
+
+/// Everything the watch shows.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub(super) options: Options,
+    /// By id: ids are time-ordered, so the last is the newest.
+    pub(super) tasks: BTreeMap<String, Task>,
+    /// The ids the table shows, newest first, filtered.
+    pub(super) shown: Vec<String>,
+    pub(super) selected: Option<String>,
+    pub(super) focus: Focus,
+    pub(super) mode: Mode,
+    pub(super) filter: String,
+    pub(super) opened: Option<Opened>,
+    pub(super) link: Link,
+    /// The last time the server answered or the stream delivered.
+    pub(super) last_contact: Timestamp,
+    /// The last frame (event or heartbeat) of the all-tasks stream.
+    last_frame: Timestamp,
+    pub(super) latency: Option<Duration>,
+    /// When the server started, from its uptime: a later start is a restart.
+    server_started: Option<Timestamp>,
+    pub(super) status: Option<Status>,
+    /// Tasks asked for with [`Request::Describe`] and not yet here.
+    describing: HashSet<String>,
+    pub(super) viewport: Viewport,
+    /// Something shown changed since the last draw.
+    changed: bool,
+    pub(super) quit: bool,
+}
+
+impl Watch {
+    pub fn new(options: Options, now: Timestamp) -> Watch {
+        Watch {
+            options,
+            tasks: BTreeMap::new(),
+            shown: Vec::new(),
+            selected: None,
+            focus: Focus::Tasks,
+            mode: Mode::Browse,
+            filter: String::new(),
+            opened: None,
+            link: Link::Live,
+            last_contact: now,
+            last_frame: now,
+            latency: None,
+            server_started: None,
+            status: None,
+            describing: HashSet::new(),
+            viewport: Viewport {
+                table_rows: 10,
+                log_lines: 10,
+            },
+            changed: true,
+            quit: false,
+        }
+    }
+
+    /// Whether something shown changed since the last call: draw only then.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    pub(super) fn touch(&mut self) {
+        self.changed = true;
+    }
+
+    pub fn should_quit(&self) -> bool {
+        self.quit
+    }
+
+    pub fn set_viewport(&mut self, viewport: Viewport) {
+        self.viewport = viewport;
+    }
+
+    /// Whether the screen shows times that move by themselves (a running task's elapsed
+    /// time, the time since the last contact): then it is drawn again every second.
+    pub fn shows_clock(&self) -> bool {
+        matches!(self.link, Link::Reconnecting { .. })
+            || self.status.is_some()
+            || self.tasks.values().any(|task| task.state.is_active())
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.tasks.get(id)
+    }
+
+    pub fn selected_index(&self) -> Option<usize> {
+        let selected = self.selected.as_deref()?;
+        self.shown.iter().position(|id| id == selected)
+    }
+
+    /// The task the controls act on: the opened one while reading its log, else the selected.
+    pub fn target(&self) -> Option<&Task> {
+        let id = match (self.focus, &self.opened) {
+            (Focus::Log, Some(opened)) => Some(&opened.task_id),
+            _ => self.selected.as_ref(),
+        };
+        id.and_then(|id| self.tasks.get(id))
+    }
+
+    pub fn apply(&mut self, update: Update, now: Timestamp) -> Vec<Request> {
+        let mut requests = Vec::new();
+        match update {
+            Update::Tasks(tasks) => self.resync(tasks),
+            Update::Task(task) => {
+                self.describing.remove(&task.id);
+                self.merge(task);
+                self.refresh_shown();
+            }
+            Update::Gone(id) => {
+                self.describing.remove(&id);
+                self.remove(&id);
+            }
+            Update::Event(event) => {
+                requests.extend(self.stream_frame(now));
+                requests.extend(self.apply_event(&event));
+            }
+            Update::Heartbeat => requests.extend(self.stream_frame(now)),
+            Update::ServerStopping => {
+                self.lose_link(now);
+                self.say("the server is stopping; reconnecting", false, now);
+            }
+            Update::StreamTrouble(reason) => {
+                self.lose_link(self.last_contact);
+                self.say(reason, true, now);
+            }
+            Update::Refused(reason) => self.say(reason, true, now),
+            Update::Log(event) => {
+                requests.extend(self.apply_event(&event));
+                if let Some(opened) = self.opened.as_mut().filter(|o| o.task_id == event.task_id) {
+                    let fetch = opened.log.push(&event);
+                    requests.extend(fetch.map(|fetch| Request::Fetch {
+                        task_id: opened.task_id.clone(),
+                        fetch,
+                    }));
+                    self.changed = true;
+                }
+            }
+            Update::Fetched {
+                task_id,
+                fetch,
+                events,
+                at_end,
+            } => {
+                if let Some(opened) = self.opened.as_mut().filter(|o| o.task_id == task_id) {
+                    let next = opened.log.fetched(fetch, &events, at_end);
+                    requests.extend(next.map(|fetch| Request::Fetch { task_id, fetch }));
+                    self.changed = true;
+                }
+            }
+            Update::Ping { rtt, uptime_secs } => {
+                requests.extend(self.pinged(rtt, uptime_secs, now))
+            }
+            Update::PingFailed => self.lose_link(self.last_contact),
+            Update::Controlled {
+                task_id,
+                control,
+                outcome,
+            } => self.controlled(task_id, control, outcome, now),
+        }
+        requests
+    }
+
+    /// Once a second: notices a silent stream and lets old messages go.
+    pub fn tick(&mut self, now: Timestamp) {
+        let silent_for = now.duration_since(self.last_frame).unsigned_abs();
+        if self.link == Link::Live && silent_for > STREAM_SILENCE {
+            self.lose_link(self.last_frame);
+        }
+        if self
+            .status
+            .as_ref()
+            .is_some_and(|status| now.duration_since(status.at).unsigned_abs() > STATUS_LIFETIME)
+        {
+            self.status = None;
+            self.changed = true;
+        }
+    }
+
+    pub(super) fn say(&mut self, text: impl Into<String>, error: bool, now: Timestamp) {
+        self.status = Some(Status {
+            text: text.into(),
+            error,
+            at: now,
+        });
+        self.changed = true;
+    }
+
+    /// A frame of the all-tasks stream arrived: the connection is alive. Coming back from a
+    /// loss, the task list is read again, since a removal sends no event.
+    fn stream_frame(&mut self, now: Timestamp) -> Option<Request> {
+        self.last_frame = now;
+        self.last_contact = now;
+        if self.link == Link::Live {
+            return None;
+        }
+        self.link = Link::Live;
+        self.say(
+            "reconnected; every stream resumed where it stopped",
+            false,
+            now,
+        );
+        Some(Request::Resync)
+    }
+
+    fn lose_link(&mut self, since: Timestamp) {
+        if self.link == Link::Live {
+            self.link = Link::Reconnecting { since };
+            self.changed = true;
+        }
+    }
+
+    fn pinged(&mut self, rtt: Duration, uptime_secs: u64, now: Timestamp) -> Option<Request> {
+        self.latency = Some(rtt);
+        self.last_contact = now;
+        self.changed = true;
+        let started = now
+            .checked_sub(Duration::from_secs(uptime_secs))
+            .unwrap_or(now);
+        let restarted = self.server_started.is_some_and(|before| {
+            started.duration_since(before).as_secs() > RESTART_TOLERANCE.as_secs() as i64
+        });
+        if self.server_started.is_none() || restarted {
+            self.server_started = Some(started);
+        }
+        if !restarted {
+            return None;
+        }
+        self.say(
+            "the server restarted; following it from where it stopped",
+            false,
+            now,
+        );
+        Some(Request::Resync)
+    }
+
+    /// Applies a state change to its task; an event of a task not known yet asks for it.
+    fn apply_event(&mut self, event: &Event) -> Option<Request> {
+        if event.seq == 0 {
+            return None;
+        }
+        let Some(task) = self.tasks.get_mut(&event.task_id) else {
+            // The task as the server has it now already reflects this event.
+            return self
+                .describing
+                .insert(event.task_id.clone())
+                .then(|| Request::Describe(event.task_id.clone()));
+        };
+        if event.seq <= task.last_seq {
+            return None;
+        }
+        task.last_seq = event.seq;
+        if event.kind != types::STATE {
+            return None;
+        }
+        let data = event.state()?;
+        task.state = data.state;
+        if data.state == TaskState::Running && task.started_at.is_none() {
+            task.started_at = Some(event.ts);
+        }
+        if data.state.is_final() {
+            task.finished_at = Some(event.ts);
+            task.result = data.result;
+        }
+        if let Some(opened) = self.opened.as_mut().filter(|o| o.task_id == event.task_id) {
+            opened.log.saw(event.seq);
+        }
+        if !self.filter.is_empty() {
+            self.refresh_shown();
+        }
+        self.changed = true;
+        None
+    }
+
+    /// Keeps the newer of the task we have and the one the server sent.
+    fn merge(&mut self, task: Task) {
+        if let Some(opened) = self.opened.as_mut().filter(|o| o.task_id == task.id) {
+            opened.log.saw(task.last_seq);
+        }
+        match self.tasks.get_mut(&task.id) {
+            Some(known) if known.last_seq > task.last_seq => {}
+            Some(known) => *known = task,
+            None => {
+                self.tasks.insert(task.id.clone(), task);
+            }
+        }
+        self.changed = true;
+    }
+
+    /// The full list from the server. A task we know that it lacks was removed, unless it is
+    /// newer than the newest listed (created after the list was read).
+    fn resync(&mut self, tasks: Vec<Task>) {
+        let newest = tasks.iter().map(|task| task.id.clone()).max();
+        let listed: HashSet<String> = tasks.iter().map(|task| task.id.clone()).collect();
+        let removed: Vec<String> = self
+            .tasks
+            .values()
+            .filter(|task| !listed.contains(&task.id))
+            .filter(|task| match &newest {
+                Some(newest) => task.id < *newest,
+                None => task.state.is_final(),
+            })
+            .map(|task| task.id.clone())
+            .collect();
+        for task in tasks {
+            self.merge(task);
+        }
+        for id in removed {
+            self.remove(&id);
+        }
+        self.refresh_shown();
+        if self.selected.is_none() {
+            self.selected = self.shown.first().cloned();
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if self.tasks.remove(id).is_none() {
+            return;
+        }
+        if self.opened.as_ref().is_some_and(|o| o.task_id == id) {
+            self.opened = None;
+            self.focus = Focus::Tasks;
+        }
+        self.refresh_shown();
+    }
+
+    /// Recomputes the table's rows, keeping the selection on the same task, or on the row
+    /// where it was when that task is gone.
+    pub(super) fn refresh_shown(&mut self) {
+        let before = self.selected_index();
+        let filter = self.filter.to_lowercase();
+        self.shown = self
+            .tasks
+            .values()
+            .rev()
+            .filter(|task| filter.is_empty() || matches_filter(task, &filter))
+            .map(|task| task.id.clone())
+            .collect();
+        if self.selected_index().is_none() {
+            self.selected = before
+                .map(|index| index.min(self.shown.len().saturating_sub(1)))
+                .and_then(|index| self.shown.get(index))
+                .or(self.shown.first())
+                .cloned();
+        }
+        self.changed = true;
+    }
+
+    fn controlled(
+        &mut self,
+        task_id: String,
+        control: Control,
+        outcome: Result<Option<Task>, String>,
+        now: Timestamp,
+    ) {
+        let name = self
+            .tasks
+            .get(&task_id)
+            .map_or_else(|| task_id.clone(), |task| ellipsize(&title(task), 40));
+        match outcome {
+            Ok(task) => {
+                let done = match &control {
+                    Control::Pause => "paused",
+                    Control::Resume => "resumed",
+                    Control::Cancel => "cancelling",
+                    Control::Input(input) if input.eof => "sent input and closed stdin of",
+                    Control::Input(_) => "sent input to",
+                    Control::Remove => "removed",
+                };
+                self.say(format!("{done} {name}"), false, now);
+                match task {
+                    Some(task) => {
+                        self.merge(task);
+                        if !self.filter.is_empty() {
+                            self.refresh_shown();
+                        }
+                    }
+                    None if control == Control::Remove => self.remove(&task_id),
+                    None => {}
+                }
+            }
+            Err(reason) => self.say(
+                format!("{} {name} refused: {reason}", control.verb()),
+                true,
+                now,
+            ),
+        }
+    }
+
+    /// Opens a task's log in the detail pane, following its stream from the first event.
+    pub fn open(&mut self, task_id: &str) -> Vec<Request> {
+        self.focus = Focus::Log;
+        self.changed = true;
+        if self.opened.as_ref().is_some_and(|o| o.task_id == task_id) {
+            return Vec::new();
+        }
+        let mut log = LogWindow::new(self.options.scrollback);
+        if let Some(task) = self.tasks.get(task_id) {
+            log.saw(task.last_seq);
+        }
+        self.selected = Some(task_id.to_string());
+        self.opened = Some(Opened {
+            task_id: task_id.to_string(),
+            log,
+            search: None,
+        });
+        vec![Request::Open {
+            task_id: task_id.to_string(),
+            after: 0,
+        }]
+    }
+
+    /// How many tasks are in each state (all of them, whatever the filter).
+    pub fn counts(&self) -> BTreeMap<TaskState, usize> {
+        let mut counts = BTreeMap::new();
+        for task in self.tasks.values() {
+            *counts.entry(task.state).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// The filter matches a task's name, command, id or state, ignoring case.
+fn matches_filter(task: &Task, lowercase_filter: &str) -> bool {
+    title(task).to_lowercase().contains(lowercase_filter)
+        || task.id.contains(lowercase_filter)
+        || task.state.as_str().contains(lowercase_filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::fixtures::{at, options, output, state_event, task};
+
+    fn watch_with(tasks: Vec<Task>) -> Watch {
+        let mut watch = Watch::new(options(), at(0));
+        watch.apply(Update::Tasks(tasks), at(0));
+        watch
+    }
+
+    fn event_of(task_id: &str, mut event: Event) -> Event {
+        event.task_id = task_id.to_string();
+        event
+    }
+
+    #[test]
+    fn the_newest_task_comes_first_and_is_selected() {
+        let watch = watch_with(vec![
+            task("01-old", TaskState::Succeeded),
+            task("02-new", TaskState::Running),
+        ]);
+        assert_eq!(watch.shown, ["02-new", "01-old"]);
+        assert_eq!(watch.selected.as_deref(), Some("02-new"));
+    }
+
+    #[test]
+    fn state_events_move_tasks_and_stale_ones_are_ignored() {
+        let mut watch = watch_with(vec![task("01", TaskState::Queued)]);
+        let running = event_of("01", state_event(2, TaskState::Running));
+        // Seq 1 is what the task was listed with: nothing new.
+        let queued = event_of("01", state_event(1, TaskState::Queued));
+        watch.apply(Update::Event(queued), at(1));
+        assert!(
+            watch
+                .apply(Update::Event(running.clone()), at(1))
+                .is_empty()
+        );
+        assert_eq!(watch.tasks["01"].state, TaskState::Running);
+        assert_eq!(watch.tasks["01"].started_at, Some(running.ts));
+        let done = event_of("01", state_event(5, TaskState::Succeeded));
+        watch.apply(Update::Event(done), at(2));
+        assert_eq!(watch.tasks["01"].state, TaskState::Succeeded);
+        // The same change again (a replay after a reconnection) changes nothing.
+        watch.apply(Update::Event(running), at(3));
+        assert_eq!(watch.tasks["01"].state, TaskState::Succeeded);
+        // Nor does an older list.
+        watch.apply(Update::Task(task("01", TaskState::Running)), at(3));
+        assert_eq!(watch.tasks["01"].state, TaskState::Succeeded);
+    }
+
+    #[test]
+    fn a_new_task_is_described_once_then_shown() {
+        let mut watch = watch_with(vec![task("01", TaskState::Queued)]);
+        let first = event_of("02", state_event(1, TaskState::Queued));
+        assert_eq!(
+            watch.apply(Update::Event(first.clone()), at(1)),
+            [Request::Describe("02".into())]
+        );
+        assert!(watch.apply(Update::Event(first), at(1)).is_empty());
+        watch.apply(Update::Task(task("02", TaskState::Running)), at(2));
+        assert_eq!(watch.shown, ["02", "01"]);
+        // The selection stays on the task it was on.
+        assert_eq!(watch.selected.as_deref(), Some("01"));
+    }
+
+    #[test]
+    fn a_resync_drops_removed_tasks_but_keeps_newer_ones() {
+        let mut watch = watch_with(vec![
+            task("01", TaskState::Succeeded),
+            task("02", TaskState::Failed),
+        ]);
+        watch.apply(Update::Task(task("04", TaskState::Queued)), at(1));
+        watch.apply(Update::Tasks(vec![task("03", TaskState::Running)]), at(2));
+        assert_eq!(watch.shown, ["04", "03"]);
+        watch.apply(Update::Gone("04".into()), at(3));
+        assert_eq!(watch.shown, ["03"]);
+    }
+
+    #[test]
+    fn the_opened_log_takes_its_own_stream_and_asks_for_gaps() {
+        let mut watch = watch_with(vec![task("01", TaskState::Running)]);
+        assert_eq!(
+            watch.open("01"),
+            [Request::Open {
+                task_id: "01".into(),
+                after: 0
+            }]
+        );
+        assert_eq!(watch.focus, Focus::Log);
+        let line = event_of("01", output(1, crate::proto::OutputStream::Stdout, "hi\n"));
+        assert!(watch.apply(Update::Log(line), at(1)).is_empty());
+        // Another task's events do not reach this log.
+        let other = event_of("02", output(1, crate::proto::OutputStream::Stdout, "no\n"));
+        watch.apply(Update::Log(other), at(1));
+        let log = &watch.opened.as_ref().unwrap().log;
+        assert_eq!(log.len(), 1);
+        let gap = event_of("01", output(3, crate::proto::OutputStream::Stdout, "c\n"));
+        let requests = watch.apply(Update::Log(gap), at(1));
+        assert!(matches!(&requests[..], [Request::Fetch { task_id, .. }] if task_id == "01"));
+    }
+
+    #[test]
+    fn only_a_change_that_shows_asks_for_a_frame() {
+        let mut watch = watch_with(vec![task("01", TaskState::Running)]);
+        assert!(watch.take_changed());
+        watch.apply(Update::Heartbeat, at(1));
+        watch.act(crate::tui::keys::Action::Nothing, at(1));
+        assert!(!watch.take_changed());
+        let stale = event_of("01", state_event(2, TaskState::Running));
+        watch.apply(Update::Event(stale), at(1));
+        assert!(!watch.take_changed());
+        let paused = event_of("01", state_event(4, TaskState::Paused));
+        watch.apply(Update::Event(paused), at(2));
+        assert!(watch.take_changed());
+    }
+
+    #[test]
+    fn silence_then_a_heartbeat_is_a_loss_and_a_recovery_with_a_resync() {
+        let mut watch = watch_with(vec![]);
+        watch.tick(at(10));
+        assert_eq!(watch.link, Link::Live);
+        watch.tick(at(16));
+        assert_eq!(watch.link, Link::Reconnecting { since: at(0) });
+        assert_eq!(watch.apply(Update::Heartbeat, at(20)), [Request::Resync]);
+        assert_eq!(watch.link, Link::Live);
+        assert!(watch.status.as_ref().is_some_and(|s| !s.error));
+    }
+
+    #[test]
+    fn a_failed_ping_shows_reconnecting_from_the_last_contact() {
+        let mut watch = watch_with(vec![]);
+        watch.apply(
+            Update::Ping {
+                rtt: Duration::from_millis(3),
+                uptime_secs: 100,
+            },
+            at(5),
+        );
+        watch.apply(Update::PingFailed, at(7));
+        assert_eq!(watch.link, Link::Reconnecting { since: at(5) });
+    }
+
+    #[test]
+    fn a_server_that_started_again_is_a_restart() {
+        let mut watch = watch_with(vec![]);
+        let ping = |uptime_secs| Update::Ping {
+            rtt: Duration::from_millis(2),
+            uptime_secs,
+        };
+        assert!(watch.apply(ping(100), at(0)).is_empty());
+        assert!(watch.apply(ping(110), at(10)).is_empty());
+        assert_eq!(watch.apply(ping(1), at(20)), [Request::Resync]);
+        assert!(
+            watch
+                .status
+                .as_ref()
+                .is_some_and(|s| s.text.contains("restarted"))
+        );
+    }
+
+    #[test]
+    fn a_refused_control_shows_the_servers_reason() {
+        let mut watch = watch_with(vec![task("01", TaskState::Succeeded)]);
+        watch.apply(
+            Update::Controlled {
+                task_id: "01".into(),
+                control: Control::Pause,
+                outcome: Err("task 01 is succeeded, not running".into()),
+            },
+            at(1),
+        );
+        let status = watch.status.clone().unwrap();
+        assert!(status.error);
+        assert_eq!(
+            status.text,
+            "pause sh -c true refused: task 01 is succeeded, not running"
+        );
+        watch.tick(at(12));
+        assert_eq!(watch.status, None);
+    }
+
+    #[test]
+    fn removing_the_opened_task_closes_its_log() {
+        let mut watch = watch_with(vec![task("01", TaskState::Succeeded)]);
+        watch.open("01");
+        watch.apply(
+            Update::Controlled {
+                task_id: "01".into(),
+                control: Control::Remove,
+                outcome: Ok(None),
+            },
+            at(1),
+        );
+        assert!(watch.opened.is_none());
+        assert_eq!(watch.focus, Focus::Tasks);
+        assert!(watch.shown.is_empty());
+    }
+}
