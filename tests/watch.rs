@@ -17,6 +17,10 @@ use victor::proto::{Event, TaskState, types};
 /// terminal of a fixed size. Killed when dropped, whatever the test did.
 struct Tmux {
     socket: String,
+    /// Where the shell running the command writes its exit status. tmux's own
+    /// `pane_dead_status` is not used: on a busy machine a tmux server was seen to leave its
+    /// pane's process a zombie for good, the pane dead and its status never known.
+    status: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -27,7 +31,15 @@ impl Tmux {
             std::process::id(),
             SESSIONS.fetch_add(1, Ordering::Relaxed)
         );
-        let tmux = Tmux { socket };
+        let tmux = Tmux {
+            socket,
+            status: tempfile::tempdir().expect("temp dir"),
+        };
+        let status_file = tmux.status.path().join("status");
+        let command = format!(
+            "{command}; echo $? > {}",
+            quoted(&status_file.to_string_lossy())
+        );
         let started = tmux
             .command()
             .args(["new-session", "-d", "-s", "watch"])
@@ -36,7 +48,7 @@ impl Tmux {
             .status()
             .unwrap_or_else(|e| panic!("cannot run tmux ({e}): install it (apt-get install tmux)"));
         assert!(started.success(), "tmux did not start");
-        // Keep the pane after the command ends, to read its exit status.
+        // Keep the pane after the command ends, to read what it left on screen.
         tmux.run(&["set-option", "-t", "watch", "remain-on-exit", "on"]);
         tmux
     }
@@ -90,19 +102,28 @@ impl Tmux {
         self.pane("#{alternate_on} #{mouse_any_flag}") != "0 0"
     }
 
-    /// The exit status of the command, once it has ended.
+    /// The pid of the command the pane's shell runs.
+    fn command_pid(&self) -> i32 {
+        let shell = self.pane("#{pane_pid}");
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .expect("the pane's shell's children");
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .expect("the command runs under the pane's shell")
+    }
+
+    /// The exit status of the command (128 + N when signal N ended it), once it has ended.
     fn exit_status(&self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
+        let file = self.status.path().join("status");
         while Instant::now() < deadline {
-            let status = self.run(&[
-                "display-message",
-                "-p",
-                "-t",
-                "watch",
-                "#{pane_dead} #{pane_dead_status}",
-            ]);
-            if let Some(code) = status.trim().strip_prefix("1 ") {
-                return code.parse().ok();
+            // Written in one go by the shell; a half-written file reads as no number yet.
+            if let Ok(status) = std::fs::read_to_string(&file)
+                && let Ok(code) = status.trim().parse()
+            {
+                return Some(code);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -262,7 +283,7 @@ fn a_signal_ends_the_view_and_gives_the_terminal_back() {
             s.contains("0 tasks")
         });
         assert!(tmux.holds_terminal());
-        let pid: i32 = tmux.pane("#{pane_pid}").parse().expect("the pane's pid");
+        let pid = tmux.command_pid();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("signal");
         assert_eq!(
             tmux.exit_status(Duration::from_secs(10)),
