@@ -8,6 +8,7 @@ pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod engine;
+pub mod llm;
 pub mod proto;
 pub mod render;
 pub mod serve;

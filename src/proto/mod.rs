@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod event;
 pub mod fingerprint;
 pub mod human;
@@ -16,6 +17,11 @@ pub use api::{
     TaskPage, WsReply, WsRequest,
 };
 pub use auth::{CreateKey, CreatedKey, KeyInfo, Scope, SessionRequest, SessionToken};
+pub use chat::{
+    ChatMessage, Conversation, ConversationPage, ConversationSummary, CreateConversation,
+    DeltaData, MessageData, ModelInfo, ModelList, PostMessage, ProviderFailure, ProviderInfo,
+    ProviderKind, Role, StoredMessage, ToolCall, ToolCallData, ToolSpec, Usage, chat_types,
+};
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
 pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use render::{

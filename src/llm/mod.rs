@@ -1,0 +1,108 @@
+//! LLM providers behind one trait: Ollama's native API, the OpenAI-compatible API and
+//! Anthropic's Messages API, all streaming, all with tool calls. The engine runs chat turns
+//! and agents through [`Provider`]; nothing here knows about tasks, storage or HTTP serving.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+
+use crate::proto::{ChatMessage, ProviderInfo, ProviderKind, ToolCall, ToolSpec, Usage};
+
+/// What one model call sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    /// A system message first when there is one; then the conversation, oldest first.
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+}
+
+impl ChatRequest {
+    pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> ChatRequest {
+        ChatRequest {
+            model: model.into(),
+            messages,
+            tools: Vec::new(),
+            temperature: None,
+            max_tokens: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// A piece of a streamed reply, in the order the provider sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chunk {
+    /// Text of the reply; concatenated, the chunks are the reply's content. Never splits a
+    /// character.
+    Text(String),
+    /// A complete tool call (arguments assembled from however many deltas carried them).
+    ToolCall(ToolCall),
+    /// The reply is complete; always the last chunk of a stream that did not fail.
+    Done {
+        finish_reason: Option<String>,
+        usage: Option<Usage>,
+    },
+}
+
+/// A reply as it streams. Dropping it stops the request.
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Chunk, LlmError>> + Send>>;
+
+/// Why a model call failed, in words a person can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    #[error("provider {provider} at {url} is not reachable: {reason}")]
+    Unreachable {
+        provider: String,
+        url: String,
+        reason: String,
+    },
+    #[error("model {model} not found at provider {provider}")]
+    ModelNotFound { provider: String, model: String },
+    /// The provider answered with an error status; `message` is its own words.
+    #[error("provider {provider} answered {status}: {message}")]
+    Provider {
+        provider: String,
+        status: u16,
+        message: String,
+    },
+    #[error("provider {provider} did not answer within {}s", .after.as_secs())]
+    Timeout { provider: String, after: Duration },
+    /// The provider sent something that is not its protocol, or broke off mid-reply.
+    #[error("provider {provider}: {message}")]
+    Protocol { provider: String, message: String },
+    #[error("no provider named {0} (see GET /api/v1/providers)")]
+    UnknownProvider(String),
+    #[error("provider {0} has no default model: name one with --model")]
+    NoModel(String),
+}
+
+/// One configured LLM endpoint.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    fn info(&self) -> ProviderInfo;
+
+    /// Starts a streamed reply. Connection failures are retried with backoff until the
+    /// response starts; once anything was streamed, a failure ends the stream with an error.
+    async fn chat(&self, request: ChatRequest) -> Result<ChunkStream, LlmError>;
+
+    /// The models the provider offers (`/api/tags`, `/v1/models`).
+    async fn models(&self) -> Result<Vec<String>, LlmError>;
+}
+
+/// How to reach one provider: a `[providers.NAME]` table of `config.toml`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// The environment variable holding the API key (the key itself is never in the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_model: Option<String>,
+}
