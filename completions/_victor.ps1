@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the task server on this machine')
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)')
+            [CompletionResult]::new('chat', 'chat', [CompletionResultType]::ParameterValue, 'Chat with the server''s models: interactively on a terminal, or one question for scripts')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
@@ -67,6 +68,11 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--render-max-queue', '--render-max-queue', [CompletionResultType]::ParameterName, 'Renders waiting for a free slot before more are refused with 503 [default: 32]')
             [CompletionResult]::new('--render-max-output-bytes', '--render-max-output-bytes', [CompletionResultType]::ParameterName, 'Largest SVG a render may produce [default: 10485760]')
             [CompletionResult]::new('--render-prewarm', '--render-prewarm', [CompletionResultType]::ParameterName, 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]')
+            [CompletionResult]::new('--provider', '--provider', [CompletionResultType]::ParameterName, 'An LLM provider as NAME=KIND:URL[#MODEL], KIND one of ollama, openai, anthropic (repeatable; added to config.toml''s [providers.NAME] tables): --provider gpt=openai:https://api.openai.com/v1#gpt-4o-mini. Keys come from OPENAI_API_KEY and ANTHROPIC_API_KEY. Without any provider: Ollama on this machine')
+            [CompletionResult]::new('--default-provider', '--default-provider', [CompletionResultType]::ParameterName, 'The provider chats use when they name none [default: the first by name]')
+            [CompletionResult]::new('--llm-first-byte-timeout-secs', '--llm-first-byte-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds to wait for a provider''s first byte; local models load slowly [default: 300]')
+            [CompletionResult]::new('--llm-idle-timeout-secs', '--llm-idle-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds a streaming reply may go silent before it fails [default: 120]')
+            [CompletionResult]::new('--llm-retries', '--llm-retries', [CompletionResultType]::ParameterName, 'Times a connection to a provider is retried before it counts as unreachable [default: 3]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints')
             [CompletionResult]::new('--render-unsafe', '--render-unsafe', [CompletionResultType]::ParameterName, 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files')
@@ -323,6 +329,23 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'victor;chat' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The model to use (the conversation''s, or the provider''s default, when not given)')
+            [CompletionResult]::new('--provider', '--provider', [CompletionResultType]::ParameterName, 'The provider to use, by the name the server gives it (`victor chat` then `/provider` lists them)')
+            [CompletionResult]::new('--system', '--system', [CompletionResultType]::ParameterName, 'A system prompt for a new conversation')
+            [CompletionResult]::new('--session', '--session', [CompletionResultType]::ParameterName, 'Continue the conversation with this id')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the reply as one JSON object once it is complete, instead of streaming it')
+            [CompletionResult]::new('--continue', '--continue', [CompletionResultType]::ParameterName, 'Continue the most recently used conversation')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'victor;keys' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
@@ -500,6 +523,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the task server on this machine')
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)')
+            [CompletionResult]::new('chat', 'chat', [CompletionResultType]::ParameterValue, 'Chat with the server''s models: interactively on a terminal, or one question for scripts')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
@@ -559,6 +583,9 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;help;watch' {
+            break
+        }
+        'victor;help;chat' {
             break
         }
         'victor;help;keys' {

@@ -16,6 +16,9 @@ _victor() {
             ",$1")
                 cmd="victor"
                 ;;
+            victor,chat)
+                cmd="victor__subcmd__chat"
+                ;;
             victor,completions)
                 cmd="victor__subcmd__completions"
                 ;;
@@ -42,6 +45,9 @@ _victor() {
                 ;;
             victor,watch)
                 cmd="victor__subcmd__watch"
+                ;;
+            victor__subcmd__help,chat)
+                cmd="victor__subcmd__help__subcmd__chat"
                 ;;
             victor__subcmd__help,completions)
                 cmd="victor__subcmd__help__subcmd__completions"
@@ -248,12 +254,58 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task watch keys remote render completions man help"
+            opts="-h -V --config --help --version serve task watch chat keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__chat)
+            opts="-h -V --server --api-key --data-dir --model --provider --system --json --continue --session --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --system)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -288,8 +340,22 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task watch keys remote render completions man help"
+            opts="serve task watch chat keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__chat)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1094,7 +1160,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --config --help --version"
+            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1214,6 +1280,26 @@ _victor() {
                     ;;
                 --render-prewarm)
                     COMPREPLY=($(compgen -W "true false" -- "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --default-provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --llm-first-byte-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --llm-idle-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --llm-retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

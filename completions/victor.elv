@@ -26,6 +26,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
+            cand chat 'Chat with the server''s models: interactively on a terminal, or one question for scripts'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -63,6 +64,11 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --render-max-queue 'Renders waiting for a free slot before more are refused with 503 [default: 32]'
             cand --render-max-output-bytes 'Largest SVG a render may produce [default: 10485760]'
             cand --render-prewarm 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]'
+            cand --provider 'An LLM provider as NAME=KIND:URL[#MODEL], KIND one of ollama, openai, anthropic (repeatable; added to config.toml''s [providers.NAME] tables): --provider gpt=openai:https://api.openai.com/v1#gpt-4o-mini. Keys come from OPENAI_API_KEY and ANTHROPIC_API_KEY. Without any provider: Ollama on this machine'
+            cand --default-provider 'The provider chats use when they name none [default: the first by name]'
+            cand --llm-first-byte-timeout-secs 'Seconds to wait for a provider''s first byte; local models load slowly [default: 300]'
+            cand --llm-idle-timeout-secs 'Seconds a streaming reply may go silent before it fails [default: 120]'
+            cand --llm-retries 'Times a connection to a provider is retried before it counts as unreachable [default: 3]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -292,6 +298,22 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'victor;chat'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --model 'The model to use (the conversation''s, or the provider''s default, when not given)'
+            cand --provider 'The provider to use, by the name the server gives it (`victor chat` then `/provider` lists them)'
+            cand --system 'A system prompt for a new conversation'
+            cand --session 'Continue the conversation with this id'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print the reply as one JSON object once it is complete, instead of streaming it'
+            cand --continue 'Continue the most recently used conversation'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;keys'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
@@ -448,6 +470,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand serve 'Run the task server on this machine'
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
+            cand chat 'Chat with the server''s models: interactively on a terminal, or one question for scripts'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -493,6 +516,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;task;rm'= {
         }
         &'victor;help;watch'= {
+        }
+        &'victor;help;chat'= {
         }
         &'victor;help;keys'= {
             cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'

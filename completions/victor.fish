@@ -30,6 +30,7 @@ complete -c victor -n "__fish_victor_needs_command" -s V -l version -d 'Print ve
 complete -c victor -n "__fish_victor_needs_command" -f -a "serve" -d 'Run the task server on this machine'
 complete -c victor -n "__fish_victor_needs_command" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
+complete -c victor -n "__fish_victor_needs_command" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
 complete -c victor -n "__fish_victor_needs_command" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
 complete -c victor -n "__fish_victor_needs_command" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -67,6 +68,11 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-queue
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-output-bytes -d 'Largest SVG a render may produce [default: 10485760]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-prewarm -d 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]' -r -f -a "true\t''
 false\t''"
+complete -c victor -n "__fish_victor_using_subcommand serve" -l provider -d 'An LLM provider as NAME=KIND:URL[#MODEL], KIND one of ollama, openai, anthropic (repeatable; added to config.toml\'s [providers.NAME] tables): --provider gpt=openai:https://api.openai.com/v1#gpt-4o-mini. Keys come from OPENAI_API_KEY and ANTHROPIC_API_KEY. Without any provider: Ollama on this machine' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l default-provider -d 'The provider chats use when they name none [default: the first by name]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-first-byte-timeout-secs -d 'Seconds to wait for a provider\'s first byte; local models load slowly [default: 300]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-idle-timeout-secs -d 'Seconds a streaming reply may go silent before it fails [default: 120]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-retries -d 'Times a connection to a provider is retried before it counts as unreachable [default: 3]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-unsafe -d 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -211,6 +217,18 @@ complete -c victor -n "__fish_victor_using_subcommand watch" -l scrollback -d 'L
 complete -c victor -n "__fish_victor_using_subcommand watch" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c victor -n "__fish_victor_using_subcommand watch" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand chat" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand chat" -l api-key -d 'API key, when the server requires one (overrides a remote\'s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine\'s server may be using' -r
+complete -c victor -n "__fish_victor_using_subcommand chat" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand chat" -l model -d 'The model to use (the conversation\'s, or the provider\'s default, when not given)' -r
+complete -c victor -n "__fish_victor_using_subcommand chat" -l provider -d 'The provider to use, by the name the server gives it (`victor chat` then `/provider` lists them)' -r
+complete -c victor -n "__fish_victor_using_subcommand chat" -l system -d 'A system prompt for a new conversation' -r
+complete -c victor -n "__fish_victor_using_subcommand chat" -l session -d 'Continue the conversation with this id' -r
+complete -c victor -n "__fish_victor_using_subcommand chat" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand chat" -l json -d 'Print the reply as one JSON object once it is complete, instead of streaming it'
+complete -c victor -n "__fish_victor_using_subcommand chat" -l continue -d 'Continue the most recently used conversation'
+complete -c victor -n "__fish_victor_using_subcommand chat" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c victor -n "__fish_victor_using_subcommand chat" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l api-key -d 'API key, when the server requires one (overrides a remote\'s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine\'s server may be using' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
@@ -294,15 +312,16 @@ complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a pa
 complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "serve" -d 'Run the task server on this machine'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch keys remote render completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'

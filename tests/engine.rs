@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, exec, finished, output_of, shell, wait_for};
+use common::{Server, exec, exec_of, finished, output_of, shell, wait_for};
 use victor::client::Client;
 use victor::proto::{Command, CreateTask, Input, TaskSpec, TaskState, types};
 
@@ -167,7 +167,7 @@ async fn initial_stdin_is_written_then_closed() {
     let server = Server::start();
     let client = server.client();
     let mut request = shell("tr a-z A-Z");
-    let TaskSpec::Exec(spec) = &mut request.spec;
+    let spec = exec_of(&mut request);
     spec.stdin = Some("shout\n".into());
     let task = client.create_task(&request, None).await.unwrap();
     assert_eq!(
@@ -383,7 +383,7 @@ async fn long_lines_are_split_invalid_utf8_replaced_and_output_budgeted() {
 
     // Past the budget: output is cut, one `truncated` event says so, and the task still ends well.
     let mut request = shell("seq 1 100000");
-    let TaskSpec::Exec(spec) = &mut request.spec;
+    let spec = exec_of(&mut request);
     spec.max_output_bytes = Some(1000);
     let task = client.create_task(&request, None).await.unwrap();
     let done = finished(&client, &task.id).await;
@@ -444,7 +444,7 @@ async fn argv_runs_without_a_shell_and_a_timeout_fails_the_task() {
     assert_eq!(output_of(&client, &task.id).await.0, "$HOME; ls\n");
 
     let mut request = shell("sleep 10");
-    let TaskSpec::Exec(spec) = &mut request.spec;
+    let spec = exec_of(&mut request);
     spec.timeout_secs = Some(0.3);
     let task = client.create_task(&request, None).await.unwrap();
     let done = finished(&client, &task.id).await;
@@ -529,7 +529,7 @@ async fn output_that_fills_the_budget_exactly_is_still_marked_truncated_when_mor
     let server = Server::start();
     let client = server.client();
     let mut request = shell("head -c 1000 /dev/zero | tr '\\0' a; sleep 0.2; echo more");
-    let TaskSpec::Exec(spec) = &mut request.spec;
+    let spec = exec_of(&mut request);
     spec.max_output_bytes = Some(1000);
     let task = client.create_task(&request, None).await.unwrap();
     finished(&client, &task.id).await;

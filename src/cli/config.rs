@@ -75,10 +75,24 @@ pub struct Settings {
     pub render_unsafe: bool,
     /// Start the warm PlantUML processes with the server.
     pub render_prewarm: bool,
+    /// LLM providers by name: `[providers.NAME]` tables with `kind`, `base_url`, and
+    /// optionally `api_key_env` and `default_model`.
+    pub providers: std::collections::BTreeMap<String, crate::llm::ProviderConfig>,
+    /// The provider chats use when they name none.
+    pub default_provider: Option<String>,
+    /// Seconds to wait for a connection to a provider.
+    pub llm_connect_timeout_secs: f64,
+    /// Seconds to wait for a provider's first byte.
+    pub llm_first_byte_timeout_secs: f64,
+    /// Seconds a streaming reply may go silent.
+    pub llm_idle_timeout_secs: f64,
+    /// Connection retries before a provider counts as unreachable.
+    pub llm_retries: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let llm = crate::llm::ProviderSettings::default();
         Settings {
             host: "127.0.0.1".into(),
             port: 8765,
@@ -112,6 +126,12 @@ impl Default for Settings {
             render_max_output_bytes: 10 * 1024 * 1024,
             render_unsafe: false,
             render_prewarm: true,
+            providers: std::collections::BTreeMap::new(),
+            default_provider: None,
+            llm_connect_timeout_secs: llm.connect_timeout.as_secs_f64(),
+            llm_first_byte_timeout_secs: llm.first_byte_timeout.as_secs_f64(),
+            llm_idle_timeout_secs: llm.idle_timeout.as_secs_f64(),
+            llm_retries: llm.retries,
         }
     }
 }

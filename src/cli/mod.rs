@@ -1,6 +1,7 @@
 //! The `victor` command: clap definitions and dispatch. Each subcommand parses, calls the client
 //! (or the server), and prints for people or, with `--json`, for scripts.
 
+mod chat;
 pub mod config;
 mod keys;
 mod output;
@@ -52,6 +53,14 @@ pub enum Command {
     /// for as long as it runs. When stdout is not a terminal it prints the events as NDJSON
     /// instead: every task's from now on, or with ID that task's whole log, ending with it.
     Watch(watch::WatchArgs),
+    /// Chat with the server's models: interactively on a terminal, or one question for scripts.
+    ///
+    /// `victor chat "question"` (or `echo question | victor chat`) prints only the reply as it
+    /// streams and exits 0; --json prints the whole reply as one object. Without a question on
+    /// a terminal: an interactive session with line editing, history, and slash commands
+    /// (/help lists them). Conversations are kept on the server: --continue picks up the last
+    /// one, --session ID a given one.
+    Chat(chat::ChatArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
     /// Keep servers on other machines under a name, pinned to their TLS certificate.
@@ -86,6 +95,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
         Command::Serve(args) => serve::run(*args, cli.config.as_deref()).await,
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
         Command::Watch(args) => watch::run(args, cli.config.as_deref()).await,
+        Command::Chat(args) => chat::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Render(args) => render::run(args, cli.config.as_deref()).await,

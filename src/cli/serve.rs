@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::config;
 use super::output::Exit;
 use crate::engine::EngineConfig;
+use crate::llm::ProviderSettings;
 use crate::render::RenderConfig;
 use crate::serve::{
     AllowedOrigins, Listening, RateLimit, ServeConfig, SessionPolicy, TlsCertificate,
@@ -168,6 +169,35 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(skip_serializing_if = "Option::is_none")]
     render_prewarm: Option<bool>,
+    /// An LLM provider as NAME=KIND:URL[#MODEL], KIND one of ollama, openai, anthropic
+    /// (repeatable; added to config.toml's [providers.NAME] tables):
+    /// --provider gpt=openai:https://api.openai.com/v1#gpt-4o-mini. Keys come from
+    /// OPENAI_API_KEY and ANTHROPIC_API_KEY. Without any provider: Ollama on this machine.
+    #[arg(
+        long = "provider",
+        env = "VICTOR_PROVIDERS",
+        value_delimiter = ',',
+        value_name = "SPEC"
+    )]
+    #[serde(skip)]
+    provider: Vec<String>,
+    /// The provider chats use when they name none [default: the first by name].
+    #[arg(long, env = "VICTOR_DEFAULT_PROVIDER", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_provider: Option<String>,
+    /// Seconds to wait for a provider's first byte; local models load slowly [default: 300].
+    #[arg(long, env = "VICTOR_LLM_FIRST_BYTE_TIMEOUT_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm_first_byte_timeout_secs: Option<f64>,
+    /// Seconds a streaming reply may go silent before it fails [default: 120].
+    #[arg(long, env = "VICTOR_LLM_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm_idle_timeout_secs: Option<f64>,
+    /// Times a connection to a provider is retried before it counts as unreachable
+    /// [default: 3].
+    #[arg(long, env = "VICTOR_LLM_RETRIES", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    llm_retries: Option<u32>,
 }
 
 /// TLS from the settings: a certificate of the user's (either file implies TLS, and one
@@ -196,8 +226,12 @@ fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
 }
 
 pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
-    let settings = config::load(config_file, &args)?;
+    let mut settings = config::load(config_file, &args)?;
     init_logging(&settings.log_format)?;
+    for spec in &args.provider {
+        let (name, provider) = crate::llm::parse_provider_spec(spec)?;
+        settings.providers.insert(name, provider);
+    }
     for (key, value) in [
         ("max_concurrent", settings.max_concurrent),
         ("max_connections", settings.max_connections),
@@ -262,6 +296,21 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             max_sessions: settings.max_sessions,
         },
         admin_key_file: config::config_dir(config_file).join(ADMIN_KEY_FILE),
+        providers: settings.providers.clone(),
+        default_provider: settings.default_provider.clone(),
+        provider_settings: ProviderSettings {
+            connect_timeout: seconds(
+                settings.llm_connect_timeout_secs,
+                "llm_connect_timeout_secs",
+            )?,
+            first_byte_timeout: seconds(
+                settings.llm_first_byte_timeout_secs,
+                "llm_first_byte_timeout_secs",
+            )?,
+            idle_timeout: seconds(settings.llm_idle_timeout_secs, "llm_idle_timeout_secs")?,
+            retries: settings.llm_retries,
+            ..ProviderSettings::default()
+        },
         tls: tls_certificate(&settings)?,
     };
     crate::serve::run(config, shutdown_signal(), announce).await?;

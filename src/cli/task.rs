@@ -540,16 +540,28 @@ fn describe(task: &Task) -> String {
         lines.push(("name", name.clone()));
     }
     lines.push(("kind", task.spec.kind().to_string()));
-    lines.push(("command", task.spec.summary()));
-    let TaskSpec::Exec(exec) = &task.spec;
-    if let Some(cwd) = &exec.cwd {
-        lines.push(("cwd", cwd.clone()));
-    }
-    for (key, value) in &exec.env {
-        lines.push(("env", format!("{key}={value}")));
-    }
-    if let Some(timeout) = exec.timeout_secs {
-        lines.push(("timeout", format!("{timeout}s")));
+    match &task.spec {
+        TaskSpec::Exec(exec) => {
+            lines.push(("command", task.spec.summary()));
+            if let Some(cwd) = &exec.cwd {
+                lines.push(("cwd", cwd.clone()));
+            }
+            for (key, value) in &exec.env {
+                lines.push(("env", format!("{key}={value}")));
+            }
+            if let Some(timeout) = exec.timeout_secs {
+                lines.push(("timeout", format!("{timeout}s")));
+            }
+        }
+        TaskSpec::Chat(chat) => {
+            lines.push(("question", task.spec.summary()));
+            if let Some(conversation) = &chat.conversation_id {
+                lines.push(("conversation", conversation.clone()));
+            }
+            let provider = chat.provider.as_deref().unwrap_or("default");
+            let model = chat.model.as_deref().unwrap_or("default");
+            lines.push(("model", format!("{provider}/{model}")));
+        }
     }
     if task.priority != 0 {
         lines.push(("priority", task.priority.to_string()));

@@ -12,9 +12,10 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::proto::{
-    CreateKey, CreateTask, CreatedKey, ErrorBody, Event, Fingerprint, Health, Input, KeyInfo,
-    RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER, RenderRequest, Scope, SessionRequest, SessionToken,
-    Status, Task, TaskPage, TaskState,
+    Conversation, ConversationPage, ConversationSummary, CreateConversation, CreateKey, CreateTask,
+    CreatedKey, ErrorBody, Event, Fingerprint, Health, Input, KeyInfo, ModelList, PostMessage,
+    ProviderInfo, RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER, RenderRequest, Scope, SessionRequest,
+    SessionToken, Status, Task, TaskPage, TaskState,
 };
 
 pub use follow::{Follow, Topic};
@@ -391,6 +392,93 @@ impl Client {
         })
     }
 
+    /// The server's LLM providers.
+    pub async fn providers(&self) -> Result<Vec<ProviderInfo>, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/providers"))
+            .await
+    }
+
+    /// The models the server's providers offer.
+    pub async fn models(&self) -> Result<ModelList, ClientError> {
+        self.json(self.request(Method::GET, "/api/v1/models")).await
+    }
+
+    pub async fn create_conversation(
+        &self,
+        request: &CreateConversation,
+    ) -> Result<ConversationSummary, ClientError> {
+        self.json(
+            self.request(Method::POST, "/api/v1/conversations")
+                .json(request),
+        )
+        .await
+    }
+
+    /// Conversations, most recently updated first.
+    pub async fn list_conversations(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<ConversationPage, ClientError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(cursor) = cursor {
+            query.push(("cursor", cursor.to_string()));
+        }
+        self.json(
+            self.request(Method::GET, "/api/v1/conversations")
+                .query(&query),
+        )
+        .await
+    }
+
+    pub async fn get_conversation(&self, id: &str) -> Result<Conversation, ClientError> {
+        self.json(self.request(Method::GET, &conversation_path(id, "")))
+            .await
+    }
+
+    pub async fn delete_conversation(&self, id: &str) -> Result<(), ClientError> {
+        self.send(self.request(Method::DELETE, &conversation_path(id, "")))
+            .await
+            .map(drop)
+    }
+
+    /// Posts a message; the answer is the task of the turn that replies (follow its events).
+    pub async fn post_message(
+        &self,
+        conversation_id: &str,
+        message: &PostMessage,
+    ) -> Result<Task, ClientError> {
+        self.json(
+            self.request(
+                Method::POST,
+                &conversation_path(conversation_id, "/messages"),
+            )
+            .json(message),
+        )
+        .await
+    }
+
+    /// Cancels the turn replying in a conversation.
+    pub async fn cancel_turn(&self, conversation_id: &str) -> Result<Task, ClientError> {
+        self.json(self.request(Method::POST, &conversation_path(conversation_id, "/cancel")))
+            .await
+    }
+
+    /// A conversation exported as `json` or `markdown`.
+    pub async fn export_conversation(
+        &self,
+        conversation_id: &str,
+        format: &str,
+    ) -> Result<String, ClientError> {
+        let response = self
+            .send(
+                self.request(Method::GET, &conversation_path(conversation_id, "/export"))
+                    .query(&[("format", format)]),
+            )
+            .await?;
+        response.text().await.map_err(|e| self.transport_error(e))
+    }
+
     /// Opens the WebSocket.
     pub async fn websocket(&self) -> Result<WsConnection, ClientError> {
         WsConnection::connect(
@@ -411,6 +499,10 @@ fn is_loopback(url: &reqwest::Url) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn conversation_path(id: &str, suffix: &str) -> String {
+    format!("/api/v1/conversations/{}{suffix}", url_escape(id))
 }
 
 fn task_path(id: &str, suffix: &str) -> String {

@@ -14,7 +14,7 @@ use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Control, ControlMsg, Engine, EngineError, error_result};
+use super::{Control, ControlMsg, Engine, EngineError, error_result, to_value};
 use crate::proto::{
     Command, ExecSpec, InputData, OutputData, OutputStream, Task, TaskResult, TaskState,
     TruncatedData, types,
@@ -489,10 +489,6 @@ fn incomplete_tail(bytes: &[u8]) -> usize {
         return if width > back { back } else { 0 };
     }
     0
-}
-
-fn to_value<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_default()
 }
 
 #[cfg(test)]

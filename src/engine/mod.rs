@@ -2,6 +2,7 @@
 //! that steer a running task, and recovery after a restart. It knows nothing about HTTP: the
 //! transports call [`Engine`] and follow the [`Bus`].
 
+mod chat;
 mod exec;
 
 use std::cmp::Reverse;
@@ -14,10 +15,12 @@ use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::bus::Bus;
+use crate::llm::{LlmError, Providers};
 use crate::proto::{
-    CreateTask, ExecSpec, Input, StateData, Task, TaskPage, TaskResult, TaskSpec, TaskState,
+    ChatSpec, CreateTask, ExecSpec, Input, StateData, Task, TaskPage, TaskResult, TaskSpec,
+    TaskState,
 };
-use crate::store::{NewTask, SharedStore, StoreError, TaskQuery, Transition};
+use crate::store::{ConversationAppend, NewTask, SharedStore, StoreError, TaskQuery, Transition};
 
 /// How the engine runs tasks.
 #[derive(Debug, Clone)]
@@ -68,6 +71,23 @@ pub enum EngineError {
     ShuttingDown,
     #[error("{0} tasks are already waiting in the queue; try again when some have run")]
     QueueFull(usize),
+    #[error("cannot {action} a {kind} task")]
+    Unsupported {
+        action: &'static str,
+        kind: &'static str,
+    },
+    #[error("conversation {0} not found")]
+    ConversationNotFound(String),
+    #[error("conversation {conversation} is still answering{}; wait for it or cancel it",
+            task.as_ref().map(|t| format!(" (task {t})")).unwrap_or_default())]
+    TurnRunning {
+        conversation: String,
+        task: Option<String>,
+    },
+    #[error("conversation {0} has no reply streaming")]
+    NoTurnRunning(String),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -82,6 +102,8 @@ impl From<StoreError> for EngineError {
                 action: "change",
             },
             StoreError::IdempotencyMismatch => EngineError::IdempotencyMismatch,
+            StoreError::ConversationNotFound(id) => EngineError::ConversationNotFound(id),
+            StoreError::BadCursor(_) => EngineError::Invalid(error.to_string()),
             other => EngineError::Store(other),
         }
     }
@@ -117,8 +139,13 @@ struct Scheduler {
     /// Waiting tasks: highest priority first, then first come.
     queue: BTreeMap<(Reverse<i32>, u64), String>,
     queued: HashMap<String, (Reverse<i32>, u64)>,
-    /// Tasks holding a concurrency slot, with the channel to their runner.
+    /// Tasks running, with the channel to their runner.
     running: HashMap<String, mpsc::Sender<ControlMsg>>,
+    /// How many of `running` are chat turns: they start at once and hold no concurrency slot,
+    /// since a person is waiting and the work is the provider's.
+    foreground: usize,
+    /// Conversations with a turn running (or being created: no task id yet).
+    turns: HashMap<String, Option<String>>,
     next_ticket: u64,
     stopping: bool,
 }
@@ -128,6 +155,7 @@ pub struct Engine {
     store: SharedStore,
     bus: Bus,
     config: EngineConfig,
+    providers: Arc<Providers>,
     scheduler: Mutex<Scheduler>,
     all_stopped: Notify,
     started: Instant,
@@ -140,11 +168,13 @@ impl Engine {
         store: SharedStore,
         bus: Bus,
         config: EngineConfig,
+        providers: Arc<Providers>,
     ) -> Result<Arc<Engine>, EngineError> {
         let engine = Arc::new(Engine {
             store,
             bus,
             config,
+            providers,
             scheduler: Mutex::new(Scheduler::default()),
             all_stopped: Notify::new(),
             started: Instant::now(),
@@ -170,7 +200,10 @@ impl Engine {
                 .await?;
         }
         for task in engine.store.tasks_in_states(&[TaskState::Queued]).await? {
-            engine.enqueue(&task);
+            match task.spec {
+                TaskSpec::Chat(_) => engine.start_now(task.id),
+                TaskSpec::Exec(_) => engine.enqueue(&task),
+            }
         }
         engine.schedule();
         Ok(engine)
@@ -194,6 +227,11 @@ impl Engine {
         &self.config
     }
 
+    /// The LLM providers chat turns use.
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -202,10 +240,42 @@ impl Engine {
     /// `false` instead of creating another.
     pub async fn create(
         self: &Arc<Self>,
-        request: CreateTask,
+        mut request: CreateTask,
         idempotency_key: Option<String>,
     ) -> Result<(Task, bool), EngineError> {
         validate(&request)?;
+        let conversation = match &mut request.spec {
+            TaskSpec::Chat(spec) => {
+                self.prepare_chat(spec).await?;
+                spec.conversation_id.clone()
+            }
+            TaskSpec::Exec(_) => None,
+        };
+        let created = self.insert(request, idempotency_key).await;
+        if let Some(conversation) = conversation {
+            match &created {
+                Ok((task, true)) => self.claim_turn(&conversation, &task.id),
+                _ => self.release_turn(&conversation),
+            }
+        }
+        let (task, created) = created?;
+        if created {
+            match task.spec {
+                TaskSpec::Chat(_) => self.start_now(task.id.clone()),
+                TaskSpec::Exec(_) => {
+                    self.enqueue(&task);
+                    self.schedule();
+                }
+            }
+        }
+        Ok((task, created))
+    }
+
+    async fn insert(
+        &self,
+        request: CreateTask,
+        idempotency_key: Option<String>,
+    ) -> Result<(Task, bool), EngineError> {
         {
             let scheduler = self.lock();
             if scheduler.stopping {
@@ -229,19 +299,14 @@ impl Engine {
             result: None,
             last_seq: 0,
         };
-        let (task, created) = self
+        Ok(self
             .store
             .create_task(NewTask {
                 task,
                 idempotency_key,
                 request_fingerprint: fingerprint,
             })
-            .await?;
-        if created {
-            self.enqueue(&task);
-            self.schedule();
-        }
-        Ok((task, created))
+            .await?)
     }
 
     pub async fn get(&self, id: &str) -> Result<Task, EngineError> {
@@ -420,27 +485,44 @@ impl Engine {
     /// Starts queued tasks while there are free slots.
     fn schedule(self: &Arc<Self>) {
         let mut scheduler = self.lock();
-        while !scheduler.stopping && scheduler.running.len() < self.config.max_concurrent {
+        while !scheduler.stopping
+            && scheduler.running.len() - scheduler.foreground < self.config.max_concurrent
+        {
             let Some((_, id)) = scheduler.queue.pop_first() else {
                 break;
             };
             scheduler.queued.remove(&id);
-            let (controls, inbox) = mpsc::channel(16);
-            scheduler.running.insert(id.clone(), controls);
-            let engine = self.clone();
-            tokio::spawn(async move {
-                engine.run(&id, inbox).await;
-                let now_idle = {
-                    let mut scheduler = engine.lock();
-                    scheduler.running.remove(&id);
-                    scheduler.running.is_empty()
-                };
-                if now_idle {
-                    engine.all_stopped.notify_waiters();
-                }
-                engine.schedule();
-            });
+            self.spawn_runner(&mut scheduler, id, false);
         }
+    }
+
+    /// Starts a task without waiting for a slot (a chat turn).
+    fn start_now(self: &Arc<Self>, id: String) {
+        let mut scheduler = self.lock();
+        self.spawn_runner(&mut scheduler, id, true);
+    }
+
+    fn spawn_runner(self: &Arc<Self>, scheduler: &mut Scheduler, id: String, foreground: bool) {
+        let (controls, inbox) = mpsc::channel(16);
+        scheduler.running.insert(id.clone(), controls);
+        scheduler.foreground += usize::from(foreground);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            engine.run(&id, inbox).await;
+            let now_idle = {
+                let mut scheduler = engine.lock();
+                scheduler.running.remove(&id);
+                scheduler.foreground -= usize::from(foreground);
+                scheduler
+                    .turns
+                    .retain(|_, task| task.as_deref() != Some(id.as_str()));
+                scheduler.running.is_empty()
+            };
+            if now_idle {
+                engine.all_stopped.notify_waiters();
+            }
+            engine.schedule();
+        });
     }
 
     async fn run(self: &Arc<Self>, id: &str, inbox: mpsc::Receiver<ControlMsg>) {
@@ -454,6 +536,7 @@ impl Engine {
         };
         let outcome = match &task.spec {
             TaskSpec::Exec(spec) => exec::run(self, &task, spec, inbox).await,
+            TaskSpec::Chat(spec) => chat::run(self, &task, spec, inbox).await,
         };
         if let Err(e) = outcome {
             tracing::error!(task = %id, error = %e, "task runner failed");
@@ -474,6 +557,18 @@ impl Engine {
         result: TaskResult,
         reason: &str,
     ) -> Result<Task, EngineError> {
+        self.finish_with(id, state, result, reason, None).await
+    }
+
+    /// [`Engine::finish`], adding messages to a conversation in the same write.
+    async fn finish_with(
+        &self,
+        id: &str,
+        state: TaskState,
+        result: TaskResult,
+        reason: &str,
+        messages: Option<ConversationAppend>,
+    ) -> Result<Task, EngineError> {
         let data = StateData {
             state,
             pid: None,
@@ -491,6 +586,7 @@ impl Engine {
                     finished_at: Some(Timestamp::now()),
                     result: Some(result),
                     data: serde_json::to_value(data).unwrap_or_default(),
+                    messages,
                 },
             )
             .await?)
@@ -522,6 +618,7 @@ impl Engine {
                     finished_at: None,
                     result: None,
                     data: serde_json::to_value(data).unwrap_or_default(),
+                    messages: None,
                 },
             )
             .await?)
@@ -558,7 +655,31 @@ fn validate(request: &CreateTask) -> Result<(), EngineError> {
     }
     match &request.spec {
         TaskSpec::Exec(spec) => validate_exec(spec),
+        TaskSpec::Chat(spec) => validate_chat(spec),
     }
+}
+
+fn validate_chat(spec: &ChatSpec) -> Result<(), EngineError> {
+    let invalid = |message: &str| Err(EngineError::Invalid(message.to_string()));
+    if spec.messages.is_empty() {
+        return invalid("spec.messages must hold at least one message");
+    }
+    if let Some(temperature) = spec.temperature
+        && !(0.0..=2.0).contains(&temperature)
+    {
+        return invalid("spec.temperature must be between 0 and 2");
+    }
+    if spec.max_tokens == Some(0) {
+        return invalid("spec.max_tokens must be at least 1");
+    }
+    if spec.tools.iter().any(|tool| tool.name.is_empty()) {
+        return invalid("every tool in spec.tools needs a name");
+    }
+    Ok(())
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
 }
 
 fn validate_exec(spec: &ExecSpec) -> Result<(), EngineError> {

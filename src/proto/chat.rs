@@ -267,3 +267,30 @@ pub struct PostMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
 }
+
+impl Conversation {
+    /// The conversation as Markdown: `# Conversation Export`, then a `## ROLE` section per
+    /// message (the shape seed 000's export has), tool calls as JSON blocks.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::from("# Conversation Export\n\n");
+        if !self.summary.title.is_empty() {
+            out.push_str(&format!("**{}**\n\n", self.summary.title));
+        }
+        for stored in &self.messages {
+            let message = &stored.message;
+            out.push_str(&format!("## {}\n\n", message.role.as_str().to_uppercase()));
+            if !message.content.is_empty() {
+                out.push_str(message.content.trim_end());
+                out.push_str("\n\n");
+            }
+            for call in &message.tool_calls {
+                let arguments = serde_json::to_string_pretty(&call.arguments).unwrap_or_default();
+                out.push_str(&format!(
+                    "Tool call `{}`:\n\n```json\n{arguments}\n```\n\n",
+                    call.name
+                ));
+            }
+        }
+        out
+    }
+}

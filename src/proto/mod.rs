@@ -28,4 +28,4 @@ pub use render::{
     BackendChoice, BackendKind, DiagramType, RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER,
     RenderBackends, RenderOptions, RenderRequest, TypeBackends, UnknownDiagramType,
 };
-pub use task::{Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};
+pub use task::{ChatSpec, Command, ExecSpec, Task, TaskResult, TaskSpec, TaskState};

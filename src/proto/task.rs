@@ -8,6 +8,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::chat::{ChatMessage, Role, ToolSpec};
+
 /// Where a task is in its life. `succeeded`, `failed`, `cancelled` and `interrupted` are final:
 /// a task in one of them never changes again and its event log is complete.
 #[derive(
@@ -161,26 +163,78 @@ impl ExecSpec {
     }
 }
 
+/// A chat turn: one model reply, streamed into the task's log. With a conversation, the model
+/// sees its messages first, and the turn's messages and the reply are added to it when the
+/// turn ends; without one, `messages` is the whole context.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChatSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// The turn's messages: usually one user message.
+    pub messages: Vec<ChatMessage>,
+    /// The provider's name; the server's default when absent (filled in when the task is made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The provider's default model when absent (filled in when the task is made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Sent before everything else; the conversation's own when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Tools the model may ask for; their calls come back as `chat.tool_call` events for the
+    /// client to run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
 /// The kind of a task and what it needs to run. New kinds are new variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum TaskSpec {
     Exec(ExecSpec),
+    Chat(ChatSpec),
 }
 
 impl TaskSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             TaskSpec::Exec(_) => "exec",
+            TaskSpec::Chat(_) => "chat",
         }
     }
 
-    /// A one-line summary for people (the command line for `exec`).
+    /// A one-line summary for people: the command line of `exec`, the question of `chat`.
     pub fn summary(&self) -> String {
         match self {
             TaskSpec::Exec(exec) => exec.command.display(),
+            TaskSpec::Chat(chat) => {
+                let asked = chat
+                    .messages
+                    .iter()
+                    .rev()
+                    .find(|message| message.role == Role::User)
+                    .map(|message| message.content.as_str())
+                    .unwrap_or_default();
+                let line = asked.lines().find(|line| !line.trim().is_empty());
+                format!("chat: {}", shortened(line.unwrap_or_default().trim(), 80))
+            }
         }
     }
+}
+
+/// `text` cut to at most `max` characters, with an ellipsis when cut.
+pub fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
 }
 
 /// How a finished task ended.

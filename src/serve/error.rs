@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::engine::EngineError;
+use crate::llm::LlmError;
 use crate::proto::{ErrorBody, ErrorInfo, TaskState};
 
 /// An error answered as `{"error": {"code", "message"}}` with its status.
@@ -127,10 +128,35 @@ impl From<EngineError> for ApiError {
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            EngineError::Unsupported { .. } | EngineError::NoTurnRunning(_) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            EngineError::TurnRunning { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "turn_running", message)
+            }
+            EngineError::ConversationNotFound(_) => ApiError::not_found(message),
+            EngineError::Llm(e) => llm_error(e),
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "store error while answering a request");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
+        }
+    }
+}
+
+/// A provider's failure while a chat was being set up: the caller's mistake (an unknown
+/// provider or model) is 422, the provider's own trouble 502 or 504.
+fn llm_error(error: LlmError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        LlmError::UnknownProvider(_) | LlmError::NoModel(_) | LlmError::ModelNotFound { .. } => {
+            ApiError::invalid(message)
+        }
+        LlmError::Timeout { .. } => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "provider_timeout", message)
+        }
+        LlmError::Unreachable { .. } | LlmError::Provider { .. } | LlmError::Protocol { .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", message)
         }
     }
 }

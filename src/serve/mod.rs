@@ -2,10 +2,13 @@
 //! and streams come from the bus. Each transport is a thin adapter over those two.
 
 mod auth;
+mod chat;
 mod error;
 mod guard;
 mod limits;
+mod openai;
 mod render;
+mod seed000;
 mod stream;
 mod tasks;
 mod tls;
@@ -30,6 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::bus::{Bus, Hub};
 use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::llm::{ProviderConfig, ProviderConfigError, ProviderSettings, Providers};
 use crate::render::{RenderConfig, Renderer, Tools};
 use crate::store::{SharedStore, SqliteStore, StoreError};
 
@@ -67,6 +71,11 @@ pub struct ServeConfig {
     pub tls: Option<TlsCertificate>,
     /// Diagram rendering: limits, safe mode, cache.
     pub render: RenderConfig,
+    /// LLM providers by name (none: Ollama on this machine).
+    pub providers: std::collections::BTreeMap<String, ProviderConfig>,
+    /// The provider chats use when they name none (the first by name when not set).
+    pub default_provider: Option<String>,
+    pub provider_settings: ProviderSettings,
 }
 
 /// What a started server tells whoever started it, to print for people.
@@ -108,6 +117,8 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Providers(#[from] ProviderConfigError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -188,8 +199,13 @@ pub async fn run(
         .as_ref()
         .map(|certificate| ServerTls::load(certificate, &config.data_dir))
         .transpose()?;
+    let providers = Arc::new(Providers::new(
+        config.providers.clone(),
+        config.default_provider.as_deref(),
+        config.provider_settings,
+    )?);
     let bus = Bus::new(hub, store.clone());
-    let engine = Engine::start(store.clone(), bus, config.engine.clone()).await?;
+    let engine = Engine::start(store.clone(), bus, config.engine.clone(), providers).await?;
     let closing = CancellationToken::new();
     let limits = Arc::new(RateLimits::new(config.rate_limit));
     let renderer = Arc::new(Renderer::new(config.render.clone(), Tools::discover()));
@@ -486,6 +502,7 @@ pub fn url_of(addr: SocketAddr, tls: bool) -> String {
          (name = "events", description = "Event logs and live streams"),
          (name = "access", description = "Scoped API keys and session tokens"),
          (name = "render", description = "Diagrams to SVG"),
+         (name = "chat", description = "LLM providers, conversations and their streamed turns"),
          (name = "server", description = "Health and status"))
 )]
 struct ApiDoc;
@@ -525,6 +542,13 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::session_token))
         .routes(routes!(render::render))
         .routes(routes!(render::backends))
+        .routes(routes!(chat::providers))
+        .routes(routes!(chat::models))
+        .routes(routes!(chat::create_conversation, chat::list_conversations))
+        .routes(routes!(chat::get_conversation, chat::delete_conversation))
+        .routes(routes!(chat::post_message))
+        .routes(routes!(chat::cancel_turn))
+        .routes(routes!(chat::export_conversation))
 }
 
 /// The OpenAPI document of the native API, as served at `/openapi.json`.
@@ -536,6 +560,29 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
     let (api, openapi) = api().split_for_parts();
     let router = api
         .route("/health", axum::routing::get(tasks::health))
+        // Seed 000's chat surface and an OpenAI-compatible one: not in the OpenAPI document,
+        // which describes the native API.
+        .route("/status", axum::routing::get(seed000::status))
+        .route("/chat", axum::routing::post(seed000::chat))
+        .route("/chat/stream", axum::routing::post(seed000::chat_stream))
+        .route("/completions", axum::routing::post(seed000::completions))
+        .route("/models", axum::routing::get(seed000::models))
+        .route("/providers", axum::routing::get(seed000::providers))
+        .route(
+            "/conversation/reset",
+            axum::routing::post(seed000::reset_conversation),
+        )
+        .route(
+            "/conversation/export",
+            axum::routing::get(seed000::export_conversation),
+        )
+        .route("/ws", axum::routing::get(seed000::websocket))
+        .route("/ws/session", axum::routing::get(seed000::websocket))
+        .route(
+            "/v1/chat/completions",
+            axum::routing::post(openai::chat_completions),
+        )
+        .route("/v1/models", axum::routing::get(openai::models))
         // Seed 000's legacy render routes and Kroki's: compatibility, not in the OpenAPI.
         .route("/render/{kind}", axum::routing::post(render::text_body))
         .route("/{kind}/svg", axum::routing::post(render::text_body))
@@ -660,4 +707,4 @@ fn is_websocket_upgrade(request: &Request) -> bool {
 }
 
 /// The routes whose handlers take the `auth` first message.
-const WEBSOCKET_ROUTES: &[&str] = &["/api/v1/ws"];
+const WEBSOCKET_ROUTES: &[&str] = &["/api/v1/ws", "/ws", "/ws/session"];

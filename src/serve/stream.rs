@@ -38,7 +38,7 @@ use crate::store::{EventRange, StoreError};
 /// here, and they then catch up from the store.
 const WS_QUEUE: usize = 32;
 /// How long a socket opened without credentials has to send its `auth` message.
-const AUTH_WAIT: Duration = Duration::from_secs(5);
+pub(super) const AUTH_WAIT: Duration = Duration::from_secs(5);
 /// Default and largest page of `follow=false`.
 const DEFAULT_EVENT_PAGE: usize = 10_000;
 const MAX_EVENT_PAGE: usize = 100_000;
@@ -102,13 +102,24 @@ pub async fn task_events(
         }
         return Ok(Json(events).into_response());
     }
+    let principal = principal.map(|axum::Extension(p)| p);
+    follow_task(state, principal, id, after, filter).await
+}
+
+/// A task's events after `after` as a live SSE stream that ends after its final event.
+pub(super) async fn follow_task(
+    state: AppState,
+    principal: Option<Principal>,
+    id: String,
+    after: u64,
+    filter: Option<Vec<String>>,
+) -> Result<Response, ApiError> {
     let subscription = state
         .engine
         .bus()
         .subscribe(Topic::Task(id.clone()), Some(after))
         .await
         .map_err(store_error)?;
-    let principal = principal.map(|axum::Extension(p)| p);
     Ok(sse(state, principal, Feed::new(subscription, filter), id).into_response())
 }
 
@@ -204,7 +215,7 @@ fn parse_types(list: Option<&str>) -> Option<Vec<String>> {
     })
 }
 
-fn store_error(error: StoreError) -> ApiError {
+pub(super) fn store_error(error: StoreError) -> ApiError {
     ApiError::from(crate::engine::EngineError::from(error))
 }
 
@@ -250,10 +261,10 @@ impl Feed {
 }
 
 /// Counts an open stream for `/status` while it lives.
-struct Connected(Arc<AtomicU64>);
+pub(super) struct Connected(Arc<AtomicU64>);
 
 impl Connected {
-    fn new(counter: &Arc<AtomicU64>) -> Connected {
+    pub(super) fn new(counter: &Arc<AtomicU64>) -> Connected {
         counter.fetch_add(1, Ordering::Relaxed);
         Connected(counter.clone())
     }
@@ -276,9 +287,9 @@ enum Next {
 
 /// Completes when the server starts shutting down. Made once per connection and kept: making
 /// a new one for every event would take the token's lock once per event and subscriber.
-type Closing = Pin<Box<WaitForCancellationFutureOwned>>;
+pub(super) type Closing = Pin<Box<WaitForCancellationFutureOwned>>;
 
-fn closing(state: &AppState) -> Closing {
+pub(super) fn closing(state: &AppState) -> Closing {
     Box::pin(state.closing.clone().cancelled_owned())
 }
 
@@ -300,7 +311,7 @@ async fn next_item(
     }
 }
 
-fn heartbeat_timer(every: Duration) -> tokio::time::Interval {
+pub(super) fn heartbeat_timer(every: Duration) -> tokio::time::Interval {
     let mut timer = interval_at(Instant::now() + every, every);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     timer
@@ -580,7 +591,7 @@ async fn serve_socket(socket: WebSocket, state: AppState, mut principal: Option<
 /// WebSocket close code for a client that stopped answering pings.
 const CLOSE_NO_ANSWER: u16 = 4408;
 /// WebSocket close code for missing or wrong credentials (the seed 000 servers' code).
-const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub(super) const CLOSE_UNAUTHORIZED: u16 = 4401;
 
 /// The close frame that explains a read error to the client, when there is one to explain:
 /// a message over the limit gets 1009 with the limit.
@@ -595,7 +606,7 @@ fn close_for(error: axum::Error, max_message_bytes: usize) -> Option<Message> {
     }
 }
 
-fn close_unauthorized(reason: &str) -> Message {
+pub(super) fn close_unauthorized(reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code: CLOSE_UNAUTHORIZED,
         reason: format!("unauthorized: {reason}").into(),

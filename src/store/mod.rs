@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::proto::{Event, Scope, Task, TaskResult, TaskState};
+use crate::proto::{ConversationSummary, Event, Scope, StoredMessage, Task, TaskResult, TaskState};
 
 pub use sqlite::SqliteStore;
 
@@ -21,6 +21,10 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     #[error("task {0} not found")]
     NotFound(String),
+    #[error("conversation {0} not found")]
+    ConversationNotFound(String),
+    #[error("`{0}` is not a cursor this server gave out")]
+    BadCursor(String),
     #[error("task {id} is {state}")]
     WrongState { id: String, state: TaskState },
     #[error("the Idempotency-Key was already used for a different request")]
@@ -64,6 +68,26 @@ pub struct Transition {
     pub result: Option<TaskResult>,
     /// The `state` event's data.
     pub data: serde_json::Value,
+    /// Messages a finished chat turn adds to its conversation, in the same transaction as its
+    /// final state: a reply is in the conversation exactly when its turn succeeded.
+    pub messages: Option<ConversationAppend>,
+}
+
+/// Messages to add at the end of a conversation.
+#[derive(Debug, Clone)]
+pub struct ConversationAppend {
+    pub conversation_id: String,
+    pub messages: Vec<StoredMessage>,
+}
+
+/// Which conversations `list_conversations` returns: most recently updated first.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationQuery {
+    /// Only those of this channel (a compatibility surface's per-client conversation).
+    pub channel: Option<String>,
+    /// Conversations after this cursor (from a previous page).
+    pub after: Option<String>,
+    pub limit: usize,
 }
 
 /// An API key as kept: its SHA-256 (hex), never the key itself.
@@ -164,6 +188,36 @@ pub trait Store: Send + Sync + 'static {
         keys: Vec<(String, Timestamp)>,
         sessions: Vec<(String, Timestamp)>,
     ) -> Result<(), StoreError>;
+
+    /// Inserts a conversation. `channel` names the compatibility surface and client it serves
+    /// (their "current conversation" is the newest of the channel); none for native ones.
+    async fn create_conversation(
+        &self,
+        conversation: ConversationSummary,
+        channel: Option<String>,
+    ) -> Result<(), StoreError>;
+
+    /// Replaces the title, provider, model and system prompt, and sets `updated_at`.
+    async fn update_conversation(
+        &self,
+        conversation: ConversationSummary,
+    ) -> Result<(), StoreError>;
+
+    /// Newest first; the second value is the cursor of the next page.
+    async fn list_conversations(
+        &self,
+        query: ConversationQuery,
+    ) -> Result<(Vec<ConversationSummary>, Option<String>), StoreError>;
+
+    /// A conversation with all its messages, oldest first.
+    async fn get_conversation(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ConversationSummary, Vec<StoredMessage>)>, StoreError>;
+
+    /// Deletes a conversation and its messages (its turns' tasks stay); false when there was
+    /// no such conversation.
+    async fn delete_conversation(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     async fn close(&self);

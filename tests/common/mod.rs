@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_llm;
+pub mod tmux;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -280,6 +283,14 @@ pub fn shell(script: &str) -> CreateTask {
 
 pub fn exec(command: TaskCommand) -> ExecSpec {
     ExecSpec::new(command)
+}
+
+/// The exec spec of a request made by [`shell`], to adjust.
+pub fn exec_of(request: &mut CreateTask) -> &mut ExecSpec {
+    match &mut request.spec {
+        TaskSpec::Exec(spec) => spec,
+        other => panic!("not an exec task: {other:?}"),
+    }
 }
 
 /// Polls until `check` holds for the task, or panics after `limit`.
