@@ -253,7 +253,13 @@ async fn a_connection_broken_mid_reply_is_an_error_and_is_not_retried() {
     let fake = FakeLlm::start();
     for format in FORMATS {
         let before = fake.requests().len();
-        fake.push(Reply::text(&["partial"]).then_hang_up());
+        // The pause lets the partial reply reach the client before the connection breaks
+        // (without it the response never started, which is a failure worth a retry).
+        fake.push(
+            Reply::text(&["partial"])
+                .then_hang_up()
+                .pieces_every(Duration::from_millis(50)),
+        );
         let got = collect(&provider(&fake, format), hello()).await;
         assert_eq!(got.text(), "partial", "{format:?}");
         assert!(

@@ -40,10 +40,20 @@ pub enum ProviderConfigError {
     Client(String),
 }
 
-/// The providers a server can chat with, by name.
+/// The providers a server can chat with, by name. Cheap to clone: the providers are shared.
+#[derive(Clone)]
 pub struct Providers {
     providers: BTreeMap<String, Arc<dyn Provider>>,
     default: String,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers")
+            .field("names", &self.providers.keys().collect::<Vec<_>>())
+            .field("default", &self.default)
+            .finish()
+    }
 }
 
 impl Providers {

@@ -468,7 +468,11 @@ async fn chat(
         .unwrap()
         .pop_front()
         .unwrap_or_else(|| echo(&request));
-    tokio::time::sleep(reply.first_byte_delay).await;
+    // Even a zero sleep waits for the timer's next tick (a millisecond), which a benchmark
+    // would count.
+    if !reply.first_byte_delay.is_zero() {
+        tokio::time::sleep(reply.first_byte_delay).await;
+    }
     match &reply.kind {
         Kind::Status(status, message) => error_response(format, *status, message),
         Kind::ModelNotFound => {
@@ -494,7 +498,7 @@ async fn chat(
                 (VecDeque::from(writes), reply.piece_delay, true),
                 |(mut writes, delay, first)| async move {
                     let write = writes.pop_front()?;
-                    if !first {
+                    if !first && !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
                     let item = match write {
@@ -831,6 +835,8 @@ impl axum::serve::Listener for Counting {
                 self.shared.disconnects.fetch_add(1, Ordering::SeqCst);
                 continue;
             }
+            // Each write goes out at once, as from a real provider flushing every token.
+            let _ = stream.set_nodelay(true);
             let counted = Counted {
                 stream,
                 shared: self.shared.clone(),
