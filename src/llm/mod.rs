@@ -9,6 +9,14 @@ use futures_util::Stream;
 
 use crate::proto::{ChatMessage, ProviderInfo, ProviderKind, ToolCall, ToolSpec, Usage};
 
+mod anthropic;
+mod http;
+mod ollama;
+mod openai;
+mod registry;
+
+pub use registry::{DEFAULT_OLLAMA_URL, ProviderConfigError, Providers, parse_provider_spec};
+
 /// What one model call sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
@@ -105,4 +113,35 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
+}
+
+/// How patiently victor talks to providers. Local models can take minutes to load before their
+/// first token, so the wait for the first byte is long; once a reply streams, a long silence
+/// means the provider is stuck. Connection failures are retried because a local server that
+/// is starting (or restarting) refuses connections for a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// Longest wait for a TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest wait from sending a request to the first byte of its response body.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two pieces of a streamed response.
+    pub idle_timeout: Duration,
+    /// How many times a connection failure is retried before the provider counts as
+    /// unreachable (a failure after the response started is never retried).
+    pub retries: u32,
+    /// The wait before the first retry; it doubles for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for ProviderSettings {
+    fn default() -> ProviderSettings {
+        ProviderSettings {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+            retries: 3,
+            backoff: Duration::from_millis(250),
+        }
+    }
 }
