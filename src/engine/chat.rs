@@ -166,16 +166,7 @@ impl Engine {
             spec.model = Some(model);
             return Ok(());
         };
-        {
-            let mut scheduler = self.lock();
-            if let Some(task) = scheduler.turns.get(&id) {
-                return Err(EngineError::TurnRunning {
-                    conversation: id,
-                    task: task.clone(),
-                });
-            }
-            scheduler.turns.insert(id.clone(), None);
-        }
+        self.claim(&id).await?;
         let prepared = self.prepare_turn(&id, spec).await;
         if prepared.is_err() {
             self.release_turn(&id);
@@ -224,6 +215,39 @@ impl Engine {
         spec.provider = Some(provider);
         spec.model = Some(model);
         Ok(())
+    }
+
+    /// Claims a conversation for a turn about to be made, unless one is running in it.
+    async fn claim(&self, id: &str) -> Result<(), EngineError> {
+        let holder = {
+            let mut scheduler = self.lock();
+            match scheduler.turns.get(id) {
+                None => {
+                    scheduler.turns.insert(id.to_string(), None);
+                    return Ok(());
+                }
+                Some(holder) => holder.clone(),
+            }
+        };
+        // A turn's final event reaches its clients a moment before its runner lets go of the
+        // conversation: a client that asks again at once finds the claim of a finished task.
+        if let Some(task) = &holder
+            && self
+                .store
+                .get_task(task)
+                .await?
+                .is_none_or(|task| task.state.is_final())
+        {
+            let mut scheduler = self.lock();
+            if scheduler.turns.get(id) == Some(&holder) {
+                scheduler.turns.insert(id.to_string(), None);
+                return Ok(());
+            }
+        }
+        Err(EngineError::TurnRunning {
+            conversation: id.to_string(),
+            task: holder,
+        })
     }
 
     /// Records which task answers a claimed conversation.
