@@ -10,7 +10,10 @@
 
 use std::collections::VecDeque;
 
-use crate::proto::{Event, InputData, OutputStream, StateData, TaskState, TruncatedData, types};
+use crate::proto::{
+    Event, InputData, MessageData, OutputData, OutputStream, StateData, TaskState, TruncatedData,
+    chat_types, types,
+};
 
 /// Longest line kept, in bytes: a terminal shows a few hundred columns, and a task printing
 /// megabytes without a newline must not grow the window without bound.
@@ -372,7 +375,7 @@ fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
         seq: event.seq,
         offset: from,
     };
-    let Some(output) = event.output() else {
+    let Some(output) = streamed_text(event) else {
         if let Some(last) = lines.back_mut() {
             last.open = false;
         }
@@ -416,6 +419,19 @@ fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
     }
 }
 
+/// The text an event adds to the flow of the log: a process's output, or a piece of a chat
+/// reply (shown as the task's stdout).
+fn streamed_text(event: &Event) -> Option<OutputData> {
+    if event.kind == chat_types::DELTA {
+        let text = event.data.get("text")?.as_str()?.to_string();
+        return Some(OutputData {
+            stream: OutputStream::Stdout,
+            text,
+        });
+    }
+    event.output()
+}
+
 fn note_kind(event: &Event) -> LineKind {
     match event.state() {
         Some(state) => LineKind::State(state.state),
@@ -442,6 +458,32 @@ fn note_text(event: &Event) -> String {
                 data.limit_bytes
             ),
             Err(_) => "output truncated".to_string(),
+        },
+        chat_types::TOOL_CALL => {
+            let call = &event.data["tool_call"];
+            let mut text = String::new();
+            let name = call["name"].as_str().unwrap_or("?");
+            append_printable(
+                &mut text,
+                &format!("tool call {name} {}", call["arguments"]),
+            );
+            text
+        }
+        chat_types::MESSAGE => match serde_json::from_value::<MessageData>(event.data.clone()) {
+            Ok(reply) => {
+                let mut text = format!("reply from {}/{}", reply.provider, reply.model);
+                if let Some(reason) = reply.finish_reason {
+                    text.push_str(&format!(", {reason}"));
+                }
+                if let Some(usage) = reply.usage {
+                    text.push_str(&format!(
+                        ", {} → {} tokens",
+                        usage.input_tokens, usage.output_tokens
+                    ));
+                }
+                text
+            }
+            Err(_) => "reply complete".to_string(),
         },
         other => {
             let mut text = String::new();
@@ -632,6 +674,50 @@ mod tests {
         window.push(&state_event(5, TaskState::Succeeded));
         assert_eq!(texts(&window), ["hello", "wor", "oops", "ld", "succeeded"]);
         assert_eq!(window.lines[2].kind, LineKind::Stderr);
+    }
+
+    #[test]
+    fn a_chat_reply_reads_as_text_with_its_tool_calls_and_summary() {
+        let event = |seq: u64, kind: &str, data: serde_json::Value| Event {
+            kind: kind.into(),
+            data,
+            ..state_event(seq, TaskState::Running)
+        };
+        let mut window = LogWindow::new(100);
+        window.push(&state_event(1, TaskState::Running));
+        window.push(&event(
+            2,
+            chat_types::DELTA,
+            serde_json::json!({"text": "First li"}),
+        ));
+        window.push(&event(
+            3,
+            chat_types::DELTA,
+            serde_json::json!({"text": "ne\nsecond"}),
+        ));
+        window.push(&event(
+            4,
+            chat_types::TOOL_CALL,
+            serde_json::json!({"tool_call": {"id": "c", "name": "read_file", "arguments": {"path": "a.rs"}}}),
+        ));
+        window.push(&event(
+            5,
+            chat_types::MESSAGE,
+            serde_json::json!({"message": {"role": "assistant", "content": "First line\nsecond"},
+                "provider": "local", "model": "qwen", "finish_reason": "stop",
+                "usage": {"input_tokens": 12, "output_tokens": 5}}),
+        ));
+        assert_eq!(
+            texts(&window),
+            [
+                "running",
+                "First line",
+                "second",
+                r#"tool call read_file {"path":"a.rs"}"#,
+                "reply from local/qwen, stop, 12 → 5 tokens"
+            ]
+        );
+        assert_eq!(window.lines[1].kind, LineKind::Stdout);
     }
 
     #[test]
