@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue};
 use serde_json::{Value, json};
 
-use super::http::{Decoder, Endpoint, Frame, Framing, parse_arguments};
+use super::http::{Decoder, Endpoint, Frame, Framing, parse_arguments, secret_header};
 use super::openai::model_ids;
 use super::{ChatRequest, Chunk, ChunkStream, LlmError, Provider, ProviderSettings};
 use crate::proto::{ChatMessage, ProviderInfo, Role, ToolCall, Usage};
@@ -34,9 +34,7 @@ impl Anthropic {
             HeaderValue::from_static(API_VERSION),
         );
         if let Some(key) = api_key {
-            let mut value = HeaderValue::from_str(key)?;
-            value.set_sensitive(true);
-            headers.insert(HeaderName::from_static("x-api-key"), value);
+            headers.insert(HeaderName::from_static("x-api-key"), secret_header(key)?);
         }
         Ok(Anthropic {
             endpoint: Endpoint::new(info, headers, http, settings),

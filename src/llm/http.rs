@@ -354,6 +354,16 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
 
 /// The message of an error body: `{"error": "..."}` (Ollama), `{"error": {"message": "..."}}`
 /// (OpenAI, Anthropic), `{"message": ...}` or `{"detail": ...}` (other servers), else the text.
+/// A header carrying an API key: marked sensitive, so that it is never printed in debug
+/// output or logs.
+pub(crate) fn secret_header(
+    value: &str,
+) -> Result<reqwest::header::HeaderValue, reqwest::header::InvalidHeaderValue> {
+    let mut value = reqwest::header::HeaderValue::from_str(value)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 pub(crate) fn error_message(body: &[u8]) -> Option<String> {
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
         let found = [

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, InvalidHeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap, InvalidHeaderValue};
 use serde_json::{Map, Value, json};
 
-use super::http::{Decoder, Endpoint, Frame, Framing, new_call_id, parse_arguments};
+use super::http::{Decoder, Endpoint, Frame, Framing, new_call_id, parse_arguments, secret_header};
 use super::{ChatRequest, Chunk, ChunkStream, LlmError, Provider, ProviderSettings};
 use crate::proto::{ProviderInfo, Role, ToolCall, Usage};
 
@@ -24,9 +24,7 @@ impl Ollama {
     ) -> Result<Ollama, InvalidHeaderValue> {
         let mut headers = HeaderMap::new();
         if let Some(key) = api_key {
-            let mut value = HeaderValue::from_str(&format!("Bearer {key}"))?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
+            headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {key}"))?);
         }
         Ok(Ollama {
             endpoint: Endpoint::new(info, headers, http, settings),

@@ -32,6 +32,7 @@ use super::chat::{Turn, TurnEvent, export};
 use super::error::{ApiError, ApiJson, ApiQuery};
 use super::stream::{
     AUTH_WAIT, CLOSE_UNAUTHORIZED, Connected, close_unauthorized, closing, heartbeat_timer,
+    not_a_websocket,
 };
 use crate::proto::{ChatMessage, ChatSpec, CreateConversation, Role, Scope, ToolCall, ToolSpec};
 
@@ -418,15 +419,7 @@ pub async fn websocket(
         Ok(upgrade) => upgrade
             .max_message_size(state.max_ws_message_bytes.saturating_mul(4))
             .on_upgrade(move |socket| serve_ws(socket, state, principal, legacy)),
-        Err(rejection) => ApiError::new(
-            rejection.status(),
-            "bad_request",
-            format!(
-                "{} (connect with a WebSocket client)",
-                rejection.body_text()
-            ),
-        )
-        .into_response(),
+        Err(rejection) => not_a_websocket(rejection),
     }
 }
 

@@ -414,16 +414,21 @@ pub async fn websocket(
             .read_buffer_size(4 * 1024)
             .write_buffer_size(16 * 1024)
             .on_upgrade(move |socket| serve_socket(socket, state, principal)),
-        Err(rejection) => ApiError::new(
-            rejection.status(),
-            "bad_request",
-            format!(
-                "{} (connect with a WebSocket client)",
-                rejection.body_text()
-            ),
-        )
-        .into_response(),
+        Err(rejection) => not_a_websocket(rejection),
     }
+}
+
+/// The answer to a request on a WebSocket route that is not a WebSocket upgrade.
+pub(super) fn not_a_websocket(rejection: WebSocketUpgradeRejection) -> Response {
+    ApiError::new(
+        rejection.status(),
+        "bad_request",
+        format!(
+            "{} (connect with a WebSocket client)",
+            rejection.body_text()
+        ),
+    )
+    .into_response()
 }
 
 /// Serves one socket. Without a `principal` (opened without credentials), the first message
