@@ -354,7 +354,13 @@ async fn session_tokens_are_signed_expire_and_end_with_their_key() {
     .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
 
-    // Tokens survive a restart: the secret and the sessions are in the data dir.
+    // Tokens survive a restart: the secret and the sessions are in the data dir, which victor
+    // made private to its user.
+    assert_eq!(
+        common::mode_of(&server.data_path().join("session.secret")),
+        0o600
+    );
+    assert_eq!(common::mode_of(server.data_path()), 0o700);
     server.terminate();
     server.restart();
     // A new client: the old one's pooled connections died with the old process.
