@@ -58,6 +58,17 @@ async fn next_message(socket: &mut Socket) -> Result<Value, u16> {
     }
 }
 
+/// The status, and the JSON body of a refusal. A success is not read: it may be an endless
+/// event stream.
+async fn try_route(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    if status.is_success() {
+        return (status, Value::Null);
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 async fn send(socket: &mut Socket, request: Value) {
     socket
         .send(Message::Text(request.to_string().into()))
@@ -71,6 +82,8 @@ async fn each_scope_is_enforced_on_every_route_family() {
     let read = create_key(&server, "read", "dashboard");
     let control = create_key(&server, "control", "laptop");
     let task = server.start_task(&["sleep", "30"]);
+    // Cancelled by the first principal that may: `task` keeps running for the rest.
+    let doomed = server.start_task(&["sleep", "30"]);
     let client = http();
 
     // (method, path, body, the scope it needs)
@@ -84,6 +97,7 @@ async fn each_scope_is_enforced_on_every_route_family() {
             "read",
         ),
         (Method::GET, "/api/v1/status".into(), None, "read"),
+        (Method::GET, "/api/v1/events".into(), None, "read"),
         (
             Method::POST,
             "/session/token".into(),
@@ -120,11 +134,24 @@ async fn each_scope_is_enforced_on_every_route_family() {
             None,
             "control",
         ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{doomed}/cancel"),
+            None,
+            "control",
+        ),
         (Method::GET, "/api/v1/keys".into(), None, "admin"),
         (
             Method::POST,
             "/api/v1/keys".into(),
             Some(json!({"scope": "read"})),
+            "admin",
+        ),
+        // A key that is not there: an admin key gets 404, which shows it got through.
+        (
+            Method::DELETE,
+            "/api/v1/keys/no-such-key".into(),
+            None,
             "admin",
         ),
     ];
@@ -133,36 +160,76 @@ async fn each_scope_is_enforced_on_every_route_family() {
             .iter()
             .position(|s| *s == scope)
     };
+    // Each key, and a session token of each: (credentials, scope, is a session token).
+    let mut principals = Vec::new();
     for (key, scope) in [
-        (&read, "read"),
-        (&control, "control"),
-        (&ADMIN.to_string(), "admin"),
+        (read.clone(), "read"),
+        (control.clone(), "control"),
+        (ADMIN.to_string(), "admin"),
     ] {
+        let (status, body) = call(
+            client
+                .post(format!("{}/session/token", server.url))
+                .bearer_auth(&key),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["session_token"].as_str().unwrap().to_string();
+        principals.push((key, scope, false));
+        principals.push((token, scope, true));
+    }
+    for (credentials, scope, token) in &principals {
+        let who = if *token { "session token" } else { "key" };
         for (method, path, body, needs) in &routes {
             let mut request = client
                 .request(method.clone(), format!("{}{path}", server.url))
-                .bearer_auth(key);
+                .bearer_auth(credentials);
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let (status, body) = call(request).await;
-            if rank(scope) >= rank(needs) {
-                assert!(
-                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
-                    "{scope} key on {method} {path}: {status} {body}"
-                );
+            let (status, body) = try_route(request).await;
+            // A token has its key's scope, but makes no sessions and manages no keys.
+            let refusal = if *token && path == "/session/token" {
+                Some("cannot make sessions".to_string())
+            } else if rank(scope) < rank(needs) {
+                Some(format!("needs scope {needs}"))
+            } else if *token && path.starts_with("/api/v1/keys") {
+                Some("use the key itself".to_string())
             } else {
-                assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
-                assert!(
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains(&format!("needs scope {needs}")),
-                    "{body}"
-                );
+                None
+            };
+            match refusal {
+                None => assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{scope} {who} on {method} {path}: {status} {body}"
+                ),
+                Some(reason) => {
+                    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+                    assert!(
+                        body["error"]["message"].as_str().unwrap().contains(&reason),
+                        "{scope} {who} on {method} {path}: {body}"
+                    );
+                }
             }
         }
     }
+
+    // Not even an admin session token revokes a key: the control key still works.
+    let admin_token = &principals[5].0;
+    let (status, body) = try_route(
+        client
+            .delete(format!("{}/api/v1/keys/laptop", server.url))
+            .bearer_auth(admin_token),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = try_route(
+        client
+            .get(format!("{}/api/v1/tasks", server.url))
+            .bearer_auth(&control),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 
     // Over the WebSocket, a read key watches but does not steer.
     let (mut socket, _) =

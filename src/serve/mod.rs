@@ -621,6 +621,9 @@ async fn authorize(State(state): State<AppState>, mut request: Request, next: Ne
     if principal.scope < needed {
         return auth::forbidden(principal.scope, needed).into_response();
     }
+    if let Err(refused) = auth::session_may_reach(&principal, request.uri().path()) {
+        return ApiError::from(refused).into_response();
+    }
     request.extensions_mut().insert(principal);
     next.run(request).await
 }
