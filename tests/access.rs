@@ -506,6 +506,52 @@ async fn session_tokens_end_with_their_lifetime() {
 }
 
 #[tokio::test]
+async fn the_seed_000_setting_names_are_read_too() {
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("VICTOR_SERVER_API_KEY", ADMIN),
+            ("VICTOR_SERVER_MAX_SESSIONS", "1"),
+            ("VICTOR_SERVER_SESSION_TTL_SECONDS", "120"),
+        ],
+    );
+    let client = http();
+    let tasks = format!("{}/api/v1/tasks", server.url);
+    let (status, body) = call(client.get(&tasks)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = call(client.get(&tasks).bearer_auth(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let new_session = |key: &str| {
+        client
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(key)
+    };
+    let before = now();
+    let (status, body) = call(new_session(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expires: jiff::Timestamp = body["expires_at"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires.as_second() - before;
+    assert!((119..=121).contains(&lifetime), "{body}");
+    // One session at most: another key's is refused.
+    let out = server
+        .victor()
+        .env("VICTOR_API_KEY", ADMIN)
+        .args(["keys", "create", "--scope", "read", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (status, body) = call(new_session(other["key"].as_str().unwrap())).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "session_limit",
+    );
+}
+
+#[tokio::test]
 async fn sessions_are_capped_and_idle_ones_end() {
     let server = Server::start_with(&[
         "--api-key",
