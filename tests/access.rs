@@ -28,8 +28,24 @@ fn create_key(server: &Server, scope: &str, name: &str) -> String {
 fn ws_url(server: &Server, query: &str) -> String {
     format!(
         "{}/api/v1/ws{query}",
-        server.url.replace("http://", "ws://")
+        server
+            .url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
     )
+}
+
+/// A WebSocket over TLS to a server with this certificate, with the request's own headers.
+async fn wss(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    pin: victor::proto::Fingerprint,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut tls = common::pinned_tls(pin);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(tls));
+    tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+        .await
+        .map(|(socket, _)| socket)
 }
 
 type Socket =
@@ -867,11 +883,100 @@ fn api_status(error: victor::client::ClientError) -> (u16, String) {
 
 #[tokio::test]
 async fn scopes_tokens_and_limits_hold_over_tls_too() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use victor::client::Client;
     use victor::proto::{Scope, WsRequest};
-    // Five connections: the three clients below keep one each in their pools, and two sockets.
-    let server = Server::start_with(&["--tls", "--api-key", ADMIN, "--max-connections", "5"]);
+    // Six connections: the four clients below keep one each in their pools, and two sockets.
+    // Each address may make 60 requests at once, far more than this test but the flood.
+    let server = Server::start_with(&[
+        "--tls",
+        "--api-key",
+        ADMIN,
+        "--max-connections",
+        "6",
+        "--rate-limit",
+        "1",
+        "--rate-burst",
+        "60",
+    ]);
     let pin = server.fingerprint.expect("a TLS server");
+    let raw = common::pinned_http(pin, None);
+    let tasks = format!("{}/api/v1/tasks", server.url);
+
+    // DNS rebinding is refused on a loopback TLS bind as on a plain one.
+    let (status, body) = call(
+        raw.get(&tasks)
+            .bearer_auth(ADMIN)
+            .header("host", format!("evil.example:{}", server.port())),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    // Tampered and forged session tokens are refused over TLS too.
+    let (status, body) = call(
+        raw.post(format!("{}/session/token", server.url))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_string();
+    let session_id = body["session_id"].as_str().unwrap().to_string();
+    let mut tampered = String::from_utf8(URL_SAFE.decode(&token).unwrap()).unwrap();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let tampered = URL_SAFE.encode(tampered);
+    for bad in [
+        tampered.clone(),
+        sign(b"not the server's secret", &session_id, now()),
+    ] {
+        let (status, body) = call(raw.get(&tasks).bearer_auth(&bad)).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let (status, _) = call(raw.get(&tasks).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A WSS handshake from a foreign page is refused before the upgrade.
+    let mut request = ws_url(&server, "").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match wss(request, pin).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        Err(other) => panic!("expected 403 before the upgrade, got {other:?}"),
+        Ok(_) => panic!("a foreign page got a WebSocket"),
+    }
+    // A WSS socket whose `auth` message carries a tampered token is closed with 4401.
+    let request = ws_url(&server, "").into_client_request().unwrap();
+    let mut socket = wss(request, pin).await.unwrap();
+    send(
+        &mut socket,
+        json!({"type": "auth", "session_token": tampered}),
+    )
+    .await;
+    assert_eq!(next_message(&mut socket).await, Err(4401));
+    drop(socket);
+
+    // An address over its rate gets 429 over TLS, with the same header and body.
+    let busy = common::pinned_http(pin, Some("127.0.0.2"));
+    let mut limited = None;
+    for _ in 0..100 {
+        let response = busy
+            .get(format!("{}/health", server.url))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("429 within 100 requests");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    drop(busy);
     let admin = server.client();
     let read = admin.create_key(Scope::Read, None).await.unwrap().key;
     let reader = Client::pinned(&server.url, Some(read.clone()), pin).unwrap();
