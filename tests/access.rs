@@ -696,6 +696,77 @@ async fn a_websocket_without_credentials_must_authenticate_first() {
     );
 }
 
+#[tokio::test]
+async fn revoking_a_key_ends_its_event_streams_and_its_sessions_sockets() {
+    let server = Server::start_with(&["--api-key", ADMIN, "--heartbeat-secs", "0.3"]);
+    let watcher = create_key(&server, "read", "watcher");
+    let holder = create_key(&server, "read", "holder");
+
+    // An SSE stream opened with a key: live, heartbeats arriving.
+    let response = http()
+        .get(format!("{}/api/v1/events", server.url))
+        .bearer_auth(&watcher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a heartbeat within 5 s");
+    assert!(matches!(first, Some(Ok(_))), "{first:?}");
+
+    // A WebSocket opened with a session token of another key.
+    let (status, body) = call(
+        http()
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(&holder),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["session_token"].as_str().unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(ws_url(&server, &format!("?session_token={token}")))
+            .await
+            .unwrap();
+    send(&mut socket, json!({"type": "subscribe", "id": "s"})).await;
+    assert_eq!(next_message(&mut socket).await.unwrap()["ok"], true);
+    // Read on its own, so that it answers every ping while the stream is watched below.
+    let socket_closed = tokio::spawn(async move {
+        loop {
+            match next_message(&mut socket).await {
+                Ok(message) => assert_ne!(message["type"], "reply", "answered after revocation"),
+                Err(code) => return code,
+            }
+        }
+    });
+
+    for name in ["watcher", "holder"] {
+        let out = server.run(&["keys", "revoke", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let revoked = std::time::Instant::now();
+
+    // The stream ends at its next heartbeat, with at most the one already on its way.
+    let mut after = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+            Ok(Some(Ok(_))) => after += 1,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => panic!("the stream failed instead of ending: {e}"),
+            Err(_) => panic!("the stream outlived its key by 5 s"),
+        }
+    }
+    assert!(after <= 2, "{after} frames after the revocation");
+    // The socket's next message (its pong to the heartbeat's ping) finds the session gone.
+    assert_eq!(socket_closed.await.unwrap(), 4401);
+    assert!(
+        revoked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        revoked.elapsed()
+    );
+}
+
 /// A client whose connections come from `source`, one of the many loopback addresses.
 fn from(source: &str) -> reqwest::Client {
     reqwest::Client::builder()
