@@ -900,19 +900,13 @@ async fn a_network_bind_without_a_key_makes_one_and_never_serves_without_it() {
         .trim()
         .to_string();
     assert!(key.starts_with("vk_") && key.len() > 40, "{key}");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-    // The instructions follow the listening line.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("victor remote add") {
-        assert!(std::time::Instant::now() < deadline, "{}", server.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(common::mode_of(&key_file), 0o600);
+    // The instructions follow the listening line: one command per address of this machine.
+    let commands = connect_commands(&server).await;
+    assert_connect_commands(&server, &commands, "http", &format!("--key {key}"));
     let log = server.log();
     assert!(log.contains(&key), "the new key is shown once: {log}");
+    assert!(log.contains("in the clear"), "{log}");
 
     let tasks = format!("{}/api/v1/tasks", server.url);
     let (status, body) = call(http().get(&tasks)).await;
@@ -932,6 +926,79 @@ async fn a_network_bind_without_a_key_makes_one_and_never_serves_without_it() {
     assert_eq!(server.log().matches(&key).count(), shown_before);
     let (status, _) = call(http().get(&tasks).bearer_auth(&key)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tls_network_bind_prints_the_fingerprint_to_pin() {
+    let server = Server::start_with(&["--host", "0.0.0.0", "--tls"]);
+    let fingerprint = server.fingerprint.expect("a TLS server");
+    let commands = connect_commands(&server).await;
+    assert_connect_commands(
+        &server,
+        &commands,
+        "https",
+        &format!("--key KEY --fingerprint {fingerprint}"),
+    );
+    // The generated key is shown in the commands (its first start).
+    let key = std::fs::read_to_string(server.config_dir().join("admin.key")).unwrap();
+    assert!(
+        commands.iter().all(|c| c.contains(key.trim())),
+        "{commands:?}"
+    );
+    assert!(!server.log().contains("in the clear"), "{}", server.log());
+}
+
+/// The `victor remote add` commands a network bind prints, once all of them are there.
+async fn connect_commands(server: &Server) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // The last line of the instructions.
+    while !server.log().contains("victor task list --server") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+        .log()
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("victor remote add "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Each command is `victor remote add NAME SCHEME://ADDRESS:PORT` and then `rest` (with the
+/// key the server made in place of `KEY`), with one command for each of this machine's IPv4
+/// addresses but loopback.
+fn assert_connect_commands(server: &Server, commands: &[String], scheme: &str, rest: &str) {
+    let lan: std::collections::BTreeSet<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .unwrap()
+        .filter_map(|interface| {
+            let v4 = interface.address?.as_sockaddr_in()?.ip();
+            (!v4.is_loopback()).then_some(std::net::IpAddr::V4(v4))
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for command in commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[..3], ["victor", "remote", "add"], "{command}");
+        let url = reqwest::Url::parse(words[4]).unwrap();
+        assert_eq!(url.scheme(), scheme, "{command}");
+        assert_eq!(url.port().unwrap().to_string(), server.port(), "{command}");
+        let ip: std::net::IpAddr = url.host_str().unwrap().parse().unwrap();
+        assert!(seen.insert(ip), "{ip} twice: {commands:?}");
+        let expected: Vec<&str> = rest.split_whitespace().collect();
+        assert_eq!(words[5..].len(), expected.len(), "{command}");
+        for (word, expected) in words[5..].iter().zip(&expected) {
+            if *expected != "KEY" {
+                assert_eq!(word, expected, "{command}");
+            }
+        }
+    }
+    if lan.is_empty() {
+        // No network: the one command names the bound address.
+        assert_eq!(commands.len(), 1, "{commands:?}");
+    } else {
+        assert_eq!(seen, lan, "{commands:?}");
+    }
 }
 
 /// The first reply on a library WebSocket, skipping events.
