@@ -438,6 +438,33 @@ async fn cors_is_off_by_default_and_allows_exactly_the_configured_origins() {
     )
     .await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+
+    // VICTOR_CORS_ORIGINS takes a comma-separated list.
+    let server = Server::start_with_env(
+        &[],
+        &[(
+            "VICTOR_CORS_ORIGINS",
+            "http://localhost:5173,https://dash.example",
+        )],
+    );
+    let url = format!("{}/api/v1/tasks", server.url);
+    for (origin, allowed) in [
+        ("http://localhost:5173", true),
+        ("https://dash.example", true),
+        ("https://other.example", false),
+    ] {
+        let response = http()
+            .get(&url)
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert_eq!(status.is_success(), allowed, "{origin}: {status}");
+        if allowed {
+            assert_eq!(response.headers()["access-control-allow-origin"], origin);
+        }
+    }
 }
 
 #[tokio::test]
