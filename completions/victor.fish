@@ -41,7 +41,7 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l host -d 'Address
 complete -c victor -n "__fish_victor_using_subcommand serve" -l port -d 'Port to listen on; 0 picks a free one [default: 8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l data-dir -d 'Where the database lives [default: the platform\'s data dir, e.g. ~/.local/share/victor]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-concurrent -d 'Tasks running at once; the rest wait in a queue [default: 4]' -r
-complete -c victor -n "__fish_victor_using_subcommand serve" -l api-key -d 'Require this key from every client (`Authorization: Bearer KEY`)' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l api-key -d 'Require this key from every client (`Authorization: Bearer KEY`). Also read from VICTOR_SERVER_API_KEY (seed 000\'s name)' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l log-format -d 'Log as text for people or JSON lines for machines [default: text]' -r -f -a "text\t''
 json\t''"
 complete -c victor -n "__fish_victor_using_subcommand serve" -l heartbeat-secs -d 'Seconds between heartbeat events on every open stream [default: 5]' -r
@@ -56,9 +56,9 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l max-ws-message-b
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-connections -d 'Open connections before new ones are refused with 503 [default: 4096]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l rate-limit -d 'Requests per second per client address and per key over TCP; 0 turns limits off [default: 200]. The Unix socket is not limited' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l rate-burst -d 'Requests allowed in a burst above the rate before 429 [default: 400]' -r
-complete -c victor -n "__fish_victor_using_subcommand serve" -l session-ttl-secs -d 'Seconds a session token stays valid [default: 86400]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l session-ttl-secs -d 'Seconds a session token stays valid [default: 86400]. Also read from VICTOR_SERVER_SESSION_TTL_SECONDS (seed 000\'s name)' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l session-idle-secs -d 'Seconds a session may sit unused before it ends [default: 3600]' -r
-complete -c victor -n "__fish_victor_using_subcommand serve" -l max-sessions -d 'Sessions at once before new ones are refused with 429 [default: 100]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-sessions -d 'Sessions at once before new ones are refused with 429 [default: 100]. Also read from VICTOR_SERVER_MAX_SESSIONS (seed 000\'s name)' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls-cert -d 'Serve HTTPS with this PEM certificate chain instead (needs --tls-key)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls-key -d 'The PEM private key of --tls-cert' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-payload-bytes -d 'Largest diagram source a render accepts; more is refused with 413 [default: 20000]' -r

@@ -28,8 +28,24 @@ fn create_key(server: &Server, scope: &str, name: &str) -> String {
 fn ws_url(server: &Server, query: &str) -> String {
     format!(
         "{}/api/v1/ws{query}",
-        server.url.replace("http://", "ws://")
+        server
+            .url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1)
     )
+}
+
+/// A WebSocket over TLS to a server with this certificate, with the request's own headers.
+async fn wss(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    pin: victor::proto::Fingerprint,
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let mut tls = common::pinned_tls(pin);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(tls));
+    tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector))
+        .await
+        .map(|(socket, _)| socket)
 }
 
 type Socket =
@@ -58,6 +74,17 @@ async fn next_message(socket: &mut Socket) -> Result<Value, u16> {
     }
 }
 
+/// The status, and the JSON body of a refusal. A success is not read: it may be an endless
+/// event stream.
+async fn try_route(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    if status.is_success() {
+        return (status, Value::Null);
+    }
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 async fn send(socket: &mut Socket, request: Value) {
     socket
         .send(Message::Text(request.to_string().into()))
@@ -71,6 +98,8 @@ async fn each_scope_is_enforced_on_every_route_family() {
     let read = create_key(&server, "read", "dashboard");
     let control = create_key(&server, "control", "laptop");
     let task = server.start_task(&["sleep", "30"]);
+    // Cancelled by the first principal that may: `task` keeps running for the rest.
+    let doomed = server.start_task(&["sleep", "30"]);
     let client = http();
 
     // (method, path, body, the scope it needs)
@@ -84,6 +113,7 @@ async fn each_scope_is_enforced_on_every_route_family() {
             "read",
         ),
         (Method::GET, "/api/v1/status".into(), None, "read"),
+        (Method::GET, "/api/v1/events".into(), None, "read"),
         (
             Method::POST,
             "/session/token".into(),
@@ -120,11 +150,24 @@ async fn each_scope_is_enforced_on_every_route_family() {
             None,
             "control",
         ),
+        (
+            Method::POST,
+            format!("/api/v1/tasks/{doomed}/cancel"),
+            None,
+            "control",
+        ),
         (Method::GET, "/api/v1/keys".into(), None, "admin"),
         (
             Method::POST,
             "/api/v1/keys".into(),
             Some(json!({"scope": "read"})),
+            "admin",
+        ),
+        // A key that is not there: an admin key gets 404, which shows it got through.
+        (
+            Method::DELETE,
+            "/api/v1/keys/no-such-key".into(),
+            None,
             "admin",
         ),
     ];
@@ -133,36 +176,76 @@ async fn each_scope_is_enforced_on_every_route_family() {
             .iter()
             .position(|s| *s == scope)
     };
+    // Each key, and a session token of each: (credentials, scope, is a session token).
+    let mut principals = Vec::new();
     for (key, scope) in [
-        (&read, "read"),
-        (&control, "control"),
-        (&ADMIN.to_string(), "admin"),
+        (read.clone(), "read"),
+        (control.clone(), "control"),
+        (ADMIN.to_string(), "admin"),
     ] {
+        let (status, body) = call(
+            client
+                .post(format!("{}/session/token", server.url))
+                .bearer_auth(&key),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["session_token"].as_str().unwrap().to_string();
+        principals.push((key, scope, false));
+        principals.push((token, scope, true));
+    }
+    for (credentials, scope, token) in &principals {
+        let who = if *token { "session token" } else { "key" };
         for (method, path, body, needs) in &routes {
             let mut request = client
                 .request(method.clone(), format!("{}{path}", server.url))
-                .bearer_auth(key);
+                .bearer_auth(credentials);
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let (status, body) = call(request).await;
-            if rank(scope) >= rank(needs) {
-                assert!(
-                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
-                    "{scope} key on {method} {path}: {status} {body}"
-                );
+            let (status, body) = try_route(request).await;
+            // A token has its key's scope, but makes no sessions and manages no keys.
+            let refusal = if *token && path == "/session/token" {
+                Some("cannot make sessions".to_string())
+            } else if rank(scope) < rank(needs) {
+                Some(format!("needs scope {needs}"))
+            } else if *token && path.starts_with("/api/v1/keys") {
+                Some("use the key itself".to_string())
             } else {
-                assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
-                assert!(
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains(&format!("needs scope {needs}")),
-                    "{body}"
-                );
+                None
+            };
+            match refusal {
+                None => assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{scope} {who} on {method} {path}: {status} {body}"
+                ),
+                Some(reason) => {
+                    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+                    assert!(
+                        body["error"]["message"].as_str().unwrap().contains(&reason),
+                        "{scope} {who} on {method} {path}: {body}"
+                    );
+                }
             }
         }
     }
+
+    // Not even an admin session token revokes a key: the control key still works.
+    let admin_token = &principals[5].0;
+    let (status, body) = try_route(
+        client
+            .delete(format!("{}/api/v1/keys/laptop", server.url))
+            .bearer_auth(admin_token),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (status, _) = try_route(
+        client
+            .get(format!("{}/api/v1/tasks", server.url))
+            .bearer_auth(&control),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 
     // Over the WebSocket, a read key watches but does not steer.
     let (mut socket, _) =
@@ -354,7 +437,13 @@ async fn session_tokens_are_signed_expire_and_end_with_their_key() {
     .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
 
-    // Tokens survive a restart: the secret and the sessions are in the data dir.
+    // Tokens survive a restart: the secret and the sessions are in the data dir, which victor
+    // made private to its user.
+    assert_eq!(
+        common::mode_of(&server.data_path().join("session.secret")),
+        0o600
+    );
+    assert_eq!(common::mode_of(server.data_path()), 0o700);
     server.terminate();
     server.restart();
     // A new client: the old one's pooled connections died with the old process.
@@ -430,6 +519,52 @@ async fn session_tokens_end_with_their_lifetime() {
     assert_eq!(status, StatusCode::OK);
     let (status, body) = call(client.get(&tasks).bearer_auth(&token)).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn the_seed_000_setting_names_are_read_too() {
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("VICTOR_SERVER_API_KEY", ADMIN),
+            ("VICTOR_SERVER_MAX_SESSIONS", "1"),
+            ("VICTOR_SERVER_SESSION_TTL_SECONDS", "120"),
+        ],
+    );
+    let client = http();
+    let tasks = format!("{}/api/v1/tasks", server.url);
+    let (status, body) = call(client.get(&tasks)).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, _) = call(client.get(&tasks).bearer_auth(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let new_session = |key: &str| {
+        client
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(key)
+    };
+    let before = now();
+    let (status, body) = call(new_session(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expires: jiff::Timestamp = body["expires_at"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires.as_second() - before;
+    assert!((119..=121).contains(&lifetime), "{body}");
+    // One session at most: another key's is refused.
+    let out = server
+        .victor()
+        .env("VICTOR_API_KEY", ADMIN)
+        .args(["keys", "create", "--scope", "read", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (status, body) = call(new_session(other["key"].as_str().unwrap())).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "session_limit",
+    );
 }
 
 #[tokio::test]
@@ -558,6 +693,77 @@ async fn a_websocket_without_credentials_must_authenticate_first() {
         started.elapsed() >= Duration::from_secs(4),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn revoking_a_key_ends_its_event_streams_and_its_sessions_sockets() {
+    let server = Server::start_with(&["--api-key", ADMIN, "--heartbeat-secs", "0.3"]);
+    let watcher = create_key(&server, "read", "watcher");
+    let holder = create_key(&server, "read", "holder");
+
+    // An SSE stream opened with a key: live, heartbeats arriving.
+    let response = http()
+        .get(format!("{}/api/v1/events", server.url))
+        .bearer_auth(&watcher)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("a heartbeat within 5 s");
+    assert!(matches!(first, Some(Ok(_))), "{first:?}");
+
+    // A WebSocket opened with a session token of another key.
+    let (status, body) = call(
+        http()
+            .post(format!("{}/session/token", server.url))
+            .bearer_auth(&holder),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["session_token"].as_str().unwrap();
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(ws_url(&server, &format!("?session_token={token}")))
+            .await
+            .unwrap();
+    send(&mut socket, json!({"type": "subscribe", "id": "s"})).await;
+    assert_eq!(next_message(&mut socket).await.unwrap()["ok"], true);
+    // Read on its own, so that it answers every ping while the stream is watched below.
+    let socket_closed = tokio::spawn(async move {
+        loop {
+            match next_message(&mut socket).await {
+                Ok(message) => assert_ne!(message["type"], "reply", "answered after revocation"),
+                Err(code) => return code,
+            }
+        }
+    });
+
+    for name in ["watcher", "holder"] {
+        let out = server.run(&["keys", "revoke", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let revoked = std::time::Instant::now();
+
+    // The stream ends at its next heartbeat, with at most the one already on its way.
+    let mut after = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+            Ok(Some(Ok(_))) => after += 1,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => panic!("the stream failed instead of ending: {e}"),
+            Err(_) => panic!("the stream outlived its key by 5 s"),
+        }
+    }
+    assert!(after <= 2, "{after} frames after the revocation");
+    // The socket's next message (its pong to the heartbeat's ping) finds the session gone.
+    assert_eq!(socket_closed.await.unwrap(), 4401);
+    assert!(
+        revoked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        revoked.elapsed()
     );
 }
 
@@ -694,19 +900,13 @@ async fn a_network_bind_without_a_key_makes_one_and_never_serves_without_it() {
         .trim()
         .to_string();
     assert!(key.starts_with("vk_") && key.len() > 40, "{key}");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
-    // The instructions follow the listening line.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !server.log().contains("victor remote add") {
-        assert!(std::time::Instant::now() < deadline, "{}", server.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(common::mode_of(&key_file), 0o600);
+    // The instructions follow the listening line: one command per address of this machine.
+    let commands = connect_commands(&server).await;
+    assert_connect_commands(&server, &commands, "http", &format!("--key {key}"));
     let log = server.log();
     assert!(log.contains(&key), "the new key is shown once: {log}");
+    assert!(log.contains("in the clear"), "{log}");
 
     let tasks = format!("{}/api/v1/tasks", server.url);
     let (status, body) = call(http().get(&tasks)).await;
@@ -726,6 +926,79 @@ async fn a_network_bind_without_a_key_makes_one_and_never_serves_without_it() {
     assert_eq!(server.log().matches(&key).count(), shown_before);
     let (status, _) = call(http().get(&tasks).bearer_auth(&key)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_tls_network_bind_prints_the_fingerprint_to_pin() {
+    let server = Server::start_with(&["--host", "0.0.0.0", "--tls"]);
+    let fingerprint = server.fingerprint.expect("a TLS server");
+    let commands = connect_commands(&server).await;
+    assert_connect_commands(
+        &server,
+        &commands,
+        "https",
+        &format!("--key KEY --fingerprint {fingerprint}"),
+    );
+    // The generated key is shown in the commands (its first start).
+    let key = std::fs::read_to_string(server.config_dir().join("admin.key")).unwrap();
+    assert!(
+        commands.iter().all(|c| c.contains(key.trim())),
+        "{commands:?}"
+    );
+    assert!(!server.log().contains("in the clear"), "{}", server.log());
+}
+
+/// The `victor remote add` commands a network bind prints, once all of them are there.
+async fn connect_commands(server: &Server) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // The last line of the instructions.
+    while !server.log().contains("victor task list --server") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+        .log()
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("victor remote add "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Each command is `victor remote add NAME SCHEME://ADDRESS:PORT` and then `rest` (with the
+/// key the server made in place of `KEY`), with one command for each of this machine's IPv4
+/// addresses but loopback.
+fn assert_connect_commands(server: &Server, commands: &[String], scheme: &str, rest: &str) {
+    let lan: std::collections::BTreeSet<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .unwrap()
+        .filter_map(|interface| {
+            let v4 = interface.address?.as_sockaddr_in()?.ip();
+            (!v4.is_loopback()).then_some(std::net::IpAddr::V4(v4))
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for command in commands {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(words[..3], ["victor", "remote", "add"], "{command}");
+        let url = reqwest::Url::parse(words[4]).unwrap();
+        assert_eq!(url.scheme(), scheme, "{command}");
+        assert_eq!(url.port().unwrap().to_string(), server.port(), "{command}");
+        let ip: std::net::IpAddr = url.host_str().unwrap().parse().unwrap();
+        assert!(seen.insert(ip), "{ip} twice: {commands:?}");
+        let expected: Vec<&str> = rest.split_whitespace().collect();
+        assert_eq!(words[5..].len(), expected.len(), "{command}");
+        for (word, expected) in words[5..].iter().zip(&expected) {
+            if *expected != "KEY" {
+                assert_eq!(word, expected, "{command}");
+            }
+        }
+    }
+    if lan.is_empty() {
+        // No network: the one command names the bound address.
+        assert_eq!(commands.len(), 1, "{commands:?}");
+    } else {
+        assert_eq!(seen, lan, "{commands:?}");
+    }
 }
 
 /// The first reply on a library WebSocket, skipping events.
@@ -748,11 +1021,100 @@ fn api_status(error: victor::client::ClientError) -> (u16, String) {
 
 #[tokio::test]
 async fn scopes_tokens_and_limits_hold_over_tls_too() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use victor::client::Client;
     use victor::proto::{Scope, WsRequest};
-    // Five connections: the three clients below keep one each in their pools, and two sockets.
-    let server = Server::start_with(&["--tls", "--api-key", ADMIN, "--max-connections", "5"]);
+    // Six connections: the four clients below keep one each in their pools, and two sockets.
+    // Each address may make 60 requests at once, far more than this test but the flood.
+    let server = Server::start_with(&[
+        "--tls",
+        "--api-key",
+        ADMIN,
+        "--max-connections",
+        "6",
+        "--rate-limit",
+        "1",
+        "--rate-burst",
+        "60",
+    ]);
     let pin = server.fingerprint.expect("a TLS server");
+    let raw = common::pinned_http(pin, None);
+    let tasks = format!("{}/api/v1/tasks", server.url);
+
+    // DNS rebinding is refused on a loopback TLS bind as on a plain one.
+    let (status, body) = call(
+        raw.get(&tasks)
+            .bearer_auth(ADMIN)
+            .header("host", format!("evil.example:{}", server.port())),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
+
+    // Tampered and forged session tokens are refused over TLS too.
+    let (status, body) = call(
+        raw.post(format!("{}/session/token", server.url))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["session_token"].as_str().unwrap().to_string();
+    let session_id = body["session_id"].as_str().unwrap().to_string();
+    let mut tampered = String::from_utf8(URL_SAFE.decode(&token).unwrap()).unwrap();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    let tampered = URL_SAFE.encode(tampered);
+    for bad in [
+        tampered.clone(),
+        sign(b"not the server's secret", &session_id, now()),
+    ] {
+        let (status, body) = call(raw.get(&tasks).bearer_auth(&bad)).await;
+        assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let (status, _) = call(raw.get(&tasks).bearer_auth(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A WSS handshake from a foreign page is refused before the upgrade.
+    let mut request = ws_url(&server, "").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match wss(request, pin).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        Err(other) => panic!("expected 403 before the upgrade, got {other:?}"),
+        Ok(_) => panic!("a foreign page got a WebSocket"),
+    }
+    // A WSS socket whose `auth` message carries a tampered token is closed with 4401.
+    let request = ws_url(&server, "").into_client_request().unwrap();
+    let mut socket = wss(request, pin).await.unwrap();
+    send(
+        &mut socket,
+        json!({"type": "auth", "session_token": tampered}),
+    )
+    .await;
+    assert_eq!(next_message(&mut socket).await, Err(4401));
+    drop(socket);
+
+    // An address over its rate gets 429 over TLS, with the same header and body.
+    let busy = common::pinned_http(pin, Some("127.0.0.2"));
+    let mut limited = None;
+    for _ in 0..100 {
+        let response = busy
+            .get(format!("{}/health", server.url))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.expect("429 within 100 requests");
+    assert!(limited.headers().contains_key("retry-after"));
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    drop(busy);
     let admin = server.client();
     let read = admin.create_key(Scope::Read, None).await.unwrap().key;
     let reader = Client::pinned(&server.url, Some(read.clone()), pin).unwrap();

@@ -438,4 +438,49 @@ async fn cors_is_off_by_default_and_allows_exactly_the_configured_origins() {
     )
     .await;
     assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+
+    // VICTOR_CORS_ORIGINS takes a comma-separated list.
+    let server = Server::start_with_env(
+        &[],
+        &[(
+            "VICTOR_CORS_ORIGINS",
+            "http://localhost:5173,https://dash.example",
+        )],
+    );
+    let url = format!("{}/api/v1/tasks", server.url);
+    for (origin, allowed) in [
+        ("http://localhost:5173", true),
+        ("https://dash.example", true),
+        ("https://other.example", false),
+    ] {
+        let response = http()
+            .get(&url)
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert_eq!(status.is_success(), allowed, "{origin}: {status}");
+        if allowed {
+            assert_eq!(response.headers()["access-control-allow-origin"], origin);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_task_cannot_raise_the_servers_output_budget() {
+    let server = Server::start_with(&["--max-output-bytes", "1000"]);
+    let url = format!("{}/api/v1/tasks", server.url);
+    let task = |budget: u64| json!({"spec": {"kind": "exec", "command": ["true"], "max_output_bytes": budget}});
+    let (s, b) = call(http().post(&url).json(&task(1001))).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("limit of 1000 bytes") && message.contains("--max-output-bytes"),
+        "{message}"
+    );
+    for budget in [1000, 10] {
+        let (s, b) = call(http().post(&url).json(&task(budget))).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
 }

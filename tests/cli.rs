@@ -510,3 +510,79 @@ fn a_client_on_this_machine_uses_the_unix_socket_and_needs_no_key() {
     assert!(server.terminate().success());
     assert!(!socket.exists(), "a clean shutdown removes the socket");
 }
+
+#[test]
+fn a_local_https_url_goes_through_the_unix_socket_in_plain() {
+    let server = Server::start_with(&["--tls", "--api-key", "s0cket-key"]);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    // No key and no fingerprint: only the socket can answer this.
+    let local = |args: &[&str]| {
+        server
+            .victor()
+            .env_remove("VICTOR_API_KEY")
+            .env("VICTOR_DATA_DIR", &server.data_dir)
+            .args(args)
+            .arg("--server")
+            .arg(&server.url)
+            .output()
+            .unwrap()
+    };
+    let out = local(&["task", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = server
+        .victor()
+        .env_remove("VICTOR_API_KEY")
+        .env("VICTOR_DATA_DIR", &server.data_dir)
+        .args([
+            "task",
+            "run",
+            "--server",
+            &server.url,
+            "--",
+            "echo",
+            "plain inside",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "plain inside\n");
+
+    // Without the socket, the same URL means TLS to a certificate nobody vouches for.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = server
+        .victor()
+        .env_remove("VICTOR_API_KEY")
+        .env("VICTOR_DATA_DIR", elsewhere.path())
+        .args(["task", "list", "--server", &server.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fingerprint"), "{}", stderr(&out));
+
+    // The library's WebSocket goes the same way.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let local = victor::client::Client::local(&server.url, None, &server.data_dir).unwrap();
+        assert_eq!(local.server(), server.url);
+        let mut ws = local.websocket().await.unwrap();
+        ws.send(&victor::proto::WsRequest::Ping {
+            id: Some("p".into()),
+        })
+        .await
+        .unwrap();
+        loop {
+            match ws.next().await {
+                Some(Ok(victor::client::WsMessage::Reply(reply))) => {
+                    assert!(reply.ok, "{reply:?}");
+                    break;
+                }
+                Some(Ok(victor::client::WsMessage::Event(_))) => {}
+                other => panic!("no reply over the Unix socket: {other:?}"),
+            }
+        }
+    });
+}

@@ -48,6 +48,10 @@ fn a_tls_server_prints_its_fingerprint_and_keeps_it_across_restarts() {
         .expect("the listening line shows the fingerprint");
     let cert = server.data_dir.join("tls/cert.pem");
     assert_eq!(printed, fingerprint_of(&cert));
+    // The private key is the user's alone; the certificate is public anyway.
+    assert_eq!(common::mode_of(&server.data_dir.join("tls/key.pem")), 0o600);
+    assert_eq!(common::mode_of(&server.data_dir.join("tls")), 0o700);
+    assert_eq!(common::mode_of(&server.data_dir), 0o700);
     assert!(
         printed.to_string().starts_with("SHA256:") && printed.to_string().len() == 7 + 95,
         "{printed}"

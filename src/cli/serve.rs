@@ -43,7 +43,8 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_CONCURRENT", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent: Option<usize>,
-    /// Require this key from every client (`Authorization: Bearer KEY`).
+    /// Require this key from every client (`Authorization: Bearer KEY`). Also read from
+    /// VICTOR_SERVER_API_KEY (seed 000's name).
     #[arg(
         long,
         env = "VICTOR_API_KEY",
@@ -112,7 +113,8 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_RATE_BURST", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_burst: Option<u32>,
-    /// Seconds a session token stays valid [default: 86400].
+    /// Seconds a session token stays valid [default: 86400]. Also read from
+    /// VICTOR_SERVER_SESSION_TTL_SECONDS (seed 000's name).
     #[arg(long, env = "VICTOR_SESSION_TTL_SECS", value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     session_ttl_secs: Option<u64>,
@@ -120,7 +122,8 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_SESSION_IDLE_SECS", value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     session_idle_secs: Option<u64>,
-    /// Sessions at once before new ones are refused with 429 [default: 100].
+    /// Sessions at once before new ones are refused with 429 [default: 100]. Also read from
+    /// VICTOR_SERVER_MAX_SESSIONS (seed 000's name).
     #[arg(long, env = "VICTOR_MAX_SESSIONS", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_sessions: Option<usize>,
@@ -200,6 +203,39 @@ pub struct ServeArgs {
     llm_retries: Option<u32>,
 }
 
+impl ServeArgs {
+    /// Fills settings still unset from the seed 000 server's variables, so that its users'
+    /// environments keep working. clap binds one variable per flag, hence this lookup; the
+    /// seed's name ranks below victor's own variable and the flag, above config.toml.
+    fn with_seed_aliases(mut self) -> anyhow::Result<ServeArgs> {
+        if self.api_key.is_none() {
+            self.api_key = seed_alias("VICTOR_SERVER_API_KEY")?;
+        }
+        if self.max_sessions.is_none() {
+            self.max_sessions = seed_alias("VICTOR_SERVER_MAX_SESSIONS")?;
+        }
+        if self.session_ttl_secs.is_none() {
+            self.session_ttl_secs = seed_alias("VICTOR_SERVER_SESSION_TTL_SECONDS")?;
+        }
+        Ok(self)
+    }
+}
+
+/// A seed 000 variable's value, if it is set and not empty. The value is never echoed: one of
+/// them is a key.
+fn seed_alias<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(value) if value.trim().is_empty() => Ok(None),
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name} must be a whole number")),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{name} is not valid UTF-8"),
+    }
+}
+
 /// TLS from the settings: a certificate of the user's (either file implies TLS, and one
 /// needs the other), else the self-signed one when `tls` is on.
 fn tls_certificate(settings: &config::Settings) -> anyhow::Result<Option<TlsCertificate>> {
@@ -226,6 +262,7 @@ fn seconds(value: f64, key: &str) -> anyhow::Result<Duration> {
 }
 
 pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
+    let args = args.with_seed_aliases()?;
     let mut settings = config::load(config_file, &args)?;
     init_logging(&settings.log_format)?;
     for spec in &args.provider {

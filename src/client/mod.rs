@@ -94,7 +94,11 @@ impl ClientError {
 /// A connection to one victor server.
 #[derive(Clone)]
 pub struct Client {
+    /// The server's URL as given, for messages.
     base: String,
+    /// Where requests go: `base`, or `base` as plain `http` when they go through the Unix
+    /// socket, which serves no TLS.
+    endpoint: String,
     api_key: Option<String>,
     /// The only certificate an `https` server may present, when it is pinned.
     pin: Option<Fingerprint>,
@@ -122,7 +126,8 @@ impl Client {
     }
 
     /// A client that reaches the server through its Unix socket when `data_dir` holds the
-    /// socket of the server `server` names (a loopback URL): no key is needed there.
+    /// socket of the server `server` names (a loopback URL, `http` or `https`): no key is
+    /// needed there, and no TLS either, since the socket never leaves the machine.
     pub fn local(
         server: &str,
         api_key: Option<String>,
@@ -130,7 +135,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let socket = reqwest::Url::parse(server)
             .ok()
-            .filter(|url| url.scheme() == "http" && is_loopback(url))
+            .filter(|url| matches!(url.scheme(), "http" | "https") && is_loopback(url))
             .and_then(|url| url.port_or_known_default())
             .map(|port| data_dir.join(format!("victor-{port}.sock")))
             .filter(|path| path.exists());
@@ -166,8 +171,19 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let endpoint = match &socket {
+            Some(_) if parsed.scheme() == "https" => {
+                let mut plain = parsed.clone();
+                plain
+                    .set_scheme("http")
+                    .map_err(|()| ClientError::BadUrl(server.into()))?;
+                plain.as_str().trim_end_matches('/').to_string()
+            }
+            _ => base.clone(),
+        };
         Ok(Client {
             base,
+            endpoint,
             api_key: api_key.filter(|k| !k.is_empty()),
             pin,
             socket,
@@ -181,7 +197,9 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        let mut request = self
+            .http
+            .request(method, format!("{}{}", self.endpoint, path));
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
@@ -482,7 +500,7 @@ impl Client {
     /// Opens the WebSocket.
     pub async fn websocket(&self) -> Result<WsConnection, ClientError> {
         WsConnection::connect(
-            &self.base,
+            &self.endpoint,
             self.api_key.as_deref(),
             self.pin,
             self.socket.as_deref(),

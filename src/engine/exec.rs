@@ -136,9 +136,13 @@ pub(super) async fn run(
     let output = Arc::new(OutputBudget {
         store: engine.store().clone(),
         task_id: task.id.clone(),
+        // Capped as well as validated: a task queued before a restart with a lower limit
+        // gets the new one.
         limit: spec
             .max_output_bytes
-            .unwrap_or(engine.config.max_output_bytes),
+            .map_or(engine.config.max_output_bytes, |asked| {
+                asked.min(engine.config.max_output_bytes)
+            }),
         used: AtomicU64::new(0),
         truncated: AtomicBool::new(false),
         read: AtomicU64::new(0),

@@ -31,7 +31,7 @@ pub struct EngineConfig {
     pub kill_grace: Duration,
     /// Between SIGTERM and SIGKILL for tasks still running when the server stops.
     pub shutdown_grace: Duration,
-    /// Output bytes kept per task unless its spec says otherwise.
+    /// Output bytes kept per task: the default, and the most a task's spec may ask for.
     pub max_output_bytes: u64,
     /// Tasks waiting in the queue before new ones are refused (503).
     pub max_queued: usize,
@@ -243,7 +243,7 @@ impl Engine {
         mut request: CreateTask,
         idempotency_key: Option<String>,
     ) -> Result<(Task, bool), EngineError> {
-        validate(&request)?;
+        validate(&request, &self.config)?;
         let conversation = match &mut request.spec {
             TaskSpec::Chat(spec) => {
                 self.prepare_chat(spec).await?;
@@ -645,8 +645,9 @@ fn error_result(reason: &str) -> TaskResult {
     }
 }
 
-/// Refuses requests that could never run, with a message that says what to change.
-fn validate(request: &CreateTask) -> Result<(), EngineError> {
+/// Refuses requests that could never run, or that ask for more than the server allows, with
+/// a message that says what to change.
+fn validate(request: &CreateTask, config: &EngineConfig) -> Result<(), EngineError> {
     let invalid = |message: String| Err(EngineError::Invalid(message));
     if let Some(name) = &request.name
         && (name.len() > 200 || name.contains('\0'))
@@ -654,7 +655,7 @@ fn validate(request: &CreateTask) -> Result<(), EngineError> {
         return invalid("name must be at most 200 bytes with no NUL".into());
     }
     match &request.spec {
-        TaskSpec::Exec(spec) => validate_exec(spec),
+        TaskSpec::Exec(spec) => validate_exec(spec, config),
         TaskSpec::Chat(spec) => validate_chat(spec),
     }
 }
@@ -682,7 +683,7 @@ fn to_value<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_default()
 }
 
-fn validate_exec(spec: &ExecSpec) -> Result<(), EngineError> {
+fn validate_exec(spec: &ExecSpec, config: &EngineConfig) -> Result<(), EngineError> {
     let invalid = |message: String| Err(EngineError::Invalid(message));
     match &spec.command {
         crate::proto::Command::Argv(argv) => {
@@ -719,8 +720,17 @@ fn validate_exec(spec: &ExecSpec) -> Result<(), EngineError> {
     {
         return invalid("spec.timeout_secs must be a positive number of seconds".into());
     }
-    if spec.max_output_bytes == Some(0) {
-        return invalid("spec.max_output_bytes must be at least 1".into());
+    match spec.max_output_bytes {
+        Some(0) => return invalid("spec.max_output_bytes must be at least 1".into()),
+        // The budget protects the server's disk: a client may lower it, never raise it.
+        Some(asked) if asked > config.max_output_bytes => {
+            return invalid(format!(
+                "spec.max_output_bytes {asked} is above this server's limit of {} bytes \
+                 (--max-output-bytes); ask for at most that, or leave it out",
+                config.max_output_bytes
+            ));
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -143,7 +143,8 @@ pub struct ExecSpec {
     pub stdin: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_stdin_open: bool,
-    /// Output bytes kept for this task; the server's default when absent.
+    /// Output bytes kept for this task: at most the server's `--max-output-bytes` (more is
+    /// refused with 422), which is also the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_bytes: Option<u64>,
 }

@@ -62,6 +62,8 @@ pub enum AccessError {
     BadSessionId(String),
     #[error("a session token cannot make sessions; ask with the key itself")]
     SessionFromSession,
+    #[error("a session token cannot create, list or revoke keys; use the key itself")]
+    KeysFromSession,
     #[error("the key was revoked")]
     Revoked,
     #[error("no key with id or name `{0}`")]
@@ -84,9 +86,9 @@ impl From<AccessError> for ApiError {
         let message = error.to_string();
         match error {
             AccessError::SessionLimit(_) => ApiError::too_many("session_limit", message, 60),
-            AccessError::SessionTaken(_) | AccessError::SessionFromSession => {
-                ApiError::forbidden(message)
-            }
+            AccessError::SessionTaken(_)
+            | AccessError::SessionFromSession
+            | AccessError::KeysFromSession => ApiError::forbidden(message),
             AccessError::Revoked => ApiError::unauthorized(),
             AccessError::BadSessionId(_) | AccessError::NameTooLong => ApiError::invalid(message),
             AccessError::NoSuchKey(_) => ApiError::not_found(message),
@@ -608,7 +610,7 @@ fn hmac_with(key: &[u8]) -> hmac::Hmac<Sha256> {
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if matches!(path, "/health" | "/api/v1/health") {
         None
-    } else if path == "/api/v1/keys" || path.starts_with("/api/v1/keys/") {
+    } else if is_keys_path(path) {
         Some(Scope::Admin)
     } else if method == Method::GET
         || method == Method::HEAD
@@ -618,6 +620,21 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         Some(Scope::Read)
     } else {
         Some(Scope::Control)
+    }
+}
+
+fn is_keys_path(path: &str) -> bool {
+    path == "/api/v1/keys" || path.starts_with("/api/v1/keys/")
+}
+
+/// Keys are managed with a key, never with a session token: a token travels in URLs and
+/// stands in for its key only until it expires, so it must not mint keys that outlive it or
+/// revoke the key it came from.
+pub fn session_may_reach(principal: &Principal, path: &str) -> Result<(), AccessError> {
+    if principal.via_session && is_keys_path(path) {
+        Err(AccessError::KeysFromSession)
+    } else {
+        Ok(())
     }
 }
 
@@ -789,6 +806,25 @@ mod tests {
         for path in ["/api/v1/render", "/render/graphviz", "/plantuml/svg"] {
             assert_eq!(required_scope(&Method::POST, path), Some(Scope::Read));
         }
+    }
+
+    #[test]
+    fn a_session_token_manages_no_keys_whatever_its_scope() {
+        let principal = |via_session| Principal {
+            scope: Scope::Admin,
+            holder: "admin-x".into(),
+            via_session,
+            session_id: via_session.then(|| "s".into()),
+        };
+        for path in ["/api/v1/keys", "/api/v1/keys/abc"] {
+            assert!(session_may_reach(&principal(false), path).is_ok());
+            assert!(matches!(
+                session_may_reach(&principal(true), path),
+                Err(AccessError::KeysFromSession)
+            ));
+        }
+        assert!(session_may_reach(&principal(true), "/api/v1/tasks").is_ok());
+        assert!(session_may_reach(&principal(true), "/api/v1/keysmith").is_ok());
     }
 
     #[test]

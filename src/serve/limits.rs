@@ -96,7 +96,8 @@ pub struct Counted<L> {
 }
 
 impl<L> Counted<L> {
-    /// `open` is shared by every listener of the server, so the limit is on their sum.
+    /// `open` is the count the limit applies to. The server gives TCP and the Unix socket a
+    /// count each, so connections from the network never lock the machine's owner out.
     pub fn new(inner: L, open: Arc<AtomicUsize>, max: usize) -> Counted<L> {
         Counted { inner, open, max }
     }

@@ -61,7 +61,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Largest WebSocket message a client may send.
     pub max_ws_message_bytes: usize,
-    /// Open connections (TCP and Unix socket together) before new ones get a 503.
+    /// Open connections before new ones get a 503, counted on TCP and on the Unix socket
+    /// each (the network cannot fill the owner's slots).
     pub max_connections: usize,
     pub rate_limit: RateLimit,
     pub sessions: SessionPolicy,
@@ -667,6 +668,9 @@ async fn authorize(State(state): State<AppState>, mut request: Request, next: Ne
     }
     if principal.scope < needed {
         return auth::forbidden(principal.scope, needed).into_response();
+    }
+    if let Err(refused) = auth::session_may_reach(&principal, request.uri().path()) {
+        return ApiError::from(refused).into_response();
     }
     request.extensions_mut().insert(principal);
     next.run(request).await

@@ -166,6 +166,24 @@ enum Applied {
     ),
 }
 
+/// Creates the data dir readable by its user alone (0700): it holds every task's command,
+/// environment and output. Its parents are made as usual, and a data dir that exists already
+/// keeps the mode its owner gave it.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        // Made by someone else in the meantime: theirs to set.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `victor.db` in `data_dir` and migrates it to the current schema.
     pub fn open(data_dir: &Path, sink: Arc<dyn EventSink>) -> Result<SqliteStore, StoreError> {
@@ -174,7 +192,7 @@ impl SqliteStore {
             path: path.display().to_string(),
             message: e.to_string(),
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_error(&e))?;
+        create_private_dir(data_dir).map_err(|e| open_error(&e))?;
         // One server per data dir: a second would take the first one's running tasks for
         // leftovers of a crash.
         let lock =

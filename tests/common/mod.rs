@@ -376,3 +376,92 @@ pub fn assert_error(
         "{body}"
     );
 }
+
+/// TLS client settings that trust exactly the certificate with `fingerprint` (handshake
+/// signatures still checked), for raw requests and WebSockets with headers of the test's
+/// choosing, which the library client would not send.
+pub fn pinned_tls(fingerprint: Fingerprint) -> rustls::ClientConfig {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    #[derive(Debug)]
+    struct Pinned(Fingerprint, Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for Pinned {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if Fingerprint::of_certificate(end_entity) == self.0 {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::General("not the pinned certificate".into()))
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.1.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.1.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Pinned(fingerprint, provider)))
+        .with_no_client_auth()
+}
+
+/// Raw HTTP over TLS to a server with this certificate, from `source` (one of the loopback
+/// addresses, for a rate-limit bucket of its own) when given.
+pub fn pinned_http(fingerprint: Fingerprint, source: Option<&str>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().tls_backend_preconfigured(pinned_tls(fingerprint));
+    if let Some(source) = source {
+        builder = builder.local_address(source.parse::<std::net::IpAddr>().expect("an address"));
+    }
+    builder.build().expect("client")
+}
+
+/// The file's permission bits.
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
