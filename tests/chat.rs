@@ -800,3 +800,64 @@ fn an_interactive_session_streams_cancels_and_takes_commands() {
     tmux.keys(&["C-c"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
 }
+
+#[tokio::test]
+async fn tool_results_go_back_to_the_model_in_its_format() {
+    let fake = FakeLlm::start();
+    let server = server_with(&fake, &[]);
+    let client = server.client();
+    let tool = victor::proto::ToolSpec {
+        name: "read_file".into(),
+        description: "Reads a file".into(),
+        parameters: serde_json::json!({"type": "object", "properties": {"path": {"type": "string"}}}),
+    };
+    for (format, name) in FORMATS {
+        let id = conversation(&client, name).await;
+        fake.push(Reply::stream().then_tool_call("call_7", "read_file", &[r#"{"path":"a.rs"}"#]));
+        let ask = PostMessage {
+            content: "What is in a.rs?".into(),
+            tools: vec![tool.clone()],
+            ..PostMessage::default()
+        };
+        let task = client.post_message(&id, &ask).await.unwrap().id;
+        let events = follow_turn(&client, &task).await;
+        let asked = fake.last_request().unwrap().body.to_string();
+        assert!(
+            asked.contains("Reads a file"),
+            "{format:?}: tools not sent: {asked}"
+        );
+        let call = reply_of(&events).message.tool_calls[0].clone();
+        assert_eq!(call.name, "read_file");
+
+        fake.push(Reply::text(&["It holds main."]));
+        let answer = PostMessage {
+            tool_results: vec![victor::proto::ToolResult {
+                tool_call_id: call.id.clone(),
+                content: "fn main() {}".into(),
+            }],
+            ..PostMessage::default()
+        };
+        let task = client.post_message(&id, &answer).await.unwrap().id;
+        let events = follow_turn(&client, &task).await;
+        assert_eq!(reply_of(&events).message.content, "It holds main.");
+        let sent = fake.last_request().unwrap().body.to_string();
+        assert!(sent.contains("fn main() {}"), "{format:?}: {sent}");
+        if format != Format::Ollama {
+            assert!(
+                sent.contains(&call.id),
+                "{format:?}: the call's id is missing: {sent}"
+            );
+        }
+        let stored = client.get_conversation(&id).await.unwrap();
+        let roles: Vec<Role> = stored.messages.iter().map(|m| m.message.role).collect();
+        assert_eq!(
+            roles,
+            [Role::User, Role::Assistant, Role::Tool, Role::Assistant],
+            "{format:?}"
+        );
+        assert_eq!(
+            stored.messages[2].message.tool_call_id.as_deref(),
+            Some(call.id.as_str())
+        );
+    }
+}

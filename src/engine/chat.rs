@@ -123,9 +123,21 @@ impl Engine {
         conversation_id: &str,
         message: PostMessage,
     ) -> Result<Task, EngineError> {
+        let mut messages: Vec<ChatMessage> = message
+            .tool_results
+            .into_iter()
+            .map(|result| ChatMessage {
+                tool_call_id: Some(result.tool_call_id),
+                ..ChatMessage::new(Role::Tool, result.content)
+            })
+            .collect();
+        if !message.content.trim().is_empty() {
+            messages.push(ChatMessage::new(Role::User, message.content));
+        }
         let spec = ChatSpec {
             conversation_id: Some(conversation_id.to_string()),
-            messages: vec![ChatMessage::new(Role::User, message.content)],
+            messages,
+            tools: message.tools,
             provider: message.provider,
             model: message.model,
             temperature: message.temperature,

@@ -253,11 +253,21 @@ pub struct ConversationPage {
     pub next_cursor: Option<String>,
 }
 
-/// Body of `POST /api/v1/conversations/{id}/messages`: the user's message, and what to use for
-/// this turn (the conversation's settings when absent; given ones become its settings).
+/// Body of `POST /api/v1/conversations/{id}/messages`: the user's message (or the results of
+/// the tools the last reply asked for, or both), and what to use for this turn (the
+/// conversation's settings when absent; given ones become its settings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PostMessage {
+    /// The user's message; may be empty when the post carries tool results.
+    #[serde(default)]
     pub content: String,
+    /// What the tools the last reply called returned, for the model to go on with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_results: Vec<ToolResult>,
+    /// Tools the model may call in this turn; their calls come back as `chat.tool_call`
+    /// events, and their results as the next post's `tool_results`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,6 +276,14 @@ pub struct PostMessage {
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+}
+
+/// The result of one tool call, sent back to the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ToolResult {
+    /// The `id` of the call it answers.
+    pub tool_call_id: String,
+    pub content: String,
 }
 
 impl Conversation {

@@ -20,7 +20,8 @@ pub use auth::{CreateKey, CreatedKey, KeyInfo, Scope, SessionRequest, SessionTok
 pub use chat::{
     ChatMessage, Conversation, ConversationPage, ConversationSummary, CreateConversation,
     DeltaData, MessageData, ModelInfo, ModelList, PostMessage, ProviderFailure, ProviderInfo,
-    ProviderKind, Role, StoredMessage, ToolCall, ToolCallData, ToolSpec, Usage, chat_types,
+    ProviderKind, Role, StoredMessage, ToolCall, ToolCallData, ToolResult, ToolSpec, Usage,
+    chat_types,
 };
 pub use event::{Event, InputData, OutputData, OutputStream, StateData, TruncatedData, types};
 pub use fingerprint::{BadFingerprint, Fingerprint};

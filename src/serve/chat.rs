@@ -131,8 +131,10 @@ pub async fn post_message(
     headers: HeaderMap,
     ApiJson(message): ApiJson<PostMessage>,
 ) -> Result<Response, ApiError> {
-    if message.content.trim().is_empty() {
-        return Err(ApiError::invalid("content must not be empty"));
+    if message.content.trim().is_empty() && message.tool_results.is_empty() {
+        return Err(ApiError::invalid(
+            "content must not be empty (or send tool_results)",
+        ));
     }
     let task = state.engine.post_message(&id, message).await?;
     let wants_stream = headers
