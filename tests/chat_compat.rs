@@ -712,3 +712,57 @@ fn the_seed_example_clients_work_unchanged() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_read_key_reads_conversations_but_cannot_chat() {
+    let fake = FakeLlm::start();
+    let server = server_with(&fake, &["--api-key", "s3cret-key"]);
+    let out = server.run(&["keys", "create", "--scope", "read", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read = created["key"].as_str().unwrap().to_string();
+    let question = json!({"messages": [{"role": "user", "content": "hi"}]});
+    for route in ["/chat", "/chat/stream"] {
+        let response = http()
+            .post(format!("{}{route}", server.url))
+            .bearer_auth(&read)
+            .json(&question)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{route}");
+    }
+    let response = http()
+        .get(format!("{}/api/v1/conversations", server.url))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut socket = open(&server, "/ws").await;
+    send(
+        &mut socket,
+        &json!({"type": "auth", "api_key": read}).to_string(),
+    )
+    .await;
+    assert_eq!(next_json(&mut socket).await["type"], "auth_success");
+    send(
+        &mut socket,
+        &json!({"type": "chat", "messages": question["messages"]}).to_string(),
+    )
+    .await;
+    let error = next_json(&mut socket).await;
+    assert_eq!(error["type"], "error");
+    assert!(
+        error["message"].as_str().unwrap().contains("scope control"),
+        "{error}"
+    );
+    assert!(
+        fake.requests().iter().all(|r| r.method != "POST"),
+        "a read key reached the model"
+    );
+}
