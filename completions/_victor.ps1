@@ -73,6 +73,9 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--llm-first-byte-timeout-secs', '--llm-first-byte-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds to wait for a provider''s first byte; local models load slowly [default: 300]')
             [CompletionResult]::new('--llm-idle-timeout-secs', '--llm-idle-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds a streaming reply may go silent before it fails [default: 120]')
             [CompletionResult]::new('--llm-retries', '--llm-retries', [CompletionResultType]::ParameterName, 'Times a connection to a provider is retried before it counts as unreachable [default: 3]')
+            [CompletionResult]::new('--workspace-root', '--workspace-root', [CompletionResultType]::ParameterName, 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]')
+            [CompletionResult]::new('--approval-timeout-secs', '--approval-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds an agent''s tool call waits for a person''s approval [default: 600]')
+            [CompletionResult]::new('--on-unanswered', '--on-unanswered', [CompletionResultType]::ParameterName, 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints')
             [CompletionResult]::new('--render-unsafe', '--render-unsafe', [CompletionResultType]::ParameterName, 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files')
@@ -103,6 +106,11 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Resume a paused task (SIGCONT)')
             [CompletionResult]::new('input', 'input', [CompletionResultType]::ParameterValue, 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin')
             [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a finished task and its events')
+            [CompletionResult]::new('guide', 'guide', [CompletionResultType]::ParameterValue, 'Tell a running agent something; it reads it before its next model call')
+            [CompletionResult]::new('approvals', 'approvals', [CompletionResultType]::ParameterValue, 'List the agents'' tool calls waiting for approval (with --all, answered ones too)')
+            [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Answer an approval: allow this call (default), --always (this tool for the rest of the task), --deny (with --reason for the agent), or --cancel the task')
+            [CompletionResult]::new('checkpoints', 'checkpoints', [CompletionResultType]::ParameterValue, 'List an agent''s checkpoints: the files each change touched, saved before it')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put an agent''s workspace back as it was before a checkpoint''s change (pause it first while it runs)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -115,6 +123,13 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Higher runs first when tasks queue')
             [CompletionResult]::new('--stdin', '--stdin', [CompletionResultType]::ParameterName, 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it')
             [CompletionResult]::new('--idempotency-key', '--idempotency-key', [CompletionResultType]::ParameterName, 'Retry-safe start: the same key returns the task the first call started')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The agent''s workspace on the server [default: this directory]')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'build (changes files, runs commands), plan or explore (only read) [default: build]')
+            [CompletionResult]::new('--provider', '--provider', [CompletionResultType]::ParameterName, 'The agent''s provider, by the server''s name for it')
+            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The agent''s model [default: the provider''s]')
+            [CompletionResult]::new('--max-steps', '--max-steps', [CompletionResultType]::ParameterName, 'Model calls the agent may make [default: 50]')
+            [CompletionResult]::new('--approve', '--approve', [CompletionResultType]::ParameterName, 'What a tool call does: TOOL=allow|ask|deny (repeatable): --approve run_command=allow')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
@@ -136,6 +151,13 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Higher runs first when tasks queue')
             [CompletionResult]::new('--stdin', '--stdin', [CompletionResultType]::ParameterName, 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it')
             [CompletionResult]::new('--idempotency-key', '--idempotency-key', [CompletionResultType]::ParameterName, 'Retry-safe start: the same key returns the task the first call started')
+            [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands')
+            [CompletionResult]::new('--workspace', '--workspace', [CompletionResultType]::ParameterName, 'The agent''s workspace on the server [default: this directory]')
+            [CompletionResult]::new('--mode', '--mode', [CompletionResultType]::ParameterName, 'build (changes files, runs commands), plan or explore (only read) [default: build]')
+            [CompletionResult]::new('--provider', '--provider', [CompletionResultType]::ParameterName, 'The agent''s provider, by the server''s name for it')
+            [CompletionResult]::new('--model', '--model', [CompletionResultType]::ParameterName, 'The agent''s model [default: the provider''s]')
+            [CompletionResult]::new('--max-steps', '--max-steps', [CompletionResultType]::ParameterName, 'Model calls the agent may make [default: 50]')
+            [CompletionResult]::new('--approve', '--approve', [CompletionResultType]::ParameterName, 'What a tool call does: TOOL=allow|ask|deny (repeatable): --approve run_command=allow')
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
             [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
@@ -266,6 +288,71 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'victor;task;guide' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;task;approvals' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Answered and expired ones too')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;task;approve' {
+            [CompletionResult]::new('--reason', '--reason', [CompletionResultType]::ParameterName, 'Why, for the agent (with --deny)')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--always', '--always', [CompletionResultType]::ParameterName, 'always')
+            [CompletionResult]::new('--deny', '--deny', [CompletionResultType]::ParameterName, 'deny')
+            [CompletionResult]::new('--cancel', '--cancel', [CompletionResultType]::ParameterName, 'cancel')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;task;checkpoints' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'victor;task;rollback' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON for scripts instead of text for people')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'victor;task;help' {
             [CompletionResult]::new('start', 'start', [CompletionResultType]::ParameterValue, 'Start a task and print its id')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it')
@@ -278,6 +365,11 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Resume a paused task (SIGCONT)')
             [CompletionResult]::new('input', 'input', [CompletionResultType]::ParameterValue, 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin')
             [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a finished task and its events')
+            [CompletionResult]::new('guide', 'guide', [CompletionResultType]::ParameterValue, 'Tell a running agent something; it reads it before its next model call')
+            [CompletionResult]::new('approvals', 'approvals', [CompletionResultType]::ParameterValue, 'List the agents'' tool calls waiting for approval (with --all, answered ones too)')
+            [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Answer an approval: allow this call (default), --always (this tool for the rest of the task), --deny (with --reason for the agent), or --cancel the task')
+            [CompletionResult]::new('checkpoints', 'checkpoints', [CompletionResultType]::ParameterValue, 'List an agent''s checkpoints: the files each change touched, saved before it')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put an agent''s workspace back as it was before a checkpoint''s change (pause it first while it runs)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -312,6 +404,21 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;task;help;rm' {
+            break
+        }
+        'victor;task;help;guide' {
+            break
+        }
+        'victor;task;help;approvals' {
+            break
+        }
+        'victor;task;help;approve' {
+            break
+        }
+        'victor;task;help;checkpoints' {
+            break
+        }
+        'victor;task;help;rollback' {
             break
         }
         'victor;task;help;help' {
@@ -547,6 +654,11 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('resume', 'resume', [CompletionResultType]::ParameterValue, 'Resume a paused task (SIGCONT)')
             [CompletionResult]::new('input', 'input', [CompletionResultType]::ParameterValue, 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin')
             [CompletionResult]::new('rm', 'rm', [CompletionResultType]::ParameterValue, 'Delete a finished task and its events')
+            [CompletionResult]::new('guide', 'guide', [CompletionResultType]::ParameterValue, 'Tell a running agent something; it reads it before its next model call')
+            [CompletionResult]::new('approvals', 'approvals', [CompletionResultType]::ParameterValue, 'List the agents'' tool calls waiting for approval (with --all, answered ones too)')
+            [CompletionResult]::new('approve', 'approve', [CompletionResultType]::ParameterValue, 'Answer an approval: allow this call (default), --always (this tool for the rest of the task), --deny (with --reason for the agent), or --cancel the task')
+            [CompletionResult]::new('checkpoints', 'checkpoints', [CompletionResultType]::ParameterValue, 'List an agent''s checkpoints: the files each change touched, saved before it')
+            [CompletionResult]::new('rollback', 'rollback', [CompletionResultType]::ParameterValue, 'Put an agent''s workspace back as it was before a checkpoint''s change (pause it first while it runs)')
             break
         }
         'victor;help;task;start' {
@@ -580,6 +692,21 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;help;task;rm' {
+            break
+        }
+        'victor;help;task;guide' {
+            break
+        }
+        'victor;help;task;approvals' {
+            break
+        }
+        'victor;help;task;approve' {
+            break
+        }
+        'victor;help;task;checkpoints' {
+            break
+        }
+        'victor;help;task;rollback' {
             break
         }
         'victor;help;watch' {

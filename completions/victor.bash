@@ -94,8 +94,20 @@ _victor() {
             victor__subcmd__help__subcmd__remote,remove)
                 cmd="victor__subcmd__help__subcmd__remote__subcmd__remove"
                 ;;
+            victor__subcmd__help__subcmd__task,approvals)
+                cmd="victor__subcmd__help__subcmd__task__subcmd__approvals"
+                ;;
+            victor__subcmd__help__subcmd__task,approve)
+                cmd="victor__subcmd__help__subcmd__task__subcmd__approve"
+                ;;
             victor__subcmd__help__subcmd__task,cancel)
                 cmd="victor__subcmd__help__subcmd__task__subcmd__cancel"
+                ;;
+            victor__subcmd__help__subcmd__task,checkpoints)
+                cmd="victor__subcmd__help__subcmd__task__subcmd__checkpoints"
+                ;;
+            victor__subcmd__help__subcmd__task,guide)
+                cmd="victor__subcmd__help__subcmd__task__subcmd__guide"
                 ;;
             victor__subcmd__help__subcmd__task,input)
                 cmd="victor__subcmd__help__subcmd__task__subcmd__input"
@@ -114,6 +126,9 @@ _victor() {
                 ;;
             victor__subcmd__help__subcmd__task,rm)
                 cmd="victor__subcmd__help__subcmd__task__subcmd__rm"
+                ;;
+            victor__subcmd__help__subcmd__task,rollback)
+                cmd="victor__subcmd__help__subcmd__task__subcmd__rollback"
                 ;;
             victor__subcmd__help__subcmd__task,run)
                 cmd="victor__subcmd__help__subcmd__task__subcmd__run"
@@ -175,8 +190,20 @@ _victor() {
             victor__subcmd__remote__subcmd__help,remove)
                 cmd="victor__subcmd__remote__subcmd__help__subcmd__remove"
                 ;;
+            victor__subcmd__task,approvals)
+                cmd="victor__subcmd__task__subcmd__approvals"
+                ;;
+            victor__subcmd__task,approve)
+                cmd="victor__subcmd__task__subcmd__approve"
+                ;;
             victor__subcmd__task,cancel)
                 cmd="victor__subcmd__task__subcmd__cancel"
+                ;;
+            victor__subcmd__task,checkpoints)
+                cmd="victor__subcmd__task__subcmd__checkpoints"
+                ;;
+            victor__subcmd__task,guide)
+                cmd="victor__subcmd__task__subcmd__guide"
                 ;;
             victor__subcmd__task,help)
                 cmd="victor__subcmd__task__subcmd__help"
@@ -199,6 +226,9 @@ _victor() {
             victor__subcmd__task,rm)
                 cmd="victor__subcmd__task__subcmd__rm"
                 ;;
+            victor__subcmd__task,rollback)
+                cmd="victor__subcmd__task__subcmd__rollback"
+                ;;
             victor__subcmd__task,run)
                 cmd="victor__subcmd__task__subcmd__run"
                 ;;
@@ -211,8 +241,20 @@ _victor() {
             victor__subcmd__task,wait)
                 cmd="victor__subcmd__task__subcmd__wait"
                 ;;
+            victor__subcmd__task__subcmd__help,approvals)
+                cmd="victor__subcmd__task__subcmd__help__subcmd__approvals"
+                ;;
+            victor__subcmd__task__subcmd__help,approve)
+                cmd="victor__subcmd__task__subcmd__help__subcmd__approve"
+                ;;
             victor__subcmd__task__subcmd__help,cancel)
                 cmd="victor__subcmd__task__subcmd__help__subcmd__cancel"
+                ;;
+            victor__subcmd__task__subcmd__help,checkpoints)
+                cmd="victor__subcmd__task__subcmd__help__subcmd__checkpoints"
+                ;;
+            victor__subcmd__task__subcmd__help,guide)
+                cmd="victor__subcmd__task__subcmd__help__subcmd__guide"
                 ;;
             victor__subcmd__task__subcmd__help,help)
                 cmd="victor__subcmd__task__subcmd__help__subcmd__help"
@@ -234,6 +276,9 @@ _victor() {
                 ;;
             victor__subcmd__task__subcmd__help,rm)
                 cmd="victor__subcmd__task__subcmd__help__subcmd__rm"
+                ;;
+            victor__subcmd__task__subcmd__help,rollback)
+                cmd="victor__subcmd__task__subcmd__help__subcmd__rollback"
                 ;;
             victor__subcmd__task__subcmd__help,run)
                 cmd="victor__subcmd__task__subcmd__help__subcmd__run"
@@ -550,7 +595,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help__subcmd__task)
-            opts="start run list show logs wait cancel pause resume input rm"
+            opts="start run list show logs wait cancel pause resume input rm guide approvals approve checkpoints rollback"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -563,7 +608,63 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__help__subcmd__task__subcmd__approvals)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__task__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__help__subcmd__task__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__task__subcmd__checkpoints)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__task__subcmd__guide)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -648,6 +749,20 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help__subcmd__task__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__task__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1160,7 +1275,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --config --help --version"
+            opts="-h -V --host --port --data-dir --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1302,6 +1417,18 @@ _victor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --workspace-root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approval-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --on-unanswered)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1314,12 +1441,76 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task)
-            opts="-h -V --server --api-key --data-dir --json --config --help --version start run list show logs wait cancel pause resume input rm help"
+            opts="-h -V --server --api-key --data-dir --json --config --help --version start run list show logs wait cancel pause resume input rm guide approvals approve checkpoints rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__approvals)
+            opts="-h -V --all --server --api-key --data-dir --json --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__approve)
+            opts="-h -V --always --deny --cancel --reason --server --api-key --data-dir --json --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1373,8 +1564,68 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__task__subcmd__checkpoints)
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__guide)
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__task__subcmd__help)
-            opts="start run list show logs wait cancel pause resume input rm help"
+            opts="start run list show logs wait cancel pause resume input rm guide approvals approve checkpoints rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1387,7 +1638,63 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__task__subcmd__help__subcmd__approvals)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__task__subcmd__help__subcmd__cancel)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__help__subcmd__checkpoints)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__help__subcmd__guide)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1486,6 +1793,20 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__help__subcmd__rm)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__task__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1747,8 +2068,38 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__task__subcmd__rollback)
+            opts="-h -V --server --api-key --data-dir --json --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__task__subcmd__run)
-            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --detach --server --api-key --data-dir --json --config --help --version"
+            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --agent --workspace --mode --provider --model --max-steps --approve --detach --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1783,6 +2134,34 @@ _victor() {
                     return 0
                     ;;
                 --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approve)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1840,7 +2219,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__start)
-            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --server --api-key --data-dir --json --config --help --version"
+            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --agent --workspace --mode --provider --model --max-steps --approve --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1875,6 +2254,34 @@ _victor() {
                     return 0
                     ;;
                 --idempotency-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --agent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mode)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --approve)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -69,6 +69,9 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --llm-first-byte-timeout-secs 'Seconds to wait for a provider''s first byte; local models load slowly [default: 300]'
             cand --llm-idle-timeout-secs 'Seconds a streaming reply may go silent before it fails [default: 120]'
             cand --llm-retries 'Times a connection to a provider is retried before it counts as unreachable [default: 3]'
+            cand --workspace-root 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]'
+            cand --approval-timeout-secs 'Seconds an agent''s tool call waits for a person''s approval [default: 600]'
+            cand --on-unanswered 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -98,6 +101,11 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand resume 'Resume a paused task (SIGCONT)'
             cand input 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin'
             cand rm 'Delete a finished task and its events'
+            cand guide 'Tell a running agent something; it reads it before its next model call'
+            cand approvals 'List the agents'' tool calls waiting for approval (with --all, answered ones too)'
+            cand approve 'Answer an approval: allow this call (default), --always (this tool for the rest of the task), --deny (with --reason for the agent), or --cancel the task'
+            cand checkpoints 'List an agent''s checkpoints: the files each change touched, saved before it'
+            cand rollback 'Put an agent''s workspace back as it was before a checkpoint''s change (pause it first while it runs)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'victor;task;start'= {
@@ -109,6 +117,13 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --priority 'Higher runs first when tasks queue'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
+            cand --agent 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands'
+            cand --workspace 'The agent''s workspace on the server [default: this directory]'
+            cand --mode 'build (changes files, runs commands), plan or explore (only read) [default: build]'
+            cand --provider 'The agent''s provider, by the server''s name for it'
+            cand --model 'The agent''s model [default: the provider''s]'
+            cand --max-steps 'Model calls the agent may make [default: 50]'
+            cand --approve 'What a tool call does: TOOL=allow|ask|deny (repeatable): --approve run_command=allow'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
@@ -129,6 +144,13 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --priority 'Higher runs first when tasks queue'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
+            cand --agent 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands'
+            cand --workspace 'The agent''s workspace on the server [default: this directory]'
+            cand --mode 'build (changes files, runs commands), plan or explore (only read) [default: build]'
+            cand --provider 'The agent''s provider, by the server''s name for it'
+            cand --model 'The agent''s model [default: the provider''s]'
+            cand --max-steps 'Model calls the agent may make [default: 50]'
+            cand --approve 'What a tool call does: TOOL=allow|ask|deny (repeatable): --approve run_command=allow'
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
             cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
@@ -249,6 +271,66 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'victor;task;guide'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;approvals'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --all 'Answered and expired ones too'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;approve'= {
+            cand --reason 'Why, for the agent (with --deny)'
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --always 'always'
+            cand --deny 'deny'
+            cand --cancel 'cancel'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;checkpoints'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'victor;task;rollback'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --json 'Print JSON for scripts instead of text for people'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;task;help'= {
             cand start 'Start a task and print its id'
             cand run 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
@@ -261,6 +343,11 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand resume 'Resume a paused task (SIGCONT)'
             cand input 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin'
             cand rm 'Delete a finished task and its events'
+            cand guide 'Tell a running agent something; it reads it before its next model call'
+            cand approvals 'List the agents'' tool calls waiting for approval (with --all, answered ones too)'
+            cand approve 'Answer an approval: allow this call (default), --always (this tool for the rest of the task), --deny (with --reason for the agent), or --cancel the task'
+            cand checkpoints 'List an agent''s checkpoints: the files each change touched, saved before it'
+            cand rollback 'Put an agent''s workspace back as it was before a checkpoint''s change (pause it first while it runs)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'victor;task;help;start'= {
@@ -284,6 +371,16 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;task;help;input'= {
         }
         &'victor;task;help;rm'= {
+        }
+        &'victor;task;help;guide'= {
+        }
+        &'victor;task;help;approvals'= {
+        }
+        &'victor;task;help;approve'= {
+        }
+        &'victor;task;help;checkpoints'= {
+        }
+        &'victor;task;help;rollback'= {
         }
         &'victor;task;help;help'= {
         }
@@ -492,6 +589,11 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand resume 'Resume a paused task (SIGCONT)'
             cand input 'Write to a task''s stdin: TEXT and a newline, or `-` for this command''s own stdin'
             cand rm 'Delete a finished task and its events'
+            cand guide 'Tell a running agent something; it reads it before its next model call'
+            cand approvals 'List the agents'' tool calls waiting for approval (with --all, answered ones too)'
+            cand approve 'Answer an approval: allow this call (default), --always (this tool for the rest of the task), --deny (with --reason for the agent), or --cancel the task'
+            cand checkpoints 'List an agent''s checkpoints: the files each change touched, saved before it'
+            cand rollback 'Put an agent''s workspace back as it was before a checkpoint''s change (pause it first while it runs)'
         }
         &'victor;help;task;start'= {
         }
@@ -514,6 +616,16 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;task;input'= {
         }
         &'victor;help;task;rm'= {
+        }
+        &'victor;help;task;guide'= {
+        }
+        &'victor;help;task;approvals'= {
+        }
+        &'victor;help;task;approve'= {
+        }
+        &'victor;help;task;checkpoints'= {
+        }
+        &'victor;help;task;rollback'= {
         }
         &'victor;help;watch'= {
         }

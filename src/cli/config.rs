@@ -88,6 +88,12 @@ pub struct Settings {
     pub llm_idle_timeout_secs: f64,
     /// Connection retries before a provider counts as unreachable.
     pub llm_retries: u32,
+    /// Directories agents may work in (and below); none: the home directory.
+    pub workspace_roots: Vec<PathBuf>,
+    /// Seconds an agent's tool call waits for a person's approval.
+    pub approval_timeout_secs: f64,
+    /// What an unanswered approval comes to: `deny`, `wait` or `fail`.
+    pub on_unanswered: crate::proto::Unanswered,
 }
 
 impl Default for Settings {
@@ -132,6 +138,9 @@ impl Default for Settings {
             llm_first_byte_timeout_secs: llm.first_byte_timeout.as_secs_f64(),
             llm_idle_timeout_secs: llm.idle_timeout.as_secs_f64(),
             llm_retries: llm.retries,
+            workspace_roots: Vec::new(),
+            approval_timeout_secs: 600.0,
+            on_unanswered: crate::proto::Unanswered::Deny,
         }
     }
 }

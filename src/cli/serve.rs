@@ -201,6 +201,31 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_LLM_RETRIES", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     llm_retries: Option<u32>,
+    /// A directory agents may work in, with everything below it (repeatable)
+    /// [default: the home directory].
+    #[arg(
+        long = "workspace-root",
+        env = "VICTOR_WORKSPACE_ROOTS",
+        value_delimiter = ',',
+        value_name = "DIR"
+    )]
+    #[serde(rename = "workspace_roots", skip_serializing_if = "Vec::is_empty")]
+    workspace_root: Vec<PathBuf>,
+    /// Seconds an agent's tool call waits for a person's approval [default: 600].
+    #[arg(long, env = "VICTOR_APPROVAL_TIMEOUT_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_timeout_secs: Option<f64>,
+    /// What an approval nobody answers in time comes to: deny (the agent is told and goes
+    /// on), wait (for ever) or fail (the task) [default: deny].
+    #[arg(long, env = "VICTOR_ON_UNANSWERED", value_name = "WHAT",
+        value_parser = parse_unanswered)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    on_unanswered: Option<crate::proto::Unanswered>,
+}
+
+fn parse_unanswered(text: &str) -> Result<crate::proto::Unanswered, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("`{text}` is not one of deny, wait, fail"))
 }
 
 impl ServeArgs {
@@ -313,6 +338,15 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             shutdown_grace: seconds(settings.shutdown_grace_secs, "shutdown_grace_secs")?,
             max_output_bytes: settings.max_output_bytes,
             max_queued: settings.max_queued,
+            workspace_roots: if settings.workspace_roots.is_empty() {
+                directories::BaseDirs::new()
+                    .map(|dirs| vec![dirs.home_dir().to_path_buf()])
+                    .unwrap_or_default()
+            } else {
+                settings.workspace_roots.clone()
+            },
+            approval_timeout: seconds(settings.approval_timeout_secs, "approval_timeout_secs")?,
+            on_unanswered: settings.on_unanswered,
         },
         heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
         allowed_origins: AllowedOrigins::new(

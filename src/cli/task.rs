@@ -18,7 +18,8 @@ use super::output::{
 use super::remote::Target;
 use crate::client::{Client, ClientError, Follow, Topic};
 use crate::proto::{
-    Command, CreateTask, Event, ExecSpec, Input, OutputStream, Task, TaskSpec, TaskState, types,
+    AgentMode, AgentSpec, ApprovalAnswer, Command, CreateTask, Decision, Event, ExecSpec, Input,
+    OutputStream, Permission, Task, TaskSpec, TaskState, agent_types, types,
 };
 
 #[derive(Debug, Args)]
@@ -128,6 +129,41 @@ enum TaskCommand {
     },
     /// Delete a finished task and its events.
     Rm { id: String },
+    /// Tell a running agent something; it reads it before its next model call.
+    Guide {
+        id: String,
+        /// The message (the words are joined with spaces).
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// List the agents' tool calls waiting for approval (with --all, answered ones too).
+    Approvals {
+        /// Only this task's.
+        task: Option<String>,
+        /// Answered and expired ones too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Answer an approval: allow this call (default), --always (this tool for the rest of the
+    /// task), --deny (with --reason for the agent), or --cancel the task.
+    Approve {
+        /// The approval's id (`victor task approvals` lists them).
+        id: String,
+        #[arg(long, conflicts_with_all = ["deny", "cancel"])]
+        always: bool,
+        #[arg(long, conflicts_with = "cancel")]
+        deny: bool,
+        #[arg(long)]
+        cancel: bool,
+        /// Why, for the agent (with --deny).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// List an agent's checkpoints: the files each change touched, saved before it.
+    Checkpoints { id: String },
+    /// Put an agent's workspace back as it was before a checkpoint's change (pause it first
+    /// while it runs).
+    Rollback { id: String, checkpoint: u32 },
 }
 
 #[derive(Debug, Args)]
@@ -156,8 +192,31 @@ struct StartArgs {
     /// Retry-safe start: the same key returns the task the first call started.
     #[arg(long, value_name = "KEY")]
     idempotency_key: Option<String>,
+    /// Start an agent with this prompt instead of a command: a model that works in
+    /// --workspace with tools (read, search, edit, run commands), asking before it changes
+    /// files or runs commands.
+    #[arg(long, value_name = "PROMPT", conflicts_with_all = ["command", "stdin", "shell", "env", "cwd"])]
+    agent: Option<String>,
+    /// The agent's workspace on the server [default: this directory].
+    #[arg(long, value_name = "DIR", requires = "agent")]
+    workspace: Option<String>,
+    /// build (changes files, runs commands), plan or explore (only read) [default: build].
+    #[arg(long, requires = "agent")]
+    mode: Option<AgentMode>,
+    /// The agent's provider, by the server's name for it.
+    #[arg(long, value_name = "NAME", requires = "agent")]
+    provider: Option<String>,
+    /// The agent's model [default: the provider's].
+    #[arg(long, value_name = "MODEL", requires = "agent")]
+    model: Option<String>,
+    /// Model calls the agent may make [default: 50].
+    #[arg(long, value_name = "N", requires = "agent")]
+    max_steps: Option<u32>,
+    /// What a tool call does: TOOL=allow|ask|deny (repeatable): --approve run_command=allow.
+    #[arg(long = "approve", value_name = "TOOL=RULE", requires = "agent")]
+    approvals: Vec<String>,
     /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "agent", value_name = "CMD")]
     command: Vec<String>,
 }
 
@@ -306,6 +365,84 @@ async fn dispatch(client: &Client, command: TaskCommand, json: bool) -> anyhow::
             }
             Ok(Exit::Success)
         }
+        TaskCommand::Guide { id, text } => {
+            let task = client.guide(&id, &text.join(" ")).await?;
+            if json {
+                print_json(&task)?;
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Approvals { task, all } => {
+            let status = all.then_some("all");
+            let approvals = client.approvals(task.as_deref(), status).await?;
+            if json {
+                print_json(&approvals)?;
+            } else if approvals.is_empty() {
+                anstream::eprintln!("nothing waits for approval");
+            } else {
+                let mut table = Table::new(&["APPROVAL", "TASK", "TOOL", "ARGUMENTS", "STATUS"]);
+                for approval in &approvals {
+                    table.row(vec![
+                        cell(approval.id.clone()),
+                        cell(approval.task_id.clone()),
+                        cell(approval.tool.clone()),
+                        cell(ellipsize(&approval.arguments.to_string(), 60)),
+                        cell(format!("{:?}", approval.status).to_lowercase()),
+                    ]);
+                }
+                anstream::print!("{}", table.render());
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Approve {
+            id,
+            always,
+            deny,
+            cancel,
+            reason,
+        } => {
+            let decision = match (always, deny, cancel) {
+                (true, _, _) => Decision::AllowAlways,
+                (_, true, _) => Decision::Deny,
+                (_, _, true) => Decision::Cancel,
+                _ => Decision::AllowOnce,
+            };
+            let approval = client
+                .answer_approval(&id, &ApprovalAnswer { decision, reason })
+                .await?;
+            if json {
+                print_json(&approval)?;
+            } else {
+                println!("{} {}: {:?}", approval.tool, approval.id, approval.status);
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Checkpoints { id } => {
+            let checkpoints = client.checkpoints(&id).await?;
+            if json {
+                print_json(&checkpoints)?;
+            } else {
+                let mut table = Table::new(&["CHECKPOINT", "FILES", "CREATED"]);
+                for checkpoint in &checkpoints {
+                    table.row(vec![
+                        cell(checkpoint.id.to_string()),
+                        cell(checkpoint.files.join(", ")),
+                        cell(ago(checkpoint.created_at, Timestamp::now())),
+                    ]);
+                }
+                anstream::print!("{}", table.render());
+            }
+            Ok(Exit::Success)
+        }
+        TaskCommand::Rollback { id, checkpoint } => {
+            let rolled = client.rollback(&id, checkpoint).await?;
+            if json {
+                print_json(&rolled)?;
+            } else {
+                println!("restored {}", rolled.files.join(", "));
+            }
+            Ok(Exit::Success)
+        }
         TaskCommand::Rm { id } => {
             client.delete_task(&id).await?;
             if json {
@@ -334,7 +471,49 @@ pub(super) fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_task(client: &Client, start: StartArgs) -> anyhow::Result<Task> {
+/// The request for an agent task.
+fn agent_request(start: StartArgs, prompt: String) -> anyhow::Result<CreateTask> {
+    let workspace = match start.workspace {
+        Some(dir) => dir,
+        None => std::env::current_dir()
+            .context("cannot tell this directory: give --workspace")?
+            .display()
+            .to_string(),
+    };
+    let mut approvals = std::collections::BTreeMap::new();
+    for rule in &start.approvals {
+        let Some((tool, permission)) = rule.split_once('=') else {
+            bail!("--approve takes TOOL=allow|ask|deny, not `{rule}`");
+        };
+        let permission: Permission =
+            serde_json::from_value(serde_json::Value::String(permission.to_string()))
+                .map_err(|_| anyhow::anyhow!("`{permission}` is not one of allow, ask, deny"))?;
+        approvals.insert(tool.to_string(), permission);
+    }
+    Ok(CreateTask {
+        name: start.name,
+        priority: start.priority,
+        spec: TaskSpec::Agent(AgentSpec {
+            prompt,
+            workspace,
+            mode: start.mode.unwrap_or_default(),
+            provider: start.provider,
+            model: start.model,
+            max_steps: start.max_steps,
+            timeout_secs: start.timeout.map(|d| d.as_secs_f64()),
+            approvals,
+            on_unanswered: None,
+            approval_timeout_secs: None,
+        }),
+    })
+}
+
+async fn start_task(client: &Client, mut start: StartArgs) -> anyhow::Result<Task> {
+    if let Some(prompt) = start.agent.take() {
+        let key = start.idempotency_key.clone();
+        let request = agent_request(start, prompt)?;
+        return Ok(client.create_task(&request, key.as_deref()).await?);
+    }
     let mut env = BTreeMap::new();
     for pair in &start.env {
         let Some((key, value)) = pair.split_once('=') else {
@@ -473,6 +652,17 @@ fn print_event(event: &Event, json: bool) -> anyhow::Result<()> {
                 stderr.flush()?;
             }
         }
+    } else if let Some(line) = agent_line(event) {
+        if matches!(
+            event.kind.as_str(),
+            agent_types::MESSAGE_DELTA | agent_types::MESSAGE
+        ) {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(line.as_bytes())?;
+            stdout.flush()?;
+        } else {
+            anstream::eprintln!("{line}");
+        }
     } else if event.kind == types::TRUNCATED {
         let limit = event
             .data
@@ -485,6 +675,72 @@ fn print_event(event: &Event, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How an agent's event reads in `task run` and `task logs`: the model's words on stdout, its
+/// tools, changes and approvals on stderr.
+fn agent_line(event: &Event) -> Option<String> {
+    let data = &event.data;
+    let text = |field: &str| data[field].as_str().unwrap_or_default().to_string();
+    Some(match event.kind.as_str() {
+        agent_types::MESSAGE_DELTA => text("text"),
+        agent_types::MESSAGE => {
+            let content = data["message"]["content"].as_str().unwrap_or_default();
+            if content.is_empty() || content.ends_with('\n') {
+                return None;
+            }
+            // The streamed words end without a newline; what follows starts on its own line.
+            "\n".to_string()
+        }
+        agent_types::TOOL_CALL => format!("→ {} {}", text("name"), data["arguments"])
+            .dimmed()
+            .to_string(),
+        agent_types::TOOL_RESULT => {
+            let output = text("output");
+            let first = output.lines().next().unwrap_or_default();
+            let more = output.lines().count().saturating_sub(1);
+            let tail = if more > 0 {
+                format!(" (+{more} lines)")
+            } else {
+                String::new()
+            };
+            let line = format!("← {}: {first}{tail}", text("name"));
+            if data["error"].as_bool() == Some(true) {
+                line.red().to_string()
+            } else {
+                line.dimmed().to_string()
+            }
+        }
+        agent_types::FILE_CHANGED => text("diff"),
+        agent_types::APPROVAL_REQUESTED => {
+            let approval = &data["approval"];
+            let id = approval["id"].as_str().unwrap_or_default();
+            format!(
+                "approval needed for {} {}: `victor task approve {id}` (or --always, --deny)",
+                approval["tool"].as_str().unwrap_or_default(),
+                approval["arguments"]
+            )
+            .yellow()
+            .to_string()
+        }
+        agent_types::APPROVAL_RESOLVED => {
+            let approval = &data["approval"];
+            format!(
+                "approval {}: {}",
+                approval["tool"].as_str().unwrap_or_default(),
+                approval["status"].as_str().unwrap_or_default()
+            )
+            .dimmed()
+            .to_string()
+        }
+        agent_types::GUIDANCE_RECEIVED => {
+            format!("guidance: {}", text("text")).dimmed().to_string()
+        }
+        agent_types::BUDGET_EXHAUSTED => format!("the {} budget ran out", text("budget"))
+            .yellow()
+            .to_string(),
+        _ => return None,
+    })
 }
 
 async fn list(
@@ -552,6 +808,14 @@ fn describe(task: &Task) -> String {
             if let Some(timeout) = exec.timeout_secs {
                 lines.push(("timeout", format!("{timeout}s")));
             }
+        }
+        TaskSpec::Agent(agent) => {
+            lines.push(("prompt", agent.prompt.clone()));
+            lines.push(("workspace", agent.workspace.clone()));
+            lines.push(("mode", agent.mode.to_string()));
+            let provider = agent.provider.as_deref().unwrap_or("default");
+            let model = agent.model.as_deref().unwrap_or("default");
+            lines.push(("model", format!("{provider}/{model}")));
         }
         TaskSpec::Chat(chat) => {
             lines.push(("question", task.spec.summary()));

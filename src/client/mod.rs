@@ -12,10 +12,11 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::proto::{
-    Conversation, ConversationPage, ConversationSummary, CreateConversation, CreateKey, CreateTask,
-    CreatedKey, ErrorBody, Event, Fingerprint, Health, Input, KeyInfo, ModelList, PostMessage,
-    ProviderInfo, RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER, RenderRequest, Scope, SessionRequest,
-    SessionToken, Status, Task, TaskPage, TaskState,
+    Approval, ApprovalAnswer, Checkpoint, Conversation, ConversationPage, ConversationSummary,
+    CreateConversation, CreateKey, CreateTask, CreatedKey, ErrorBody, Event, Fingerprint, Guidance,
+    Health, Input, KeyInfo, ModelList, PostMessage, ProviderInfo, RENDER_BACKEND_HEADER,
+    RENDER_CACHE_HEADER, RenderRequest, Rollback, RolledBack, Scope, SessionRequest, SessionToken,
+    Status, Task, TaskPage, TaskState,
 };
 
 pub use follow::{Follow, Topic};
@@ -408,6 +409,59 @@ impl Client {
             cached,
             etag,
         })
+    }
+
+    /// Tells a running agent something before its next model call.
+    pub async fn guide(&self, id: &str, text: &str) -> Result<Task, ClientError> {
+        let body = Guidance {
+            text: text.to_string(),
+        };
+        self.json(
+            self.request(Method::POST, &task_path(id, "/guidance"))
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Approvals: pending ones unless `status` says (`all` for every one), of one task or all.
+    pub async fn approvals(
+        &self,
+        task: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<Approval>, ClientError> {
+        let mut query = Vec::new();
+        if let Some(task) = task {
+            query.push(("task", task));
+        }
+        if let Some(status) = status {
+            query.push(("status", status));
+        }
+        self.json(self.request(Method::GET, "/api/v1/approvals").query(&query))
+            .await
+    }
+
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        answer: &ApprovalAnswer,
+    ) -> Result<Approval, ClientError> {
+        let path = format!("/api/v1/approvals/{}", url_escape(id));
+        self.json(self.request(Method::POST, &path).json(answer))
+            .await
+    }
+
+    pub async fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, ClientError> {
+        self.json(self.request(Method::GET, &task_path(id, "/checkpoints")))
+            .await
+    }
+
+    /// Puts an agent's workspace back as it was before `checkpoint`'s change.
+    pub async fn rollback(&self, id: &str, checkpoint: u32) -> Result<RolledBack, ClientError> {
+        self.json(
+            self.request(Method::POST, &task_path(id, "/rollback"))
+                .json(&Rollback { checkpoint }),
+        )
+        .await
     }
 
     /// The server's LLM providers.

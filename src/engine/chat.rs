@@ -13,10 +13,10 @@ use super::{Control, ControlMsg, Engine, EngineError, error_result, to_value};
 use crate::llm::{ChatRequest, Chunk, LlmError};
 use crate::proto::{
     ChatMessage, ChatSpec, Conversation, ConversationPage, ConversationSummary, CreateConversation,
-    DeltaData, MessageData, PostMessage, Role, StateData, StoredMessage, Task, TaskResult,
-    TaskState, ToolCall, ToolCallData, Usage, chat_types, task::shortened,
+    DeltaData, MessageData, PostMessage, Role, StoredMessage, Task, TaskResult, TaskState,
+    ToolCall, ToolCallData, Usage, chat_types, task::shortened,
 };
-use crate::store::{ConversationAppend, ConversationQuery, SharedStore, StoreError, Transition};
+use crate::store::{ConversationAppend, ConversationQuery, SharedStore, StoreError};
 
 /// Longest title made from a conversation's first message.
 const TITLE_CHARS: usize = 60;
@@ -313,30 +313,12 @@ pub(super) async fn run(
     spec: &ChatSpec,
     mut inbox: mpsc::Receiver<ControlMsg>,
 ) -> Result<(), EngineError> {
-    let started = StateData {
-        state: TaskState::Running,
-        pid: None,
-        result: None,
-        reason: None,
-    };
     engine
-        .store
-        .transition(
-            &task.id,
-            Transition {
-                state: TaskState::Running,
-                from: &[TaskState::Queued],
-                started_at: Some(Timestamp::now()),
-                finished_at: None,
-                result: None,
-                data: serde_json::to_value(started).unwrap_or_default(),
-                messages: None,
-            },
-        )
+        .change_state(&task.id, TaskState::Running, &[TaskState::Queued], None)
         .await?;
     let provider_name = spec.provider.clone().unwrap_or_default();
     let model = spec.model.clone().unwrap_or_default();
-    let deltas = DeltaWriter::start(engine.store.clone(), task.id.clone());
+    let deltas = DeltaWriter::start(engine.store.clone(), task.id.clone(), chat_types::DELTA);
     let mut reply = Reply::default();
     let ending = match context(engine, spec).await {
         Err(reason) => Ending::Failed(reason),
@@ -540,23 +522,26 @@ fn answer((control, reply): ControlMsg) -> Option<Ending> {
     ending
 }
 
-/// Writes a turn's streamed events in order without making the stream wait for each commit:
+/// Writes a model's streamed events in order without making the stream wait for each commit:
 /// whatever arrives while one write is committing goes into the next, and adjacent text
-/// deltas are joined, so a fast model costs one write per commit rather than per token.
-struct DeltaWriter {
+/// deltas (events of kind `delta`, data `{"text"}`) are joined, so a fast model costs one
+/// write per commit rather than per token.
+pub(super) struct DeltaWriter {
     events: mpsc::UnboundedSender<(&'static str, serde_json::Value)>,
     writer: tokio::task::JoinHandle<Result<(), StoreError>>,
 }
 
 impl DeltaWriter {
-    fn start(store: SharedStore, task_id: String) -> DeltaWriter {
+    pub(super) fn start(store: SharedStore, task_id: String, delta: &'static str) -> DeltaWriter {
         let (events, mut waiting) = mpsc::unbounded_channel();
         let writer = tokio::spawn(async move {
             while let Some(first) = waiting.recv().await {
                 let mut batch: Vec<(&'static str, serde_json::Value)> = vec![first];
                 while let Ok(next) = waiting.try_recv() {
                     match (batch.last_mut(), next) {
-                        (Some((chat_types::DELTA, last)), (chat_types::DELTA, more)) => {
+                        (Some((kind, last)), (more_kind, more))
+                            if *kind == delta && more_kind == delta =>
+                        {
                             join_text(last, &more);
                         }
                         (_, next) => batch.push(next),
@@ -569,14 +554,14 @@ impl DeltaWriter {
         DeltaWriter { events, writer }
     }
 
-    fn send(&self, kind: &'static str, data: serde_json::Value) {
+    pub(super) fn send(&self, kind: &'static str, data: serde_json::Value) {
         // The writer ends only when this sender is dropped, or on a store error that
         // `finish` reports.
         let _ = self.events.send((kind, data));
     }
 
     /// Waits until everything sent is stored.
-    async fn finish(self) -> Result<(), EngineError> {
+    pub(super) async fn finish(self) -> Result<(), EngineError> {
         drop(self.events);
         match self.writer.await {
             Ok(written) => Ok(written?),

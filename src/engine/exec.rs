@@ -223,6 +223,10 @@ pub(super) async fn run(
                             .await
                             .map(drop)
                     }
+                    Control::Guidance(_) => Err(EngineError::Unsupported {
+                        action: "guide",
+                        kind: "exec",
+                    }),
                     Control::Input(input) => match &stdin {
                         Some(writes) if !writes.is_closed() => {
                             let bytes = input.text.len() as u64;
@@ -363,7 +367,7 @@ fn process_start(pid: u32) -> Option<Timestamp> {
         .ok()
 }
 
-fn send_signal(group: Pid, signal: Signal) {
+pub(super) fn send_signal(group: Pid, signal: Signal) {
     if let Err(e) = killpg(group, signal) {
         tracing::debug!(group = group.as_raw(), %signal, error = %e, "signal to process group failed");
     }

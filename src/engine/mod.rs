@@ -2,12 +2,14 @@
 //! that steer a running task, and recovery after a restart. It knows nothing about HTTP: the
 //! transports call [`Engine`] and follow the [`Bus`].
 
+mod agent;
 mod chat;
 mod exec;
+mod workspace;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +19,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::bus::Bus;
 use crate::llm::{LlmError, Providers};
 use crate::proto::{
-    ChatSpec, CreateTask, ExecSpec, Input, StateData, Task, TaskPage, TaskResult, TaskSpec,
-    TaskState,
+    AgentSpec, ApprovalStatus, ChatSpec, CreateTask, ExecSpec, Input, StateData, Task, TaskPage,
+    TaskResult, TaskSpec, TaskState, Unanswered,
 };
 use crate::store::{ConversationAppend, NewTask, SharedStore, StoreError, TaskQuery, Transition};
 
@@ -35,6 +37,12 @@ pub struct EngineConfig {
     pub max_output_bytes: u64,
     /// Tasks waiting in the queue before new ones are refused (503).
     pub max_queued: usize,
+    /// Directories agents may work in (and below).
+    pub workspace_roots: Vec<PathBuf>,
+    /// How long an agent's tool call waits for a person's approval unless its task says.
+    pub approval_timeout: Duration,
+    /// What an approval nobody answers comes to unless its task says.
+    pub on_unanswered: Unanswered,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +53,9 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(5),
             max_output_bytes: 64 * 1024 * 1024,
             max_queued: 100_000,
+            workspace_roots: Vec::new(),
+            approval_timeout: Duration::from_secs(600),
+            on_unanswered: Unanswered::Deny,
         }
     }
 }
@@ -78,6 +89,12 @@ pub enum EngineError {
     },
     #[error("conversation {0} not found")]
     ConversationNotFound(String),
+    #[error("approval {0} not found")]
+    ApprovalNotFound(String),
+    #[error("approval {id} is already {status:?}", status = status)]
+    ApprovalResolved { id: String, status: ApprovalStatus },
+    #[error("task {task} has no checkpoint {checkpoint}")]
+    CheckpointNotFound { task: String, checkpoint: u32 },
     #[error("conversation {conversation} is still answering{}; wait for it or cancel it",
             task.as_ref().map(|t| format!(" (task {t})")).unwrap_or_default())]
     TurnRunning {
@@ -116,6 +133,8 @@ enum Control {
     Pause,
     Resume,
     Input(Input),
+    /// A person's message for an agent, before its next model call.
+    Guidance(String),
     /// The server is stopping: end the task and mark it interrupted.
     Shutdown,
 }
@@ -127,6 +146,7 @@ impl Control {
             Control::Pause => "pause",
             Control::Resume => "resume",
             Control::Input(_) => "send input to",
+            Control::Guidance(_) => "guide",
             Control::Shutdown => "shut down",
         }
     }
@@ -157,6 +177,8 @@ pub struct Engine {
     config: EngineConfig,
     providers: Arc<Providers>,
     scheduler: Mutex<Scheduler>,
+    /// Agents' tool calls waiting for a person.
+    pending_approvals: agent::PendingApprovals,
     all_stopped: Notify,
     started: Instant,
 }
@@ -176,9 +198,14 @@ impl Engine {
             config,
             providers,
             scheduler: Mutex::new(Scheduler::default()),
+            pending_approvals: Default::default(),
             all_stopped: Notify::new(),
             started: Instant::now(),
         });
+        let expired = engine.store.expire_pending_approvals().await?;
+        if expired > 0 {
+            tracing::info!(expired, "approvals left pending by the last run expired");
+        }
         let reason = "the server stopped while the task was running";
         for task in engine
             .store
@@ -202,7 +229,7 @@ impl Engine {
         for task in engine.store.tasks_in_states(&[TaskState::Queued]).await? {
             match task.spec {
                 TaskSpec::Chat(_) => engine.start_now(task.id),
-                TaskSpec::Exec(_) => engine.enqueue(&task),
+                TaskSpec::Exec(_) | TaskSpec::Agent(_) => engine.enqueue(&task),
             }
         }
         engine.schedule();
@@ -249,6 +276,10 @@ impl Engine {
                 self.prepare_chat(spec).await?;
                 spec.conversation_id.clone()
             }
+            TaskSpec::Agent(spec) => {
+                self.prepare_agent(spec).await?;
+                None
+            }
             TaskSpec::Exec(_) => None,
         };
         let created = self.insert(request, idempotency_key).await;
@@ -262,7 +293,7 @@ impl Engine {
         if created {
             match task.spec {
                 TaskSpec::Chat(_) => self.start_now(task.id.clone()),
-                TaskSpec::Exec(_) => {
+                TaskSpec::Exec(_) | TaskSpec::Agent(_) => {
                     self.enqueue(&task);
                     self.schedule();
                 }
@@ -537,6 +568,7 @@ impl Engine {
         let outcome = match &task.spec {
             TaskSpec::Exec(spec) => exec::run(self, &task, spec, inbox).await,
             TaskSpec::Chat(spec) => chat::run(self, &task, spec, inbox).await,
+            TaskSpec::Agent(spec) => agent::run(self, &task, spec, inbox).await,
         };
         if let Err(e) = outcome {
             tracing::error!(task = %id, error = %e, "task runner failed");
@@ -592,8 +624,8 @@ impl Engine {
             .await?)
     }
 
-    /// A state change of a live task (queued → running ⇄ paused), with its event. The `pid`
-    /// comes with the start, which is also when `started_at` is set.
+    /// A state change of a live task (queued → running ⇄ paused), with its event. Leaving the
+    /// queue sets `started_at`; an exec task's `pid` comes with it.
     async fn change_state(
         &self,
         id: &str,
@@ -614,7 +646,7 @@ impl Engine {
                 Transition {
                     state,
                     from,
-                    started_at: pid.map(|_| Timestamp::now()),
+                    started_at: from.contains(&TaskState::Queued).then(Timestamp::now),
                     finished_at: None,
                     result: None,
                     data: serde_json::to_value(data).unwrap_or_default(),
@@ -657,7 +689,43 @@ fn validate(request: &CreateTask, config: &EngineConfig) -> Result<(), EngineErr
     match &request.spec {
         TaskSpec::Exec(spec) => validate_exec(spec, config),
         TaskSpec::Chat(spec) => validate_chat(spec),
+        TaskSpec::Agent(spec) => validate_agent(spec),
     }
+}
+
+fn validate_agent(spec: &AgentSpec) -> Result<(), EngineError> {
+    let invalid = |message: String| Err(EngineError::Invalid(message));
+    if spec.prompt.trim().is_empty() {
+        return invalid("spec.prompt must say what the agent is to do".into());
+    }
+    if spec.workspace.is_empty() {
+        return invalid("spec.workspace must name a directory on the server".into());
+    }
+    if spec.max_steps == Some(0) {
+        return invalid("spec.max_steps must be at least 1".into());
+    }
+    for (name, secs) in [
+        ("timeout_secs", spec.timeout_secs),
+        ("approval_timeout_secs", spec.approval_timeout_secs),
+    ] {
+        if let Some(secs) = secs
+            && !(secs.is_finite() && secs > 0.0 && secs < 1e9)
+        {
+            return invalid(format!("spec.{name} must be a positive number of seconds"));
+        }
+    }
+    if let Some(unknown) = spec
+        .approvals
+        .keys()
+        .find(|name| workspace::Tool::named(name).is_none())
+    {
+        let known: Vec<&str> = workspace::Tool::ALL.iter().map(|t| t.name()).collect();
+        return invalid(format!(
+            "spec.approvals names `{unknown}`, which is not a tool (tools: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn validate_chat(spec: &ChatSpec) -> Result<(), EngineError> {

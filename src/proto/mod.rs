@@ -3,6 +3,7 @@
 //! The one exception is the certificate fingerprint, whose format is a SHA-256. `human` holds
 //! how tasks read to people, shared by every client that shows them.
 
+pub mod agent;
 pub mod api;
 pub mod auth;
 pub mod chat;
@@ -12,6 +13,11 @@ pub mod human;
 pub mod render;
 pub mod task;
 
+pub use agent::{
+    AgentMode, AgentSpec, Approval, ApprovalAnswer, ApprovalStatus, ChangeKind, Checkpoint,
+    Decision, FileChange, Guidance, Permission, Rollback, RolledBack, ToolCallEvent,
+    ToolResultEvent, Unanswered, agent_types,
+};
 pub use api::{
     CreateTask, ErrorBody, ErrorInfo, Health, Input, PROTOCOL_VERSION, START_POS_HEADER, Status,
     TaskPage, WsReply, WsRequest,

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::agent::AgentSpec;
 use super::chat::{ChatMessage, Role, ToolSpec};
 
 /// Where a task is in its life. `succeeded`, `failed`, `cancelled` and `interrupted` are final:
@@ -200,6 +201,7 @@ pub struct ChatSpec {
 pub enum TaskSpec {
     Exec(ExecSpec),
     Chat(ChatSpec),
+    Agent(AgentSpec),
 }
 
 impl TaskSpec {
@@ -207,13 +209,23 @@ impl TaskSpec {
         match self {
             TaskSpec::Exec(_) => "exec",
             TaskSpec::Chat(_) => "chat",
+            TaskSpec::Agent(_) => "agent",
         }
     }
 
-    /// A one-line summary for people: the command line of `exec`, the question of `chat`.
+    /// A one-line summary for people: the command line of `exec`, the question of `chat`,
+    /// the prompt of `agent`.
     pub fn summary(&self) -> String {
         match self {
             TaskSpec::Exec(exec) => exec.command.display(),
+            TaskSpec::Agent(agent) => {
+                let line = agent.prompt.lines().find(|line| !line.trim().is_empty());
+                format!(
+                    "agent ({}): {}",
+                    agent.mode,
+                    shortened(line.unwrap_or_default().trim(), 80)
+                )
+            }
             TaskSpec::Chat(chat) => {
                 let asked = chat
                     .messages

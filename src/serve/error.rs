@@ -134,7 +134,12 @@ impl From<EngineError> for ApiError {
             EngineError::TurnRunning { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "turn_running", message)
             }
-            EngineError::ConversationNotFound(_) => ApiError::not_found(message),
+            EngineError::ConversationNotFound(_)
+            | EngineError::ApprovalNotFound(_)
+            | EngineError::CheckpointNotFound { .. } => ApiError::not_found(message),
+            EngineError::ApprovalResolved { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "approval_resolved", message)
+            }
             EngineError::Llm(e) => llm_error(e),
             EngineError::Store(e) => {
                 tracing::error!(error = %e, "store error while answering a request");

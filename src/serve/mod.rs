@@ -1,6 +1,7 @@
 //! `victor serve`: the HTTP server. Routes, auth and limits live here; tasks run in the engine
 //! and streams come from the bus. Each transport is a thin adapter over those two.
 
+mod agents;
 mod auth;
 mod chat;
 mod error;
@@ -504,6 +505,7 @@ pub fn url_of(addr: SocketAddr, tls: bool) -> String {
          (name = "access", description = "Scoped API keys and session tokens"),
          (name = "render", description = "Diagrams to SVG"),
          (name = "chat", description = "LLM providers, conversations and their streamed turns"),
+         (name = "agents", description = "Agent tasks: guidance, approvals, checkpoints, rollback"),
          (name = "server", description = "Health and status"))
 )]
 struct ApiDoc;
@@ -550,6 +552,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chat::post_message))
         .routes(routes!(chat::cancel_turn))
         .routes(routes!(chat::export_conversation))
+        .routes(routes!(agents::guide))
+        .routes(routes!(agents::checkpoints))
+        .routes(routes!(agents::rollback))
+        .routes(routes!(agents::approvals))
+        .routes(routes!(agents::answer))
 }
 
 /// The OpenAPI document of the native API, as served at `/openapi.json`.

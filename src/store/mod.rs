@@ -13,7 +13,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::proto::{ConversationSummary, Event, Scope, StoredMessage, Task, TaskResult, TaskState};
+use crate::proto::{
+    Approval, ApprovalStatus, Checkpoint, ConversationSummary, Event, Scope, StoredMessage, Task,
+    TaskResult, TaskState,
+};
 
 pub use sqlite::SqliteStore;
 
@@ -218,6 +221,39 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a conversation and its messages (its turns' tasks stay); false when there was
     /// no such conversation.
     async fn delete_conversation(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces an approval.
+    async fn put_approval(&self, approval: Approval) -> Result<(), StoreError>;
+
+    /// Approvals, oldest first: of one task, in one status, or all.
+    async fn approvals(
+        &self,
+        task: Option<String>,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<Approval>, StoreError>;
+
+    async fn get_approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+
+    /// Marks every pending approval expired (after a restart, no agent waits for them).
+    async fn expire_pending_approvals(&self) -> Result<usize, StoreError>;
+
+    /// Saves a checkpoint with the files it keeps: each path with its content, or `None` for a
+    /// file that did not exist.
+    async fn put_checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        files: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError>;
+
+    /// A task's checkpoints, oldest first.
+    async fn checkpoints(&self, task: &str) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// The files a checkpoint kept.
+    async fn checkpoint_files(
+        &self,
+        task: &str,
+        checkpoint: u32,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError>;
 
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     async fn close(&self);

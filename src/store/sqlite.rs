@@ -22,7 +22,8 @@ use super::{
     StoreError, StoredKey, StoredSession, TaskQuery, Transition,
 };
 use crate::proto::{
-    ConversationSummary, Event, Scope, StateData, StoredMessage, Task, TaskState, types,
+    Approval, ApprovalStatus, Checkpoint, ConversationSummary, Event, Scope, StateData,
+    StoredMessage, Task, TaskState, types,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many have run.
@@ -95,6 +96,30 @@ const MIGRATIONS: &[&str] = &[
         task_id         TEXT,
         created_at      INTEGER NOT NULL,
         PRIMARY KEY (conversation_id, idx)
+    );
+"#,
+    r#"
+    CREATE TABLE approvals (
+        id         TEXT PRIMARY KEY,
+        task_id    TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        data       TEXT NOT NULL
+    );
+    CREATE INDEX approvals_by_task ON approvals (task_id, created_at);
+    CREATE INDEX approvals_by_status ON approvals (status, created_at);
+    CREATE TABLE checkpoints (
+        task_id TEXT NOT NULL,
+        id      INTEGER NOT NULL,
+        data    TEXT NOT NULL,
+        PRIMARY KEY (task_id, id)
+    );
+    CREATE TABLE checkpoint_files (
+        task_id    TEXT NOT NULL,
+        checkpoint INTEGER NOT NULL,
+        path       TEXT NOT NULL,
+        content    BLOB,
+        PRIMARY KEY (task_id, checkpoint, path)
     );
 "#,
 ];
@@ -646,6 +671,9 @@ fn delete(conn: &Connection, task_id: &str) -> Result<(), StoreError> {
         });
     }
     conn.execute("DELETE FROM events WHERE task_id = ?1", [task_id])?;
+    conn.execute("DELETE FROM approvals WHERE task_id = ?1", [task_id])?;
+    conn.execute("DELETE FROM checkpoints WHERE task_id = ?1", [task_id])?;
+    conn.execute("DELETE FROM checkpoint_files WHERE task_id = ?1", [task_id])?;
     conn.execute("DELETE FROM tasks WHERE id = ?1", [task_id])?;
     Ok(())
 }
@@ -1164,6 +1192,123 @@ impl Store for SqliteStore {
         })
         .await
         .map(|deleted| deleted > 0)
+    }
+
+    async fn put_approval(&self, approval: Approval) -> Result<(), StoreError> {
+        let data = to_json(&approval)?;
+        let status = to_json(&approval.status)?;
+        self.record(move |conn| {
+            Ok(conn.execute(
+                "INSERT OR REPLACE INTO approvals (id, task_id, status, created_at, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    approval.id,
+                    approval.task_id,
+                    status,
+                    approval.created_at.as_microsecond(),
+                    data
+                ],
+            )?)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn approvals(
+        &self,
+        task: Option<String>,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let status = status.as_ref().map(to_json).transpose()?;
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT data FROM approvals
+                 WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY created_at",
+            )?;
+            let rows = stmt.query_map(params![task, status], |row| row.get::<_, String>(0))?;
+            rows.map(|data| from_json(&data?)).collect()
+        })
+        .await
+    }
+
+    async fn get_approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            conn.query_row("SELECT data FROM approvals WHERE id = ?1", [&id], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|data| from_json(&data))
+            .transpose()
+        })
+        .await
+    }
+
+    async fn expire_pending_approvals(&self) -> Result<usize, StoreError> {
+        let pending = self.approvals(None, Some(ApprovalStatus::Pending)).await?;
+        let count = pending.len();
+        for mut approval in pending {
+            approval.status = ApprovalStatus::Expired;
+            approval.resolved_at = Some(Timestamp::now());
+            approval.reason = Some("the server restarted while it waited".into());
+            self.put_approval(approval).await?;
+        }
+        Ok(count)
+    }
+
+    async fn put_checkpoint(
+        &self,
+        checkpoint: Checkpoint,
+        files: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<(), StoreError> {
+        let data = to_json(&checkpoint)?;
+        self.record(move |conn| {
+            conn.execute(
+                "INSERT INTO checkpoints (task_id, id, data) VALUES (?1, ?2, ?3)",
+                params![checkpoint.task_id, checkpoint.id, data],
+            )?;
+            for (path, content) in &files {
+                conn.execute(
+                    "INSERT INTO checkpoint_files (task_id, checkpoint, path, content)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![checkpoint.task_id, checkpoint.id, path, content],
+                )?;
+            }
+            Ok(files.len())
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn checkpoints(&self, task: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let task = task.to_string();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT data FROM checkpoints WHERE task_id = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([&task], |row| row.get::<_, String>(0))?;
+            rows.map(|data| from_json(&data?)).collect()
+        })
+        .await
+    }
+
+    async fn checkpoint_files(
+        &self,
+        task: &str,
+        checkpoint: u32,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError> {
+        let task = task.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT path, content FROM checkpoint_files
+                 WHERE task_id = ?1 AND checkpoint = ?2 ORDER BY path",
+            )?;
+            let rows = stmt.query_map(params![task, checkpoint], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<Vec<u8>>>(1)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     async fn close(&self) {

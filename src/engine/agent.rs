@@ -1,0 +1,870 @@
+//! The `agent` runner: a model working in a workspace with tools, step by step, every step an
+//! event. A step sends the conversation and the tools' schemas to the provider and streams the
+//! reply; the tool calls it asks for run (after a person's approval where the policy says
+//! `ask`), their results join the conversation, and the next step begins, until the model
+//! answers without tool calls or a budget runs out. People steer it meanwhile: pause before the
+//! next step, guidance that joins the next request, cancel, approvals, rollback to a
+//! checkpoint.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::chat::DeltaWriter;
+use super::workspace::{Tool, ToolError, ToolOutput, Workspace};
+use super::{Control, ControlMsg, Engine, EngineError, error_result, to_value};
+use crate::llm::{ChatRequest, Chunk, Provider};
+use crate::proto::{
+    AgentMode, AgentSpec, Approval, ApprovalAnswer, ApprovalStatus, ChatMessage, Checkpoint,
+    Decision, FileChange, Permission, Role, Task, TaskResult, TaskState, ToolCall, ToolCallEvent,
+    ToolResultEvent, Unanswered, agent_types,
+};
+
+/// Model calls an agent makes at most unless its spec says.
+const DEFAULT_MAX_STEPS: u32 = 50;
+
+/// A tool call waiting for a person: where the answer goes, with the channel on which the
+/// runner answers back the resolved approval.
+pub(super) struct PendingApproval {
+    pub task_id: String,
+    pub answer: oneshot::Sender<(ApprovalAnswer, oneshot::Sender<Approval>)>,
+}
+
+/// How an agent's run ended.
+enum Ending {
+    Done,
+    Failed(String),
+    Cancelled,
+    Shutdown,
+}
+
+impl Engine {
+    /// Fills in what an agent left to the server (provider, model) and checks its workspace.
+    pub(super) async fn prepare_agent(&self, spec: &mut AgentSpec) -> Result<(), EngineError> {
+        Workspace::open(&spec.workspace, &self.config.workspace_roots)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let (provider, model) = self
+            .providers
+            .resolve(spec.provider.as_deref(), spec.model.as_deref())
+            .await?;
+        spec.provider = Some(provider.info().name);
+        spec.model = Some(model);
+        Ok(())
+    }
+
+    /// Tells a running agent something before its next model call.
+    pub async fn guide(&self, id: &str, text: String) -> Result<Task, EngineError> {
+        self.control(id, Control::Guidance(text)).await
+    }
+
+    /// Approvals, oldest first: of one task, in one status, or all.
+    pub async fn approvals(
+        &self,
+        task: Option<String>,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<Approval>, EngineError> {
+        Ok(self.store.approvals(task, status).await?)
+    }
+
+    /// Answers a pending approval; the agent resolves it and says so in its log.
+    pub async fn answer_approval(
+        &self,
+        id: &str,
+        answer: ApprovalAnswer,
+    ) -> Result<Approval, EngineError> {
+        let pending = self
+            .pending_approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let already = |approval: Option<Approval>| match approval {
+            Some(approval) => EngineError::ApprovalResolved {
+                id: id.to_string(),
+                status: approval.status,
+            },
+            None => EngineError::ApprovalNotFound(id.to_string()),
+        };
+        let Some(pending) = pending else {
+            return Err(already(self.store.get_approval(id).await?));
+        };
+        let (reply, resolved) = oneshot::channel();
+        if pending.answer.send((answer, reply)).is_err() {
+            return Err(already(self.store.get_approval(id).await?));
+        }
+        match resolved.await {
+            Ok(approval) => Ok(approval),
+            Err(_) => Err(already(self.store.get_approval(id).await?)),
+        }
+    }
+
+    /// A task's checkpoints, oldest first.
+    pub async fn checkpoints(&self, id: &str) -> Result<Vec<Checkpoint>, EngineError> {
+        self.get(id).await?;
+        Ok(self.store.checkpoints(id).await?)
+    }
+
+    /// Puts an agent's workspace back as it was just before checkpoint `to`'s change: the
+    /// files of that checkpoint and of every later one are restored, newest first. Refused
+    /// while the agent runs a step: pause it first.
+    pub async fn rollback(&self, id: &str, to: u32) -> Result<Vec<String>, EngineError> {
+        let task = self.get(id).await?;
+        let crate::proto::TaskSpec::Agent(spec) = &task.spec else {
+            return Err(EngineError::Unsupported {
+                action: "roll back",
+                kind: task.spec.kind(),
+            });
+        };
+        if matches!(task.state, TaskState::Running | TaskState::Queued) {
+            return Err(EngineError::WrongState {
+                id: id.to_string(),
+                state: task.state,
+                action: "roll back (pause it first)",
+            });
+        }
+        let checkpoints = self.store.checkpoints(id).await?;
+        if !checkpoints.iter().any(|c| c.id == to) {
+            return Err(EngineError::CheckpointNotFound {
+                task: id.to_string(),
+                checkpoint: to,
+            });
+        }
+        let workspace = Workspace::open(&spec.workspace, &self.config.workspace_roots)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let mut restored = Vec::new();
+        for checkpoint in checkpoints.iter().rev().filter(|c| c.id >= to) {
+            for (path, content) in self.store.checkpoint_files(id, checkpoint.id).await? {
+                workspace
+                    .restore(&path, content.as_deref())
+                    .map_err(|e| EngineError::Invalid(e.0))?;
+                restored.push(path);
+            }
+        }
+        restored.sort();
+        restored.dedup();
+        // A paused agent hears of it before its next step (a finished one's log is closed).
+        if task.state == TaskState::Paused {
+            let note = format!(
+                "A person rolled the workspace back to how it was before checkpoint {to}; \
+                 these files were restored: {}.",
+                restored.join(", ")
+            );
+            let data = json!({"checkpoint": to, "files": restored});
+            self.store
+                .append(id, vec![(agent_types::ROLLED_BACK, data)])
+                .await?;
+            self.control(id, Control::Guidance(note)).await?;
+        }
+        Ok(restored)
+    }
+}
+
+/// Runs an agent to its end. Errors are the store's: the agent's own failures are results.
+pub(super) async fn run(
+    engine: &Arc<Engine>,
+    task: &Task,
+    spec: &AgentSpec,
+    inbox: mpsc::Receiver<ControlMsg>,
+) -> Result<(), EngineError> {
+    engine
+        .change_state(&task.id, TaskState::Running, &[TaskState::Queued], None)
+        .await?;
+    let setup = Workspace::open(&spec.workspace, &engine.config.workspace_roots)
+        .map_err(|e| e.to_string())
+        .and_then(|workspace| {
+            let provider = engine
+                .providers
+                .get(spec.provider.as_deref())
+                .map_err(|e| e.to_string())?;
+            Ok((workspace, provider))
+        });
+    let (workspace, provider) = match setup {
+        Ok(setup) => setup,
+        Err(reason) => {
+            engine
+                .finish(&task.id, TaskState::Failed, error_result(&reason), &reason)
+                .await?;
+            return Ok(());
+        }
+    };
+    let mut agent = Agent {
+        engine: engine.clone(),
+        task_id: task.id.clone(),
+        spec: spec.clone(),
+        tools: Tool::of_mode(spec.mode),
+        messages: vec![
+            ChatMessage::new(Role::System, system_prompt(spec, &workspace)),
+            ChatMessage::new(Role::User, spec.prompt.clone()),
+        ],
+        workspace,
+        provider,
+        inbox,
+        guidance: VecDeque::new(),
+        allowed: HashSet::new(),
+        paused: false,
+        shutting_down: false,
+        cancel: CancellationToken::new(),
+        spent: Duration::ZERO,
+        steps: 0,
+    };
+    let ending = agent.work().await?;
+    let (state, result, reason) = match ending {
+        Ending::Done => (TaskState::Succeeded, TaskResult::default(), String::new()),
+        Ending::Failed(reason) => (TaskState::Failed, error_result(&reason), reason),
+        Ending::Cancelled => (
+            TaskState::Cancelled,
+            TaskResult::default(),
+            "cancelled".to_string(),
+        ),
+        Ending::Shutdown => {
+            let reason = "the server shut down while the agent was working".to_string();
+            (TaskState::Interrupted, error_result(&reason), reason)
+        }
+    };
+    agent.forget_approvals().await?;
+    engine.finish(&task.id, state, result, &reason).await?;
+    Ok(())
+}
+
+fn system_prompt(spec: &AgentSpec, workspace: &Workspace) -> String {
+    let mode = match spec.mode {
+        AgentMode::Build => {
+            "You may read, change files and run commands to do the task. Make the change, \
+             check it (run the tests when there are some), then answer with a short summary \
+             of what you did."
+        }
+        AgentMode::Plan => {
+            "You may only read. Study the code and answer with a concrete, step-by-step plan \
+             for the task; change nothing."
+        }
+        AgentMode::Explore => {
+            "You may only read. Find what the task asks about and answer with your findings; \
+             change nothing."
+        }
+    };
+    format!(
+        "You are a coding agent working in the directory {} (the workspace). Paths you give \
+         to tools are relative to it and must stay inside it. {mode} A person may deny a tool \
+         call; then find another way or explain what you need.",
+        workspace.root().display()
+    )
+}
+
+struct Agent {
+    engine: Arc<Engine>,
+    task_id: String,
+    spec: AgentSpec,
+    workspace: Workspace,
+    provider: Arc<dyn Provider>,
+    tools: Vec<Tool>,
+    messages: Vec<ChatMessage>,
+    inbox: mpsc::Receiver<ControlMsg>,
+    /// People's messages not yet sent to the model.
+    guidance: VecDeque<String>,
+    /// Tools allowed for the rest of the task by an `allow_always`.
+    allowed: HashSet<Tool>,
+    paused: bool,
+    shutting_down: bool,
+    /// Fired on cancel and shutdown: stops the model stream and any running command.
+    cancel: CancellationToken,
+    /// Running time so far: model calls and tools, not pauses or waits for approval.
+    spent: Duration,
+    steps: u32,
+}
+
+impl Agent {
+    async fn work(&mut self) -> Result<Ending, EngineError> {
+        loop {
+            if let Some(ending) = self.between_steps().await? {
+                return Ok(ending);
+            }
+            let max_steps = self.spec.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+            if self.steps >= max_steps {
+                return self.exhausted("steps", json!(max_steps)).await;
+            }
+            if let Some(limit) = self.time_limit()
+                && self.spent >= limit
+            {
+                return self.exhausted("time", json!(limit.as_secs_f64())).await;
+            }
+            while let Some(text) = self.guidance.pop_front() {
+                self.messages.push(ChatMessage::new(Role::User, text));
+            }
+            self.steps += 1;
+            let reply = match self.model_step().await? {
+                Ok(reply) => reply,
+                Err(ending) => return Ok(ending),
+            };
+            let calls = reply.tool_calls.clone();
+            self.messages.push(reply);
+            if calls.is_empty() {
+                return Ok(Ending::Done);
+            }
+            for call in calls {
+                match self.tool_step(&call).await? {
+                    Ok(result) => self.messages.push(result),
+                    Err(ending) => return Ok(ending),
+                }
+            }
+        }
+    }
+
+    /// Why the run stops after its cancel token fired.
+    fn stopped(&self) -> Ending {
+        if self.shutting_down {
+            Ending::Shutdown
+        } else {
+            Ending::Cancelled
+        }
+    }
+
+    fn time_limit(&self) -> Option<Duration> {
+        self.spec
+            .timeout_secs
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+    }
+
+    async fn exhausted(
+        &mut self,
+        budget: &str,
+        limit: serde_json::Value,
+    ) -> Result<Ending, EngineError> {
+        self.append(
+            agent_types::BUDGET_EXHAUSTED,
+            json!({"budget": budget, "limit": limit}),
+        )
+        .await?;
+        Ok(Ending::Failed(format!(
+            "the {budget} budget ({limit}) ran out"
+        )))
+    }
+
+    async fn append(&self, kind: &'static str, data: serde_json::Value) -> Result<(), EngineError> {
+        self.engine
+            .store
+            .append(&self.task_id, vec![(kind, data)])
+            .await?;
+        Ok(())
+    }
+
+    /// Waits while paused; takes the controls that arrived. An ending when one ends the run.
+    async fn between_steps(&mut self) -> Result<Option<Ending>, EngineError> {
+        while let Ok(message) = self.inbox.try_recv() {
+            if let Some(ending) = self.control(message).await? {
+                return Ok(Some(ending));
+            }
+        }
+        while self.paused {
+            let Some(message) = self.inbox.recv().await else {
+                return Ok(Some(Ending::Shutdown));
+            };
+            if let Some(ending) = self.control(message).await? {
+                return Ok(Some(ending));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Answers a control; the ending it causes, if any.
+    async fn control(
+        &mut self,
+        (control, reply): ControlMsg,
+    ) -> Result<Option<Ending>, EngineError> {
+        let state = if self.paused {
+            TaskState::Paused
+        } else {
+            TaskState::Running
+        };
+        let wrong_state = |action| EngineError::WrongState {
+            id: self.task_id.clone(),
+            state,
+            action,
+        };
+        let (answer, ending) = match control {
+            Control::Cancel => {
+                self.cancel.cancel();
+                (Ok(()), Some(Ending::Cancelled))
+            }
+            Control::Shutdown => {
+                self.shutting_down = true;
+                self.cancel.cancel();
+                (Ok(()), Some(Ending::Shutdown))
+            }
+            Control::Pause if self.paused => (Err(wrong_state("pause")), None),
+            Control::Pause => {
+                self.paused = true;
+                let changed = self
+                    .engine
+                    .change_state(
+                        &self.task_id,
+                        TaskState::Paused,
+                        &[TaskState::Running],
+                        None,
+                    )
+                    .await
+                    .map(drop);
+                (changed, None)
+            }
+            Control::Resume if !self.paused => (Err(wrong_state("resume")), None),
+            Control::Resume => {
+                self.paused = false;
+                let changed = self
+                    .engine
+                    .change_state(
+                        &self.task_id,
+                        TaskState::Running,
+                        &[TaskState::Paused],
+                        None,
+                    )
+                    .await
+                    .map(drop);
+                (changed, None)
+            }
+            Control::Guidance(text) => {
+                let recorded = self
+                    .append(agent_types::GUIDANCE_RECEIVED, json!({"text": text}))
+                    .await;
+                self.guidance.push_back(text);
+                (recorded, None)
+            }
+            Control::Input(_) => (
+                Err(EngineError::Unsupported {
+                    action: "send input to",
+                    kind: "agent",
+                }),
+                None,
+            ),
+        };
+        let _ = reply.send(answer);
+        Ok(ending)
+    }
+
+    /// One model call, streamed into the log: the reply, or the ending that stopped it.
+    async fn model_step(&mut self) -> Result<Result<ChatMessage, Ending>, EngineError> {
+        let started = Instant::now();
+        let request = ChatRequest {
+            model: self.spec.model.clone().unwrap_or_default(),
+            messages: self.messages.clone(),
+            tools: self.tools.iter().map(|tool| tool.spec()).collect(),
+            temperature: None,
+            max_tokens: None,
+            stop: Vec::new(),
+        };
+        let deltas = DeltaWriter::start(
+            self.engine.store.clone(),
+            self.task_id.clone(),
+            agent_types::MESSAGE_DELTA,
+        );
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        let outcome = self
+            .stream_reply(request, &deltas, &mut text, &mut calls)
+            .await?;
+        deltas.finish().await?;
+        self.spent += started.elapsed();
+        if let Err(ending) = outcome {
+            return Ok(Err(ending));
+        }
+        let message = ChatMessage {
+            tool_calls: calls,
+            ..ChatMessage::new(Role::Assistant, text)
+        };
+        self.append(
+            agent_types::MESSAGE,
+            json!({"message": message, "step": self.steps}),
+        )
+        .await?;
+        Ok(Ok(message))
+    }
+
+    async fn stream_reply(
+        &mut self,
+        request: ChatRequest,
+        deltas: &DeltaWriter,
+        text: &mut String,
+        calls: &mut Vec<ToolCall>,
+    ) -> Result<Result<(), Ending>, EngineError> {
+        let provider = self.provider.clone();
+        let connecting = provider.chat(request);
+        tokio::pin!(connecting);
+        let mut stream = loop {
+            tokio::select! {
+                connected = &mut connecting => match connected {
+                    Ok(stream) => break stream,
+                    Err(e) => return Ok(Err(Ending::Failed(e.to_string()))),
+                },
+                Some(message) = self.inbox.recv() => {
+                    if let Some(ending) = self.control(message).await? {
+                        return Ok(Err(ending));
+                    }
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                chunk = stream.next() => match chunk {
+                    Some(Ok(Chunk::Text(piece))) => {
+                        text.push_str(&piece);
+                        deltas.send(agent_types::MESSAGE_DELTA, json!({"text": piece}));
+                    }
+                    Some(Ok(Chunk::ToolCall(call))) => calls.push(call),
+                    Some(Ok(Chunk::Done { .. })) => return Ok(Ok(())),
+                    Some(Err(e)) => return Ok(Err(Ending::Failed(e.to_string()))),
+                    None => {
+                        return Ok(Err(Ending::Failed(
+                            "the model's reply ended before it was complete".into(),
+                        )));
+                    }
+                },
+                Some(message) = self.inbox.recv() => {
+                    if let Some(ending) = self.control(message).await? {
+                        return Ok(Err(ending));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one tool call, asking first when the policy says so: the tool message for the
+    /// model, or the ending the call led to.
+    async fn tool_step(
+        &mut self,
+        call: &ToolCall,
+    ) -> Result<Result<ChatMessage, Ending>, EngineError> {
+        self.append(
+            agent_types::TOOL_CALL,
+            to_value(&ToolCallEvent {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            }),
+        )
+        .await?;
+        let outcome = match Tool::named(&call.name).filter(|tool| self.tools.contains(tool)) {
+            None => Err(ToolError(format!(
+                "there is no tool `{}` here (tools: {})",
+                call.name,
+                self.tools
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            Some(tool) => match self.permit(tool, call).await? {
+                Permit::Run => self.run_tool(tool, call).await?,
+                Permit::Refused(reason) => Err(ToolError(reason)),
+                Permit::End(ending) => return Ok(Err(ending)),
+            },
+        };
+        let (output, error, duration) = match outcome {
+            Ok((output, duration)) => (output, false, duration),
+            Err(error) => (
+                ToolOutput {
+                    text: error.0,
+                    truncated: false,
+                },
+                true,
+                Duration::ZERO,
+            ),
+        };
+        let result = ToolResultEvent {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            output: output.text.clone(),
+            error,
+            truncated: output.truncated,
+            duration_ms: duration.as_millis() as u64,
+        };
+        self.append(agent_types::TOOL_RESULT, to_value(&result))
+            .await?;
+        if self.cancel.is_cancelled() {
+            return Ok(Err(self.stopped()));
+        }
+        Ok(Ok(ChatMessage {
+            tool_call_id: Some(call.id.clone()),
+            ..ChatMessage::new(Role::Tool, output.text)
+        }))
+    }
+}
+
+/// Whether a tool call may run.
+enum Permit {
+    Run,
+    /// It may not; the model is told why.
+    Refused(String),
+    End(Ending),
+}
+
+impl Agent {
+    async fn permit(&mut self, tool: Tool, call: &ToolCall) -> Result<Permit, EngineError> {
+        let permission = if self.allowed.contains(&tool) {
+            Permission::Allow
+        } else {
+            self.spec
+                .approvals
+                .get(tool.name())
+                .copied()
+                .unwrap_or_else(|| tool.default_permission())
+        };
+        match permission {
+            Permission::Allow => Ok(Permit::Run),
+            Permission::Deny => Ok(Permit::Refused(format!(
+                "{} is denied by this task's policy",
+                tool.name()
+            ))),
+            Permission::Ask => self.ask(tool, call).await,
+        }
+    }
+
+    /// Stores an approval, says so, and waits for a person (or the fallback).
+    async fn ask(&mut self, tool: Tool, call: &ToolCall) -> Result<Permit, EngineError> {
+        let diff = match tool {
+            Tool::WriteFile | Tool::EditFile => match self.workspace.plan(tool, &call.arguments) {
+                Ok(change) => Some(change.diff),
+                // Nothing to approve: the model hears what is wrong with the call.
+                Err(error) => return Ok(Permit::Refused(error.0)),
+            },
+            _ => None,
+        };
+        let mut approval = Approval {
+            id: uuid::Uuid::now_v7().to_string(),
+            task_id: self.task_id.clone(),
+            tool: tool.name().to_string(),
+            arguments: call.arguments.clone(),
+            diff,
+            status: ApprovalStatus::Pending,
+            decision: None,
+            reason: None,
+            created_at: Timestamp::now(),
+            resolved_at: None,
+        };
+        self.engine.store.put_approval(approval.clone()).await?;
+        let (sender, mut answers) = oneshot::channel();
+        self.engine
+            .pending_approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                approval.id.clone(),
+                PendingApproval {
+                    task_id: self.task_id.clone(),
+                    answer: sender,
+                },
+            );
+        self.append(
+            agent_types::APPROVAL_REQUESTED,
+            json!({"approval": approval}),
+        )
+        .await?;
+        let unanswered = self
+            .spec
+            .on_unanswered
+            .unwrap_or(self.engine.config.on_unanswered);
+        let wait = self
+            .spec
+            .approval_timeout_secs
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .unwrap_or(self.engine.config.approval_timeout);
+        let deadline = tokio::time::Instant::now() + wait;
+        let waits_forever = unanswered == Unanswered::Wait;
+        loop {
+            tokio::select! {
+                answered = &mut answers => {
+                    let Ok((answer, reply)) = answered else {
+                        // The engine dropped it: only when the task is ending.
+                        return Ok(Permit::End(Ending::Shutdown));
+                    };
+                    approval.decision = Some(answer.decision);
+                    approval.reason = answer.reason.clone();
+                    approval.status = match answer.decision {
+                        Decision::AllowOnce | Decision::AllowAlways => ApprovalStatus::Allowed,
+                        Decision::Deny => ApprovalStatus::Denied,
+                        Decision::Cancel => ApprovalStatus::Cancelled,
+                    };
+                    self.resolve(&approval).await?;
+                    let _ = reply.send(approval.clone());
+                    return Ok(match answer.decision {
+                        Decision::AllowOnce => Permit::Run,
+                        Decision::AllowAlways => {
+                            self.allowed.insert(tool);
+                            Permit::Run
+                        }
+                        Decision::Deny => Permit::Refused(match &answer.reason {
+                            Some(reason) => format!("a person denied this {}: {reason}", tool.name()),
+                            None => format!("a person denied this {}", tool.name()),
+                        }),
+                        Decision::Cancel => {
+                            self.cancel.cancel();
+                            Permit::End(Ending::Cancelled)
+                        }
+                    });
+                }
+                Some(message) = self.inbox.recv() => {
+                    if let Some(ending) = self.control(message).await? {
+                        self.expire(&mut approval, "the task ended first").await?;
+                        return Ok(Permit::End(ending));
+                    }
+                }
+                () = tokio::time::sleep_until(deadline), if !waits_forever => {
+                    let taken = self
+                        .engine
+                        .pending_approvals
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&approval.id);
+                    if taken.is_none() {
+                        // An answer is on its way; take it.
+                        continue;
+                    }
+                    let why = format!("nobody answered within {}s", wait.as_secs_f64());
+                    approval.status = ApprovalStatus::Expired;
+                    approval.reason = Some(why.clone());
+                    self.resolve(&approval).await?;
+                    return Ok(match unanswered {
+                        Unanswered::Fail => Permit::End(Ending::Failed(format!(
+                            "the {} call waited for approval and {why}",
+                            tool.name()
+                        ))),
+                        Unanswered::Deny | Unanswered::Wait => Permit::Refused(format!(
+                            "this {} was not approved: {why}",
+                            tool.name()
+                        )),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn resolve(&self, approval: &Approval) -> Result<(), EngineError> {
+        let mut approval = approval.clone();
+        approval.resolved_at = Some(Timestamp::now());
+        self.engine.store.put_approval(approval.clone()).await?;
+        self.append(
+            agent_types::APPROVAL_RESOLVED,
+            json!({"approval": approval}),
+        )
+        .await
+    }
+
+    async fn expire(&self, approval: &mut Approval, why: &str) -> Result<(), EngineError> {
+        self.engine
+            .pending_approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&approval.id);
+        approval.status = ApprovalStatus::Expired;
+        approval.reason = Some(why.to_string());
+        self.resolve(approval).await
+    }
+
+    /// Drops this task's waits for approval that nobody can answer any more.
+    async fn forget_approvals(&self) -> Result<(), EngineError> {
+        self.engine
+            .pending_approvals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, pending| pending.task_id != self.task_id);
+        Ok(())
+    }
+
+    /// Runs a permitted tool: its output and how long it took, or its error.
+    async fn run_tool(
+        &mut self,
+        tool: Tool,
+        call: &ToolCall,
+    ) -> Result<Result<(ToolOutput, Duration), ToolError>, EngineError> {
+        let started = Instant::now();
+        let outcome = match tool {
+            Tool::ReadFile | Tool::ListDir | Tool::Search => {
+                self.workspace.read(tool, &call.arguments).await
+            }
+            Tool::WriteFile | Tool::EditFile => self.change(tool, call).await?,
+            Tool::RunCommand => self.command(call).await?,
+        };
+        let took = started.elapsed().max(Duration::from_micros(1));
+        self.spent += took;
+        Ok(outcome.map(|output| (output, took)))
+    }
+
+    /// Saves a checkpoint of the file, makes the change, and says what changed.
+    async fn change(
+        &mut self,
+        tool: Tool,
+        call: &ToolCall,
+    ) -> Result<Result<ToolOutput, ToolError>, EngineError> {
+        // Planned again: the file may have changed while the approval waited.
+        let change = match self.workspace.plan(tool, &call.arguments) {
+            Ok(change) => change,
+            Err(error) => return Ok(Err(error)),
+        };
+        let checkpoint = Checkpoint {
+            id: self.engine.store.checkpoints(&self.task_id).await?.len() as u32 + 1,
+            task_id: self.task_id.clone(),
+            files: vec![change.path.clone()],
+            tool_call_id: Some(call.id.clone()),
+            created_at: Timestamp::now(),
+        };
+        self.engine
+            .store
+            .put_checkpoint(
+                checkpoint.clone(),
+                vec![(change.path.clone(), change.before.clone())],
+            )
+            .await?;
+        self.append(
+            agent_types::CHECKPOINT_CREATED,
+            json!({"checkpoint": checkpoint}),
+        )
+        .await?;
+        if let Err(error) = self.workspace.apply(&change) {
+            return Ok(Err(error));
+        }
+        self.append(
+            agent_types::FILE_CHANGED,
+            to_value(&FileChange {
+                path: change.path.clone(),
+                kind: change.kind,
+                diff: change.diff.clone(),
+            }),
+        )
+        .await?;
+        let verb = match change.kind {
+            crate::proto::ChangeKind::Created => "created",
+            _ => "changed",
+        };
+        Ok(Ok(ToolOutput {
+            text: format!("{} {verb}:\n{}", change.path, change.diff),
+            truncated: false,
+        }))
+    }
+
+    /// Runs a command while still answering controls (a cancel stops it).
+    async fn command(
+        &mut self,
+        call: &ToolCall,
+    ) -> Result<Result<ToolOutput, ToolError>, EngineError> {
+        let workspace = self.workspace.clone();
+        let cancel = self.cancel.clone();
+        let arguments = call.arguments.clone();
+        let running = async move { workspace.run_command(&arguments, &cancel).await };
+        tokio::pin!(running);
+        loop {
+            tokio::select! {
+                output = &mut running => return Ok(output),
+                Some(message) = self.inbox.recv() => {
+                    // A cancel fires the token, and the command stops with its group; the
+                    // step ends when it has.
+                    self.control(message).await?;
+                }
+            }
+        }
+    }
+}
+
+/// The pending approvals of the engine, by id.
+pub(super) type PendingApprovals = std::sync::Mutex<HashMap<String, PendingApproval>>;
