@@ -802,3 +802,154 @@ async fn bad_agent_requests_get_clear_errors() {
     ));
     client.cancel(&exec.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn seed_agents_start_list_cancel_clear_and_stream_agent_events() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let fake = FakeLlm::start();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("README"), "hello\n").unwrap();
+    let server = server_with(&fake, root.path(), &[]);
+    let http = reqwest::Client::new();
+    let ws_url = format!("{}/ws", server.url.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    socket
+        .send(Message::Text(r#"{"type":"ping"}"#.into()))
+        .await
+        .unwrap();
+    let mut next_json = async || loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s");
+        if let Some(Ok(Message::Text(text))) = message {
+            return serde_json::from_str::<Value>(&text).unwrap();
+        }
+    };
+    assert_eq!(next_json().await["type"], "pong");
+
+    fake.push(Reply::stream().then_tool_call("r1", "read_file", &[r#"{"path": "README"}"#]));
+    fake.push(Reply::text(&["It says hello."]));
+    let started: Value = http
+        .post(format!("{}/agents/start", server.url))
+        .json(&json!({"task": "What does the README say?", "mode": "explore", "name": "reader"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(started["success"], true);
+    let agent_id = started["agent_id"].as_str().unwrap().to_string();
+    assert!(agent_id.starts_with("agent-"));
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("agent_completed") {
+        let message = next_json().await;
+        assert_eq!(message["type"], "agent_event", "{message}");
+        assert_eq!(message["data"]["agent_id"], agent_id.as_str());
+        seen.push(message["event"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        seen,
+        [
+            "agent_started",
+            "agent_tool_call",
+            "agent_tool_result",
+            "agent_completed"
+        ]
+    );
+    let agent: Value = http
+        .get(format!("{}/agents/{agent_id}", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agent["status"], "completed");
+    assert_eq!(agent["progress"], 100);
+    assert_eq!(agent["name"], "reader");
+    assert_eq!(agent["mode"], "explore");
+    assert_eq!(agent["output"], "It says hello.");
+    assert_eq!(agent["tool_calls"][0]["name"], "read_file");
+    assert_eq!(agent["tool_calls"][0]["status"], "completed");
+    assert_eq!(agent["tool_calls"][0]["result"], "hello\n");
+
+    // Four at once, then 429 in the seed's shape.
+    let mut running = Vec::new();
+    for n in 0..4 {
+        fake.push(Reply::text(&["late"]).first_byte_after(Duration::from_secs(30)));
+        let started: Value = http
+            .post(format!("{}/agents/start", server.url))
+            .json(&json!({"task": format!("slow {n}")}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        running.push(started["agent_id"].as_str().unwrap().to_string());
+    }
+    let refused = http
+        .post(format!("{}/agents/start", server.url))
+        .json(&json!({"task": "one too many"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Maximum concurrent agents (4) reached.")
+    );
+    let listed: Value = http
+        .get(format!("{}/agents?status=pending", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["active_count"], 4);
+    for id in &running {
+        let cancelled: Value = http
+            .post(format!("{}/agents/{id}/cancel", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(cancelled["success"], true);
+    }
+    let client = server.client();
+    for id in &running {
+        finished(&client, id.strip_prefix("agent-").unwrap()).await;
+    }
+    let cleared: Value = http
+        .post(format!("{}/agents/clear", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["cleared"], 5);
+    let listed: Value = http
+        .get(format!("{}/agents", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["agents"], json!([]));
+    let missing = http
+        .get(format!("{}/agents/agent-nope", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}

@@ -58,6 +58,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Where an agent works when its client names no directory: the server's own directory
+    /// when it is inside a workspace root, else the first root.
+    pub fn default_workspace(&self) -> Option<String> {
+        let roots = &self.config.workspace_roots;
+        std::env::current_dir()
+            .ok()
+            .filter(|dir| Workspace::open(&dir.to_string_lossy(), roots).is_ok())
+            .or_else(|| roots.first().cloned())
+            .map(|dir| dir.display().to_string())
+    }
+
     /// Tells a running agent something before its next model call.
     pub async fn guide(&self, id: &str, text: String) -> Result<Task, EngineError> {
         self.control(id, Control::Guidance(text)).await

@@ -347,9 +347,11 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }
 
+    /// Tasks newest first, of some states (all when empty) and one kind (all when `None`).
     pub async fn list(
         &self,
         states: Vec<TaskState>,
+        kind: Option<&'static str>,
         limit: usize,
         cursor: Option<u64>,
     ) -> Result<TaskPage, EngineError> {
@@ -357,6 +359,7 @@ impl Engine {
             .store
             .list_tasks(TaskQuery {
                 states,
+                kind,
                 before: cursor,
                 limit,
             })

@@ -10,6 +10,7 @@ mod limits;
 mod openai;
 mod render;
 mod seed000;
+mod seed000_agents;
 mod stream;
 mod tasks;
 mod tls;
@@ -583,6 +584,14 @@ fn router(state: AppState, max_body_bytes: usize, guard: guard::BrowserGuard) ->
         .route(
             "/conversation/export",
             axum::routing::get(seed000::export_conversation),
+        )
+        .route("/agents/start", axum::routing::post(seed000_agents::start))
+        .route("/agents", axum::routing::get(seed000_agents::list))
+        .route("/agents/clear", axum::routing::post(seed000_agents::clear))
+        .route("/agents/{id}", axum::routing::get(seed000_agents::get))
+        .route(
+            "/agents/{id}/cancel",
+            axum::routing::post(seed000_agents::cancel),
         )
         .route("/ws", axum::routing::get(seed000::websocket))
         .route("/ws/session", axum::routing::get(seed000::websocket))

@@ -429,7 +429,7 @@ fn too_large(limit: usize) -> String {
 }
 
 /// A frame for the client, or a heartbeat to send.
-type Outgoing = mpsc::Sender<Message>;
+pub(super) type Outgoing = mpsc::Sender<Message>;
 
 /// One seed 000 socket. The protocol is told by the client: the legacy one when it asked for
 /// it (`/ws/session`, a `session_token`), or when its first message is not a JSON object;
@@ -563,7 +563,15 @@ async fn serve_json(
     first: String,
 ) {
     let mut next = Some(first);
+    // Agents' events go to every authenticated JSON client, as seed 000's did.
+    let mut agent_events = AbortOnDrop(None);
     loop {
+        if principal.is_some() && agent_events.0.is_none() {
+            agent_events.0 = Some(tokio::spawn(super::seed000_agents::forward_agent_events(
+                state.engine.clone(),
+                outgoing.clone(),
+            )));
+        }
         let text = match next.take() {
             Some(text) => text,
             None => match tokio::time::timeout(LEGACY_RECEIVE_TIMEOUT, next_text(incoming)).await {
@@ -666,6 +674,17 @@ async fn serve_json(
         };
         if !sent {
             return;
+        }
+    }
+}
+
+/// A task that ends with the connection that started it.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }

@@ -121,7 +121,7 @@ pub async fn list_tasks(
                 .map_err(|_| ApiError::invalid("cursor must be a next_cursor from a previous page"))
         })
         .transpose()?;
-    Ok(Json(state.engine.list(states, limit, cursor).await?))
+    Ok(Json(state.engine.list(states, None, limit, cursor).await?))
 }
 
 /// Parses a comma-separated list of states.

@@ -120,6 +120,8 @@ pub struct StoredSession {
 pub struct TaskQuery {
     /// Any of these states (all when empty).
     pub states: Vec<TaskState>,
+    /// Only tasks of this kind (`exec`, `chat`, `agent`; all when absent).
+    pub kind: Option<&'static str>,
     /// Tasks older than this cursor (from a previous page).
     pub before: Option<u64>,
     pub limit: usize,

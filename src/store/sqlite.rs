@@ -809,7 +809,9 @@ impl Store for SqliteStore {
 
     async fn list_tasks(&self, query: TaskQuery) -> Result<(Vec<Task>, Option<u64>), StoreError> {
         self.read(move |conn| {
-            let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE num < ?1");
+            let mut sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE num < ?1 AND (?3 IS NULL OR kind = ?3)"
+            );
             if !query.states.is_empty() {
                 sql.push_str(&format!(" AND state IN ({})", state_list(&query.states)));
             }
@@ -817,7 +819,7 @@ impl Store for SqliteStore {
             let before = clamp(query.before.unwrap_or(u64::MAX));
             let mut stmt = conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                params![before, clamp(query.limit as u64 + 1)],
+                params![before, clamp(query.limit as u64 + 1), query.kind],
                 task_from_row,
             )?;
             let mut tasks = Vec::with_capacity(query.limit);
