@@ -521,6 +521,27 @@ async fn approvals_cancel_and_the_unanswered_fallbacks() {
     assert_eq!(finished(&client, &id).await.state, TaskState::Cancelled);
     assert!(!root.path().join("notes.txt").exists());
 
+    // Cancelling the task while it waits for approval: the approval expires with it.
+    let id = asking_agent(&client, &fake, root.path(), |_| {}).await;
+    let requested = wait_event(&client, &id, agent_types::APPROVAL_REQUESTED, 1).await;
+    client.pause(&id).await.unwrap();
+    client.cancel(&id).await.unwrap();
+    assert_eq!(finished(&client, &id).await.state, TaskState::Cancelled);
+    let waited = client.approvals(Some(&id), Some("all")).await.unwrap();
+    assert_eq!(waited[0].status, ApprovalStatus::Expired);
+    assert!(matches!(
+        client
+            .answer_approval(
+                requested.data["approval"]["id"].as_str().unwrap(),
+                &ApprovalAnswer {
+                    decision: Decision::AllowOnce,
+                    reason: None
+                },
+            )
+            .await,
+        Err(ClientError::Api { status: 409, .. })
+    ));
+
     // Nobody answers: deny, and the agent goes on.
     let id = asking_agent(&client, &fake, root.path(), |spec| {
         spec.approval_timeout_secs = Some(0.3);
