@@ -601,17 +601,26 @@ async fn a_hung_tool_is_killed_with_its_whole_process_group() {
 #[tokio::test]
 async fn renders_beyond_the_queue_are_refused_with_503() {
     let tools = fake_dot(
-        "cat > /dev/null\n/bin/sleep 2\necho '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>slow</text></svg>'",
+        "cat > /dev/null\n/bin/sleep 4\necho '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>slow</text></svg>'",
     );
     let path = tools.path().to_str().unwrap().to_string();
+    // Generous times, so that a busy machine still sees the first render running while the
+    // second waits and the third arrives.
     let server = Server::start_with_env(
-        &["--render-max-concurrency", "1", "--render-max-queue", "1"],
+        &[
+            "--render-max-concurrency",
+            "1",
+            "--render-max-queue",
+            "1",
+            "--render-timeout-secs",
+            "60",
+        ],
         &[("PATH", path.as_str())],
     );
     let request = |n: u64| {
         let server = &server;
         async move {
-            tokio::time::sleep(Duration::from_millis(300 * n)).await;
+            tokio::time::sleep(Duration::from_millis(1000 * n)).await;
             post(server, "/render/graphviz", &format!("digraph {{ n{n} }}")).await
         }
     };
