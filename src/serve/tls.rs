@@ -218,6 +218,8 @@ impl axum::serve::Listener for TlsListener {
                 (stream, peer) = axum::serve::Listener::accept(&mut self.tcp),
                     if self.handshakes.len() < MAX_PENDING_HANDSHAKES =>
                 {
+                    // As on the plain listener: small stream frames go out at once.
+                    let _ = stream.set_nodelay(true);
                     let acceptor = self.acceptor.clone();
                     self.handshakes.spawn(async move {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await

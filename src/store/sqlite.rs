@@ -6,6 +6,11 @@
 //! callers. Batching is what makes thousands of durable task creations a second possible; the single
 //! writer is what makes `seq` and `pos` gap-free and publication ordered. Reads use a small pool of
 //! read-only connections on tokio's blocking threads, so they never wait behind the writer.
+//!
+//! Checkpoints (copying the WAL back into the database, the only step that waits for the disk)
+//! run on a thread of their own shortly after commits, so a commit, and the live stream behind
+//! it, never waits for an fsync. The writer checkpoints by itself only when the WAL has grown
+//! past [`WRITER_CHECKPOINT_PAGES`], which a background checkpoint that keeps up never lets happen.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,6 +131,11 @@ const MIGRATIONS: &[&str] = &[
 
 /// Writes waiting longer than this many in one transaction wait for the next.
 const MAX_BATCH: usize = 1024;
+/// WAL pages (4 KiB each) past which the writer checkpoints by itself: a bound on the WAL
+/// under writes so steady that the background checkpoint never finds it caught up.
+const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
+/// The pause after a background checkpoint: commits in the meantime share the next one.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -235,18 +245,28 @@ impl SqliteStore {
             });
         }
         let mut conn = Connection::open(&path).map_err(|e| open_error(&e))?;
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
-             PRAGMA busy_timeout = 5000;",
-        )
+             PRAGMA busy_timeout = 5000;
+             PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
+        ))
         .map_err(|e| open_error(&e))?;
         migrate(&mut conn).map_err(|e| open_error(&e))?;
 
+        let checkpoint_conn = Connection::open(&path).map_err(|e| open_error(&e))?;
+        checkpoint_conn
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| open_error(&e))?;
+        let (dirty, commits) = mpsc::sync_channel(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("victor-store-checkpointer".into())
+            .spawn(move || checkpoint_loop(&checkpoint_conn, &commits))
+            .map_err(|e| open_error(&e))?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("victor-store-writer".into())
-            .spawn(move || write_loop(conn, rx, sink))
+            .spawn(move || write_loop(conn, rx, sink, dirty, checkpointer))
             .map_err(|e| open_error(&e))?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -331,7 +351,25 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, sink: Arc<dyn EventSink>) {
+/// Checkpoints after commits (each `()` says there were some), pausing in between, until the
+/// writer goes away.
+fn checkpoint_loop(conn: &Connection, commits: &mpsc::Receiver<()>) {
+    while commits.recv().is_ok() {
+        // PASSIVE never blocks the writer; what a reader still needs is copied next time.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "store checkpoint failed");
+        }
+        std::thread::sleep(CHECKPOINT_PAUSE);
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    ops: mpsc::Receiver<WriteOp>,
+    sink: Arc<dyn EventSink>,
+    dirty: mpsc::SyncSender<()>,
+    checkpointer: JoinHandle<()>,
+) {
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -360,6 +398,8 @@ fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, sink: Arc<dyn 
                 if !committed_events.is_empty() {
                     sink.committed(&committed_events);
                 }
+                // Full means a checkpoint is already due, which will include this commit.
+                let _ = dirty.try_send(());
                 for done in applied {
                     done.answer();
                 }
@@ -372,6 +412,8 @@ fn write_loop(mut conn: Connection, ops: mpsc::Receiver<WriteOp>, sink: Arc<dyn 
             }
         }
     }
+    drop(dirty);
+    let _ = checkpointer.join();
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "store checkpoint on close failed");
     }
@@ -1328,5 +1370,67 @@ impl Store for SqliteStore {
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Nobody;
+
+    impl EventSink for Nobody {
+        fn committed(&self, _events: &[Event]) {}
+    }
+
+    fn wal_bytes(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("victor.db-wal")).map_or(0, |m| m.len())
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_behind_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), Arc::new(Nobody)).unwrap();
+        let task: Task = serde_json::from_value(json!({
+            "id": "t1",
+            "spec": {"kind": "exec", "command": ["true"]},
+            "state": "queued",
+            "created_at": "2026-01-01T00:00:00Z",
+            "last_seq": 0,
+        }))
+        .unwrap();
+        store
+            .create_task(NewTask {
+                task,
+                idempotency_key: None,
+                request_fingerprint: String::new(),
+            })
+            .await
+            .unwrap();
+        let line = "x".repeat(1000);
+        let mut sizes = Vec::new();
+        // Three bursts of writes with pauses: each pause lets a checkpoint finish, so the next
+        // burst reuses the WAL from its start. Left to the writer (whose own threshold is
+        // 64 MB), the WAL would hold all three bursts.
+        for _burst in 0..3 {
+            for _ in 0..40 {
+                let events = (0..50)
+                    .map(|_| ("output", json!({"stream": "stdout", "line": line})))
+                    .collect();
+                store.append("t1", events).await.unwrap();
+            }
+            sizes.push(wal_bytes(dir.path()));
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        }
+        assert!(
+            sizes[0] > 1_000_000,
+            "a burst wrote only {sizes:?} bytes of WAL"
+        );
+        assert!(
+            sizes[2] < sizes[0] * 3 / 2,
+            "the WAL grew burst after burst ({sizes:?} bytes): nothing checkpointed it"
+        );
+        store.close().await;
     }
 }

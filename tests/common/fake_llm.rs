@@ -196,6 +196,8 @@ struct Shared {
     disconnects: AtomicUsize,
     /// Connections to drop as soon as they are accepted, before reading the request.
     drop_next: AtomicUsize,
+    /// When each streamed write left, once [`FakeLlm::record_writes`] asked for it.
+    writes: Mutex<Option<Vec<(Instant, Bytes)>>>,
 }
 
 /// The running fake. Stops (and closes every connection) when dropped.
@@ -305,6 +307,12 @@ impl FakeLlm {
         self.shared.script.lock().unwrap().push_back(reply);
     }
 
+    /// Queues replies from another task or thread, like [`FakeLlm::push`].
+    pub fn queue(&self) -> impl Fn(Reply) + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move |reply| shared.script.lock().unwrap().push_back(reply)
+    }
+
     /// The models `/api/tags` and `/v1/models` list.
     pub fn set_models(&self, models: &[&str]) {
         *self.shared.models.lock().unwrap() = models.iter().map(|m| m.to_string()).collect();
@@ -333,6 +341,23 @@ impl FakeLlm {
     /// Connections open now.
     pub fn open_connections(&self) -> usize {
         self.connections() - self.disconnects()
+    }
+
+    /// From now on, notes the time of every streamed write: a benchmark measures how long a
+    /// piece takes from here to its client.
+    pub fn record_writes(&self) {
+        *self.shared.writes.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// The writes noted since the last call, oldest first, with when each left.
+    pub fn take_writes(&self) -> Vec<(Instant, Bytes)> {
+        self.shared
+            .writes
+            .lock()
+            .unwrap()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Closes the next `count` connections as soon as they are accepted, before any request is
@@ -495,17 +520,22 @@ async fn chat(
                 _ => "text/event-stream",
             };
             let body = Body::from_stream(futures_util::stream::unfold(
-                (VecDeque::from(writes), reply.piece_delay, true),
-                |(mut writes, delay, first)| async move {
+                (VecDeque::from(writes), reply.piece_delay, true, shared),
+                |(mut writes, delay, first, shared)| async move {
                     let write = writes.pop_front()?;
                     if !first && !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
                     let item = match write {
-                        Write::Bytes(bytes) => Ok(bytes),
+                        Write::Bytes(bytes) => {
+                            if let Some(noted) = shared.writes.lock().unwrap().as_mut() {
+                                noted.push((Instant::now(), bytes.clone()));
+                            }
+                            Ok(bytes)
+                        }
                         Write::HangUp => Err(std::io::Error::other("scripted hang-up")),
                     };
-                    Some((item, (writes, delay, false)))
+                    Some((item, (writes, delay, false, shared)))
                 },
             ));
             Response::builder()
