@@ -338,7 +338,8 @@ async fn post(http: &reqwest::Client, url: &str, req: &RenderRequest) -> Result<
 
 /// The tool itself on one diagram, a new process as a script would run it.
 fn direct(diagram_type: DiagramType, source: &str, dir: &Path) -> Result<Duration> {
-    let puppeteer = Path::new(".ci/puppeteer-config.json");
+    // Absolute: the tool runs in `dir`.
+    let puppeteer = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/puppeteer-config.json");
     let (program, args): (&str, Vec<String>) = match diagram_type {
         DiagramType::Graphviz => ("dot", vec!["-Tsvg".into()]),
         DiagramType::Plantuml => ("plantuml", vec!["-tsvg".into(), "-pipe".into()]),
@@ -365,7 +366,7 @@ fn direct(diagram_type: DiagramType, source: &str, dir: &Path) -> Result<Duratio
         .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
     child
@@ -376,7 +377,11 @@ fn direct(diagram_type: DiagramType, source: &str, dir: &Path) -> Result<Duratio
     let out = child.wait_with_output()?;
     let elapsed = started.elapsed();
     if !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("<svg") {
-        bail!("{program} failed");
+        let stderr: String = String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(500)
+            .collect();
+        bail!("{program} failed ({}): {stderr}", out.status);
     }
     Ok(elapsed)
 }
@@ -392,7 +397,8 @@ fn plantuml_cold(count: usize, dir: &Path) -> Result<Vec<Duration>> {
 }
 
 /// PlantUML called directly, warm: one `plantuml -pipe` process this program keeps, one
-/// diagram after another, each read up to the delimiter. The first (JVM start) is not counted.
+/// diagram after another, each read up to the delimiter. The first few (the JVM start, then
+/// its JIT compiling) are not counted, as victor's pool has drawn a few before it is timed.
 fn plantuml_pipe(count: usize) -> Result<Vec<Duration>> {
     use std::io::Read;
     const END: &str = "@@bench-end@@";
@@ -407,7 +413,8 @@ fn plantuml_pipe(count: usize) -> Result<Vec<Duration>> {
     let mut stdout = child.stdout.take().context("no stdout")?;
     let mut times = Vec::new();
     let mut pending = Vec::new();
-    for seed in 0..=count {
+    const UNCOUNTED: usize = 5;
+    for seed in 0..count + UNCOUNTED {
         let started = Instant::now();
         stdin.write_all(diagram(DiagramType::Plantuml, 60_000 + seed).as_bytes())?;
         stdin.flush()?;
@@ -423,7 +430,7 @@ fn plantuml_pipe(count: usize) -> Result<Vec<Duration>> {
             }
             pending.extend_from_slice(&chunk[..read]);
         }
-        if seed > 0 {
+        if seed >= UNCOUNTED {
             times.push(started.elapsed());
         }
     }
