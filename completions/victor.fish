@@ -68,6 +68,7 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-queue
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-max-output-bytes -d 'Largest SVG a render may produce [default: 10485760]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-prewarm -d 'Start the warm PlantUML processes with the server (false: at the first PlantUML render) [default: true]' -r -f -a "true\t''
 false\t''"
+complete -c victor -n "__fish_victor_using_subcommand serve" -l render-cache-max-bytes -d 'SVG bytes of rendered diagrams kept in DATA_DIR/render-cache; past it the least recently used are deleted, and 0 keeps none on disk [default: 268435456]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l provider -d 'An LLM provider as NAME=KIND:URL[#MODEL], KIND one of ollama, openai, anthropic (repeatable; added to config.toml\'s [providers.NAME] tables): --provider gpt=openai:https://api.openai.com/v1#gpt-4o-mini. Keys come from OPENAI_API_KEY and ANTHROPIC_API_KEY. Without any provider: Ollama on this machine' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l default-provider -d 'The provider chats use when they name none [default: the first by name]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-first-byte-timeout-secs -d 'Seconds to wait for a provider\'s first byte; local models load slowly [default: 300]' -r
@@ -360,7 +361,14 @@ complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_su
 complete -c victor -n "__fish_victor_using_subcommand remote; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand render" -s o -l output -d 'Where the SVG goes: a file (`-` for stdout) for one diagram, a directory for several [default: beside each file, with the extension .svg]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand render" -s t -l type -d 'The diagram type when the extension does not say: graphviz (dot), plantuml, mermaid, d2, drawio' -r
-complete -c victor -n "__fish_victor_using_subcommand render" -s K -l engine -d 'Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork' -r
+complete -c victor -n "__fish_victor_using_subcommand render" -s K -l engine -d 'Graphviz layout engine, for the Graphviz files among FILE (the others ignore it, with a warning; with no Graphviz file at all it is an error)' -r -f -a "dot\t''
+neato\t''
+fdp\t''
+circo\t''
+twopi\t''
+sfdp\t''
+osage\t''
+patchwork\t''"
 complete -c victor -n "__fish_victor_using_subcommand render" -l backend -d 'Which renderer: the installed tool, victor\'s built-in one, or auto (the tool when it is installed)' -r
 complete -c victor -n "__fish_victor_using_subcommand render" -l server -d 'Render through a victor server: its URL or the name of a remote; alone, the one in VICTOR_SERVER or config.toml [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand render" -l api-key -d 'API key, when the server requires one' -r

@@ -9,12 +9,16 @@
 //! ```
 //!
 //! - In process: victor's built-in renderers (Graphviz DOT, Mermaid, draw.io) on 50-node
-//!   diagrams through `victor::render::Renderer`, each sample a different diagram (no cache),
-//!   and the same diagram again (a cache hit).
-//! - Through a server: the release `victor serve` on 127.0.0.1, port 0, a temporary data dir;
-//!   `warm` renders different diagrams on one server (PlantUML's pool is warm by then), `cold`
-//!   is the first render of each type on a freshly started server (a new JVM for PlantUML),
-//!   `hit` the same diagram again (served from the cache).
+//!   diagrams through `victor::render::Renderer`, each sample a different diagram (no cache):
+//!   on a thread of this process (the renderer alone), and in a `victor render-worker`
+//!   process per diagram (what `victor serve` and `victor render` do, so that a timeout can
+//!   kill it); then the same diagram again (a cache hit).
+//! - Through a server: the release `victor serve` on 127.0.0.1, port 0, a temporary data dir,
+//!   `--render-timeout-secs` of `--timeout-secs` (a cold JVM on a busy machine can take longer
+//!   than the default 10 s); `warm` renders different diagrams on one server with the
+//!   PlantUML pool prewarmed, `cold` is the first render of each type on a freshly started
+//!   server without prewarming (so a PlantUML render waits for a new JVM), `hit` the same
+//!   diagram again (served from the cache).
 //! - Direct: the tool itself, a new process per diagram, as a script would call it.
 //!
 //! Every loop is bounded; the servers are stopped at the end, on errors too.
@@ -46,6 +50,9 @@ struct Args {
     /// The victor binary [default: the one built beside this example].
     #[arg(long, env = "VICTOR_BIN")]
     server: Option<PathBuf>,
+    /// The servers' --render-timeout-secs.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
 }
 
 /// A 50-node diagram of each type; `seed` makes every sample a different source.
@@ -152,20 +159,55 @@ fn request(diagram_type: DiagramType, source: String, backend: BackendChoice) ->
     }
 }
 
-async fn in_process(args: &Args) -> Result<()> {
+/// `count` renders of different diagrams, then `hits` of the first one again.
+async fn measure(
+    renderer: &Renderer,
+    diagram_type: DiagramType,
+    count: usize,
+    hits: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut renders = Vec::new();
+    for seed in 1..=count {
+        let req = request(
+            diagram_type,
+            diagram(diagram_type, seed),
+            BackendChoice::Builtin,
+        );
+        let started = Instant::now();
+        renderer.render(&req).await?;
+        renders.push(started.elapsed());
+    }
+    let same = request(
+        diagram_type,
+        diagram(diagram_type, 1),
+        BackendChoice::Builtin,
+    );
+    let mut hit_times = Vec::new();
+    for _ in 0..hits {
+        let started = Instant::now();
+        let rendered = renderer.render(&same).await?;
+        hit_times.push(started.elapsed());
+        if !rendered.cached {
+            bail!("expected a cache hit");
+        }
+    }
+    Ok((renders, hit_times))
+}
+
+async fn in_process(args: &Args, binary: &Path) -> Result<()> {
     println!("## Built-in renderers, in process (50-node diagrams)\n");
     println!(
-        "| type | first render ms | warm p50 ms | warm p95 ms | cache hit p50 ms | cache hit p95 ms |"
+        "| type | first render ms | thread p50 ms | thread p95 ms | worker p50 ms | worker p95 ms | cache hit p50 ms | cache hit p95 ms |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for diagram_type in [
         DiagramType::Graphviz,
         DiagramType::Mermaid,
         DiagramType::Drawio,
     ] {
-        let renderer = Renderer::new(RenderConfig::default(), Tools::default());
+        let on_thread = Renderer::new(RenderConfig::default(), Tools::default());
         let started = Instant::now();
-        renderer
+        on_thread
             .render(&request(
                 diagram_type,
                 diagram(diagram_type, 0),
@@ -173,36 +215,23 @@ async fn in_process(args: &Args) -> Result<()> {
             ))
             .await?;
         let first = started.elapsed().as_secs_f64() * 1000.0;
-        let mut warm = Vec::new();
-        for seed in 1..=args.samples * 5 {
-            let req = request(
-                diagram_type,
-                diagram(diagram_type, seed),
-                BackendChoice::Builtin,
-            );
-            let started = Instant::now();
-            renderer.render(&req).await?;
-            warm.push(started.elapsed());
-        }
-        let same = request(
-            diagram_type,
-            diagram(diagram_type, 1),
-            BackendChoice::Builtin,
+        let (thread, hits) = measure(&on_thread, diagram_type, args.samples * 5, args.hits).await?;
+        let in_worker = Renderer::new(
+            RenderConfig {
+                worker: Some(binary.to_path_buf()),
+                ..RenderConfig::default()
+            },
+            Tools::default(),
         );
-        let mut hits = Vec::new();
-        for _ in 0..args.hits {
-            let started = Instant::now();
-            let rendered = renderer.render(&same).await?;
-            hits.push(started.elapsed());
-            if !rendered.cached {
-                bail!("expected a cache hit");
-            }
-        }
-        let (w50, w95) = percentiles(warm);
+        let (worker, _) = measure(&in_worker, diagram_type, args.samples, 0).await?;
+        let (t50, t95) = percentiles(thread);
+        let (w50, w95) = percentiles(worker);
         let (h50, h95) = percentiles(hits);
         println!(
-            "| {diagram_type} | {} | {} | {} | {} | {} |",
+            "| {diagram_type} | {} | {} | {} | {} | {} | {} | {} |",
             fmt(first),
+            fmt(t50),
+            fmt(t95),
             fmt(w50),
             fmt(w95),
             fmt(h50),
@@ -221,7 +250,8 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(binary: &Path) -> Result<ServerProcess> {
+    /// `prewarm`: start PlantUML's pool with the server.
+    fn start(binary: &Path, timeout_secs: u64, prewarm: bool) -> Result<ServerProcess> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("config.toml"), "")?;
         let mut child = Command::new(binary)
@@ -233,6 +263,10 @@ impl ServerProcess {
                 "0",
                 "--rate-limit",
                 "0",
+                "--render-prewarm",
+                if prewarm { "true" } else { "false" },
+                "--render-timeout-secs",
+                &timeout_secs.to_string(),
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
@@ -304,7 +338,8 @@ async fn post(http: &reqwest::Client, url: &str, req: &RenderRequest) -> Result<
 
 /// The tool itself on one diagram, a new process as a script would run it.
 fn direct(diagram_type: DiagramType, source: &str, dir: &Path) -> Result<Duration> {
-    let puppeteer = Path::new(".ci/puppeteer-config.json");
+    // Absolute: the tool runs in `dir`.
+    let puppeteer = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/puppeteer-config.json");
     let (program, args): (&str, Vec<String>) = match diagram_type {
         DiagramType::Graphviz => ("dot", vec!["-Tsvg".into()]),
         DiagramType::Plantuml => ("plantuml", vec!["-tsvg".into(), "-pipe".into()]),
@@ -331,7 +366,7 @@ fn direct(diagram_type: DiagramType, source: &str, dir: &Path) -> Result<Duratio
         .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
     child
@@ -342,7 +377,11 @@ fn direct(diagram_type: DiagramType, source: &str, dir: &Path) -> Result<Duratio
     let out = child.wait_with_output()?;
     let elapsed = started.elapsed();
     if !out.status.success() || !String::from_utf8_lossy(&out.stdout).contains("<svg") {
-        bail!("{program} failed");
+        let stderr: String = String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(500)
+            .collect();
+        bail!("{program} failed ({}): {stderr}", out.status);
     }
     Ok(elapsed)
 }
@@ -358,7 +397,8 @@ fn plantuml_cold(count: usize, dir: &Path) -> Result<Vec<Duration>> {
 }
 
 /// PlantUML called directly, warm: one `plantuml -pipe` process this program keeps, one
-/// diagram after another, each read up to the delimiter. The first (JVM start) is not counted.
+/// diagram after another, each read up to the delimiter. The first few (the JVM start, then
+/// its JIT compiling) are not counted, as victor's pool has drawn a few before it is timed.
 fn plantuml_pipe(count: usize) -> Result<Vec<Duration>> {
     use std::io::Read;
     const END: &str = "@@bench-end@@";
@@ -373,7 +413,8 @@ fn plantuml_pipe(count: usize) -> Result<Vec<Duration>> {
     let mut stdout = child.stdout.take().context("no stdout")?;
     let mut times = Vec::new();
     let mut pending = Vec::new();
-    for seed in 0..=count {
+    const UNCOUNTED: usize = 5;
+    for seed in 0..count + UNCOUNTED {
         let started = Instant::now();
         stdin.write_all(diagram(DiagramType::Plantuml, 60_000 + seed).as_bytes())?;
         stdin.flush()?;
@@ -389,7 +430,7 @@ fn plantuml_pipe(count: usize) -> Result<Vec<Duration>> {
             }
             pending.extend_from_slice(&chunk[..read]);
         }
-        if seed > 0 {
+        if seed >= UNCOUNTED {
             times.push(started.elapsed());
         }
     }
@@ -454,7 +495,7 @@ async fn through_server(args: &Args, binary: &Path) -> Result<()> {
     let mut cold: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     for run in 0..args.cold_runs {
         for (index, (diagram_type, backend, _)) in cases.iter().enumerate() {
-            let server = ServerProcess::start(binary)?;
+            let server = ServerProcess::start(binary, args.timeout_secs, false)?;
             let req = request(
                 *diagram_type,
                 diagram(*diagram_type, 10_000 + run),
@@ -464,7 +505,7 @@ async fn through_server(args: &Args, binary: &Path) -> Result<()> {
         }
     }
 
-    let server = ServerProcess::start(binary)?;
+    let server = ServerProcess::start(binary, args.timeout_secs, true)?;
     // Let the PlantUML pool finish warming before the warm figures.
     if tools.plantuml.is_some() {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -574,7 +615,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let binary = server_binary(args.server.as_deref())?;
     let run = async {
-        in_process(&args).await?;
+        in_process(&args, &binary).await?;
         through_server(&args, &binary).await
     };
     tokio::time::timeout(Duration::from_secs(1800), run)

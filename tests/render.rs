@@ -365,6 +365,21 @@ async fn render_routes_need_a_key_of_scope_read() {
     answer.assert_svg(&["reader", "allowed"]);
 }
 
+/// A directory with an empty config.toml and these diagram files; their paths.
+fn diagrams(files: &[(&str, &str)]) -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    let paths = files
+        .iter()
+        .map(|(name, source)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, source).unwrap();
+            path
+        })
+        .collect();
+    (dir, paths)
+}
+
 fn victor_without_tools(empty: &Path) -> std::process::Command {
     let mut command = std::process::Command::new(VICTOR);
     command
@@ -381,18 +396,14 @@ fn victor_without_tools(empty: &Path) -> std::process::Command {
 
 #[test]
 fn victor_render_works_locally_without_tools_and_through_a_server() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), "").unwrap();
-    let dot = dir.path().join("services.dot");
-    std::fs::write(&dot, SERVICES_DOT).unwrap();
-    let flow = dir.path().join("flow.mmd");
-    std::fs::write(&flow, FLOW_MERMAID).unwrap();
+    let (dir, paths) = diagrams(&[("services.dot", SERVICES_DOT), ("flow.mmd", FLOW_MERMAID)]);
+    let [dot, flow] = [&paths[0], &paths[1]];
 
     // Several files, each beside its source.
     let out = victor_without_tools(dir.path())
         .args(["render", "--local"])
-        .arg(&dot)
-        .arg(&flow)
+        .arg(dot)
+        .arg(flow)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -439,7 +450,7 @@ fn victor_render_works_locally_without_tools_and_through_a_server() {
     let out = server
         .victor()
         .args(["render", "-o", "-"])
-        .arg(&dot)
+        .arg(dot)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -447,7 +458,7 @@ fn victor_render_works_locally_without_tools_and_through_a_server() {
     let out = server
         .victor()
         .args(["render", "--type", "plantuml", "-o", "-"])
-        .arg(&dot)
+        .arg(dot)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -456,13 +467,11 @@ fn victor_render_works_locally_without_tools_and_through_a_server() {
 
 #[test]
 fn watch_renders_again_when_the_file_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("config.toml"), "").unwrap();
-    let dot = dir.path().join("live.dot");
-    std::fs::write(&dot, "digraph { first -> version }").unwrap();
+    let (dir, paths) = diagrams(&[("live.dot", "digraph { first -> version }")]);
+    let dot = &paths[0];
     let mut watcher = victor_without_tools(dir.path())
         .args(["render", "--local", "--watch"])
-        .arg(&dot)
+        .arg(dot)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -481,7 +490,7 @@ fn watch_renders_again_when_the_file_changes() {
     };
     wait_for("first");
     // A different size as well as a later time: some file systems keep coarse mtimes.
-    std::fs::write(&dot, "digraph { second -> version -> after_the_edit }").unwrap();
+    std::fs::write(dot, "digraph { second -> version -> after_the_edit }").unwrap();
     wait_for("after_the_edit");
     let _ = watcher.kill();
     let _ = watcher.wait();
@@ -629,4 +638,342 @@ async fn renders_beyond_the_queue_are_refused_with_503() {
     waiting.assert_svg(&["slow"]);
     refused.assert_error(StatusCode::SERVICE_UNAVAILABLE, "render_busy");
     assert!(refused.header("retry-after").parse::<u64>().is_ok());
+}
+
+/// The pids of `victor render-worker` processes whose parent is `parent`.
+fn render_workers_of(parent: u32) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            pid.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let is_worker = cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == b"render-worker");
+            (is_worker && ppid == parent && !is_gone(&pid)).then_some(pid)
+        })
+        .collect()
+}
+
+/// The CPU time a process has used, user and system, in clock ticks (usually 1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // After the name: state is field 3 of stat(5), utime 14 and stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A small DOT graph (1.8 KB) that keeps the built-in layout busy far past a 1 s timeout (13 s
+/// in a release build, longer in the debug build tests run): a chain of 100 nodes with an edge
+/// from the first to each of them, whose long edges become thousands of virtual nodes for the
+/// layered layout to order.
+fn pathological_dot() -> String {
+    let chain: Vec<String> = (0..100).map(|i| format!("n{i}")).collect();
+    let fan: String = (2..100).map(|i| format!("n0 -> n{i}; ")).collect();
+    format!("digraph {{ {}; {fan}}}", chain.join(" -> "))
+}
+
+#[tokio::test]
+async fn a_builtin_render_past_the_timeout_is_killed_with_its_process() {
+    let (server, _path) = server_without_tools(&["--render-timeout-secs", "1"]);
+    let source = pathological_dot();
+    let started = Instant::now();
+    let render = post(&server, "/render/graphviz", &source);
+    // The render runs in a worker process of the server's while the request waits.
+    let look = async {
+        let mut seen = Vec::new();
+        while seen.is_empty() && started.elapsed() < Duration::from_millis(900) {
+            seen = render_workers_of(server.pid());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    };
+    let (answer, workers) = tokio::join!(render, look);
+    let message = answer.assert_error(StatusCode::GATEWAY_TIMEOUT, "render_timeout");
+    assert!(message.contains("--render-timeout-secs"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the answer took {:?}",
+        started.elapsed()
+    );
+    assert!(!workers.is_empty(), "no render worker was seen");
+    // The worker does not go on drawing once the answer is given...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some(left) = workers.iter().find(|pid| !is_gone(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "render worker {left} outlived the timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...and nor does the server: it uses next to no CPU afterwards.
+    let before = cpu_ticks(server.pid());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let used = cpu_ticks(server.pid()) - before;
+    assert!(
+        used < 30,
+        "the server used {used} ticks of CPU in the second after the timeout"
+    );
+    // And the server renders on, with the slot the killed render held.
+    post(&server, "/render/graphviz", "digraph { still -> drawing }")
+        .await
+        .assert_svg(&["still", "drawing"]);
+}
+
+#[tokio::test]
+async fn limits_of_the_builtin_renderers_and_of_the_output_get_422() {
+    let (server, _path) = server_without_tools(&["--render-max-output-bytes", "2000"]);
+    // merman's budget of 500 edges: this one line asks for 30 × 30.
+    let left: Vec<String> = (0..30).map(|i| format!("a{i}")).collect();
+    let right: Vec<String> = (0..30).map(|i| format!("b{i}")).collect();
+    let edges = format!(
+        "flowchart TD\n  {} --> {}\n",
+        left.join(" & "),
+        right.join(" & ")
+    );
+    let answer = native(&server, json!({"type": "mermaid", "source": edges})).await;
+    let message = answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "render_limit_exceeded");
+    assert!(message.contains("edge limit"), "{message}");
+
+    // An SVG over --render-max-output-bytes, from the built-in renderer...
+    let answer = post(&server, "/render/graphviz", SERVICES_DOT).await;
+    let message = answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "output_too_large");
+    assert!(message.contains("--render-max-output-bytes"), "{message}");
+    // ...and from the real tool.
+    if have("dot") {
+        let server = Server::start_with(&["--render-max-output-bytes", "2000"]);
+        let answer = post(&server, "/render/graphviz?backend=external", SERVICES_DOT).await;
+        answer.assert_error(StatusCode::UNPROCESSABLE_ENTITY, "output_too_large");
+    }
+    // Small drawings still pass.
+    post(&server, "/render/graphviz", "digraph { a -> b }")
+        .await
+        .assert_svg(&["a", "b"]);
+}
+
+#[tokio::test]
+async fn tools_run_with_a_minimal_environment() {
+    // A stand-in `dot` that draws its own environment.
+    let tools = fake_dot(
+        "/bin/cat > /dev/null\nprintf '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>'\n\
+         /usr/bin/env | /usr/bin/tr '<>&\\n' '___ '\nprintf '</text></svg>'",
+    );
+    let path = tools.path().to_str().unwrap().to_string();
+    let server = Server::start_with_env(
+        &[],
+        &[
+            ("PATH", path.as_str()),
+            ("HTTP_PROXY", "http://proxy.leak.example:3128"),
+            ("https_proxy", "http://proxy.leak.example:3128"),
+            ("AWS_SECRET_ACCESS_KEY", "leaked-secret"),
+            ("SECRET_TOKEN", "leaked-token"),
+            ("VICTOR_API_KEY", "leaked-key"),
+        ],
+    );
+    let answer = send(
+        http()
+            .post(format!("{}/render/graphviz", server.url))
+            .bearer_auth("leaked-key")
+            .body("digraph { env }"),
+    )
+    .await;
+    answer.assert_svg(&[
+        "HTTP_PROXY=http://127.0.0.1:9",
+        "https_proxy=http://127.0.0.1:9",
+    ]);
+    let text = answer
+        .body
+        .split_once("<text>")
+        .and_then(|(_, rest)| rest.split_once("</text>"))
+        .map(|(text, _)| text)
+        .unwrap_or_default();
+    let names: Vec<&str> = text
+        .split(' ')
+        .filter_map(|word| word.split_once('=').map(|(name, _)| name))
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .collect();
+    for leaked in [
+        "leak.example",
+        "leaked-secret",
+        "leaked-key",
+        "leaked-token",
+    ] {
+        assert!(
+            !answer.body.contains(leaked),
+            "{leaked} reached the tool: {}",
+            answer.body
+        );
+    }
+    let allowed = [
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "LC_ALL",
+        "JAVA_HOME",
+        "FONTCONFIG_PATH",
+        "FONTCONFIG_FILE",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+        "PWD",
+        "SHLVL",
+        "_",
+    ];
+    for name in names {
+        assert!(
+            allowed.contains(&name),
+            "{name} reached the tool: {}",
+            answer.body
+        );
+    }
+}
+
+/// The files of the render cache under `dir`, with their sizes.
+fn cached_files(dir: &Path) -> Vec<(String, u64)> {
+    let mut files = Vec::new();
+    for fan in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(fan.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".svg") {
+                files.push((name, file.metadata().map(|m| m.len()).unwrap_or(0)));
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn the_disk_cache_keeps_the_most_recently_used_within_its_budget() {
+    // Room for three of these drawings (1,426 bytes each), not four.
+    const BUDGET: u64 = 5000;
+    let (mut server, _path) =
+        server_without_tools(&["--render-cache-max-bytes", &BUDGET.to_string()]);
+    let cache = server.data_dir.join("render-cache");
+    let diagram = |n: usize| format!("digraph {{ alpha{n:02} -> omega{n:02} }}");
+    // The cache file of an answer: its name starts with the entity tag's hex digits.
+    let file_of = |answer: &Answer| answer.header("etag").trim_matches('"').to_string();
+    let on_disk = |tag: &str| {
+        cached_files(&cache)
+            .iter()
+            .any(|(name, _)| name.starts_with(tag))
+    };
+    let wait_on_disk = |tag: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !on_disk(&tag) {
+            assert!(Instant::now() < deadline, "{tag} never reached the disk");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let first = post(&server, "/render/graphviz", &diagram(0)).await;
+    first.assert_svg(&["alpha00"]);
+    let kept = file_of(&first);
+    wait_on_disk(kept.clone()).await;
+    let mut tags = Vec::new();
+    for n in 1..10 {
+        let answer = post(&server, "/render/graphviz", &diagram(n)).await;
+        assert_eq!(answer.header("x-victor-render-cache"), "miss");
+        tags.push(file_of(&answer));
+        wait_on_disk(file_of(&answer)).await;
+        // The first diagram is in use all along.
+        let again = post(&server, "/render/graphviz", &diagram(0)).await;
+        assert_eq!(again.header("x-victor-render-cache"), "hit");
+    }
+    let files = cached_files(&cache);
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    assert!(total <= BUDGET, "{total} bytes on disk: {files:?}");
+    assert!(files.len() < 10, "nothing was evicted: {files:?}");
+    assert!(on_disk(&kept), "the diagram in use was evicted: {files:?}");
+    assert!(
+        !on_disk(&tags[0]),
+        "the least recently used one is still there: {files:?}"
+    );
+    assert!(on_disk(&tags[8]), "the newest one is gone: {files:?}");
+
+    // After a restart the disk answers what it kept, and only that.
+    server.terminate();
+    server.restart();
+    let again = post(&server, "/render/graphviz", &diagram(0)).await;
+    assert_eq!(again.header("x-victor-render-cache"), "hit");
+    let evicted = post(&server, "/render/graphviz", &diagram(1)).await;
+    assert_eq!(evicted.header("x-victor-render-cache"), "miss");
+}
+
+#[test]
+fn engine_applies_to_graphviz_files_only() {
+    let (dir, paths) = diagrams(&[
+        ("deps.dot", "digraph { engine -> applied }"),
+        ("flow.mmd", FLOW_MERMAID),
+    ]);
+    let [dot, flow] = [paths[0].to_str().unwrap(), paths[1].to_str().unwrap()];
+    let render = |args: &[&str]| {
+        victor_without_tools(dir.path())
+            .args(["render", "--local"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // Only Mermaid: the engine can only be a mistake.
+    let out = render(&["--engine", "neato", flow]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("none of the diagrams is Graphviz")
+            && stderr(&out).contains("flow.mmd"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("flow.svg").exists());
+
+    // Mixed: applied to the Graphviz file, ignored with a warning for the other.
+    let out = render(&["-K", "neato", dot, flow]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning:")
+            && stderr(&out).contains("ignored for")
+            && stderr(&out).contains("flow.mmd"),
+        "{}",
+        stderr(&out)
+    );
+    assert_svg(
+        &std::fs::read_to_string(dir.path().join("deps.svg")).unwrap(),
+        &["applied"],
+    );
+    assert_svg(
+        &std::fs::read_to_string(dir.path().join("flow.svg")).unwrap(),
+        &["Web UI"],
+    );
+
+    // Not an engine at all: clap names the ones there are.
+    let out = render(&["--engine", "rm", dot]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("neato"), "{}", stderr(&out));
 }

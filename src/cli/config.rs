@@ -75,6 +75,8 @@ pub struct Settings {
     pub render_unsafe: bool,
     /// Start the warm PlantUML processes with the server.
     pub render_prewarm: bool,
+    /// SVG bytes the render cache keeps on disk (least recently used go first); 0: none.
+    pub render_cache_max_bytes: u64,
     /// LLM providers by name: `[providers.NAME]` tables with `kind`, `base_url`, and
     /// optionally `api_key_env` and `default_model`.
     pub providers: std::collections::BTreeMap<String, crate::llm::ProviderConfig>,
@@ -132,6 +134,7 @@ impl Default for Settings {
             render_max_output_bytes: 10 * 1024 * 1024,
             render_unsafe: false,
             render_prewarm: true,
+            render_cache_max_bytes: 256 * 1024 * 1024,
             providers: std::collections::BTreeMap::new(),
             default_provider: None,
             llm_connect_timeout_secs: llm.connect_timeout.as_secs_f64(),

@@ -13,7 +13,7 @@ use super::output::Exit;
 use super::task::{Connection, with_client};
 use crate::client::{Client, ClientError};
 use crate::proto::{BackendChoice, DiagramType, RenderOptions, RenderRequest};
-use crate::render::{RenderConfig, RenderError, Renderer, Tools, detect_type};
+use crate::render::{GRAPHVIZ_ENGINES, RenderConfig, RenderError, Renderer, Tools, detect_type};
 
 /// How often `--watch` looks at the files.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
@@ -35,8 +35,10 @@ pub struct RenderArgs {
     /// d2, drawio.
     #[arg(long = "type", short = 't', value_name = "TYPE")]
     diagram_type: Option<DiagramType>,
-    /// Graphviz layout engine: dot, neato, fdp, circo, twopi, sfdp, osage, patchwork.
-    #[arg(long, short = 'K', value_name = "ENGINE")]
+    /// Graphviz layout engine, for the Graphviz files among FILE (the others ignore it, with a
+    /// warning; with no Graphviz file at all it is an error).
+    #[arg(long, short = 'K', value_name = "ENGINE",
+        value_parser = clap::builder::PossibleValuesParser::new(GRAPHVIZ_ENGINES))]
     engine: Option<String>,
     /// Which renderer: the installed tool, victor's built-in one, or auto (the tool when it is
     /// installed).
@@ -107,6 +109,7 @@ pub async fn run(args: RenderArgs, config_file: Option<&Path>) -> anyhow::Result
     if args.watch && jobs.iter().any(|job| job.input == Input::Stdin) {
         bail!("--watch needs files to watch, not stdin");
     }
+    check_engine(args.engine.as_deref(), &jobs)?;
     let options = RenderOptions {
         engine: args.engine.clone(),
         backend: args.backend,
@@ -121,6 +124,7 @@ pub async fn run(args: RenderArgs, config_file: Option<&Path>) -> anyhow::Result
                 max_payload_bytes: LOCAL_MAX_PAYLOAD,
                 timeout,
                 safe: !args.allow_unsafe,
+                worker: crate::render::this_program(),
                 ..RenderConfig::default()
             },
             Tools::discover(),
@@ -238,6 +242,38 @@ fn plan_jobs(args: &RenderArgs, stdin_source: Option<&str>) -> anyhow::Result<Ve
         .collect()
 }
 
+/// `--engine` is Graphviz's: among other files it is ignored with a warning, as a Makefile
+/// rendering `*.dot *.mmd -K neato` means it; without any Graphviz file it can only be a
+/// mistake, so it is an error.
+fn check_engine(engine: Option<&str>, jobs: &[Job]) -> anyhow::Result<()> {
+    let Some(engine) = engine else {
+        return Ok(());
+    };
+    let others: Vec<String> = jobs
+        .iter()
+        .filter(|job| job.diagram_type != DiagramType::Graphviz)
+        .map(|job| match &job.input {
+            Input::File(path) => format!("{} ({})", path.display(), job.diagram_type),
+            Input::Stdin => format!("stdin ({})", job.diagram_type),
+        })
+        .collect();
+    if others.len() == jobs.len() {
+        bail!(
+            "--engine {engine} is a Graphviz layout engine, and none of the diagrams is \
+             Graphviz: {}",
+            others.join(", ")
+        );
+    }
+    if !others.is_empty() {
+        anstream::eprintln!(
+            "{} --engine {engine} applies to Graphviz diagrams only; ignored for {}",
+            "warning:".yellow().bold(),
+            others.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn svg_name(path: &Path) -> PathBuf {
     PathBuf::from(path.file_stem().unwrap_or(path.as_os_str())).with_extension("svg")
 }
@@ -307,10 +343,15 @@ async fn render_one(
             }
         },
     };
+    let mut options = options.clone();
+    if job.diagram_type != DiagramType::Graphviz {
+        // Ignored for this file, as check_engine warned.
+        options.engine = None;
+    }
     let request = RenderRequest {
         diagram_type: job.diagram_type,
         source,
-        options: options.clone(),
+        options,
     };
     let started = Instant::now();
     let outcome = match backend {

@@ -172,6 +172,11 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new())]
     #[serde(skip_serializing_if = "Option::is_none")]
     render_prewarm: Option<bool>,
+    /// SVG bytes of rendered diagrams kept in DATA_DIR/render-cache; past it the least
+    /// recently used are deleted, and 0 keeps none on disk [default: 268435456].
+    #[arg(long, env = "VICTOR_RENDER_CACHE_MAX_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_cache_max_bytes: Option<u64>,
     /// An LLM provider as NAME=KIND:URL[#MODEL], KIND one of ollama, openai, anthropic
     /// (repeatable; added to config.toml's [providers.NAME] tables):
     /// --provider gpt=openai:https://api.openai.com/v1#gpt-4o-mini. Keys come from
@@ -326,8 +331,10 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             max_queue: settings.render_max_queue,
             max_output_bytes: settings.render_max_output_bytes,
             safe: !settings.render_unsafe,
-            cache_dir: Some(data_dir.join("render-cache")),
+            cache_dir: (settings.render_cache_max_bytes > 0).then(|| data_dir.join("render-cache")),
+            cache_disk_bytes: settings.render_cache_max_bytes,
             prewarm: settings.render_prewarm,
+            worker: crate::render::this_program(),
             ..RenderConfig::default()
         },
         data_dir,

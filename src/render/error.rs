@@ -58,6 +58,13 @@ pub enum RenderError {
         "`{0}` is not a Graphviz layout engine: use dot, neato, fdp, circo, twopi, sfdp, osage or patchwork"
     )]
     BadEngine(String),
+    /// The diagram is well formed but over a limit of the renderer (merman's `maxEdges`, for
+    /// one): a size the server will not draw, which no retry changes.
+    #[error("the {diagram_type} diagram is too large to draw here: {message}")]
+    LimitExceeded {
+        diagram_type: DiagramType,
+        message: String,
+    },
     /// The built-in renderer cannot draw this (valid) diagram; the real tool may.
     #[error("victor's built-in {diagram_type} renderer cannot draw this diagram; {install}")]
     Unsupported {

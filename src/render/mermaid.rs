@@ -22,6 +22,21 @@ pub fn render(source: &str) -> Result<String, RenderError> {
             "no Mermaid diagram found: the first line names its type (flowchart TD, \
              sequenceDiagram, classDiagram, ...)",
         )),
+        Err(merman::RenderError::ResourceLimitExceeded(limit)) => Err(RenderError::LimitExceeded {
+            diagram_type: DiagramType::Mermaid,
+            message: limit.to_string(),
+        }),
+        // merman reports its `maxEdges` budget as a parse error of the flowchart grammar; the
+        // diagram is valid, only too big, so it is told apart by its message.
+        Err(merman::RenderError::Parse(diagnostic))
+            if diagnostic.is_resource_limit()
+                || diagnostic.to_string().contains("edge limit exceeded") =>
+        {
+            Err(RenderError::LimitExceeded {
+                diagram_type: DiagramType::Mermaid,
+                message: diagnostic.to_string(),
+            })
+        }
         Err(merman::RenderError::Parse(diagnostic)) => {
             let line = diagnostic
                 .terminal_diagnostic_details()
@@ -82,6 +97,14 @@ mod tests {
         let error = render("this is not mermaid").unwrap_err();
         assert!(matches!(error, RenderError::Syntax { .. }), "{error}");
         assert_eq!(line_at("a\nb\nc", 2), 2);
+        // merman's edge budget (500): a size limit, not a mistake in the diagram.
+        let group: Vec<String> = (0..30).map(|i| format!("n{i}")).collect();
+        let group = group.join(" & ");
+        let error = render(&format!("flowchart TD\n  {group} --> {group}\n")).unwrap_err();
+        assert!(
+            matches!(error, RenderError::LimitExceeded { .. }),
+            "{error}"
+        );
         assert_eq!(line_at("a\nb\nc", 99), 3);
     }
 }

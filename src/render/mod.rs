@@ -14,6 +14,7 @@ mod plantuml;
 mod process;
 mod safety;
 mod svg;
+pub mod worker;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -65,9 +66,16 @@ pub struct RenderConfig {
     pub cache_dir: Option<PathBuf>,
     /// SVG bytes kept in memory.
     pub cache_memory_bytes: usize,
+    /// SVG bytes kept in `cache_dir`; past it the least recently used files are deleted.
+    pub cache_disk_bytes: u64,
     /// Start the warm PlantUML processes with the server rather than at its first PlantUML
     /// render.
     pub prewarm: bool,
+    /// The victor binary that draws built-in renders in a `victor render-worker` process,
+    /// so that the timeout can kill them. Without one they run on a thread of this process,
+    /// where the timeout ends the wait but not the work: for callers that are the diagram's
+    /// own author (tests, benchmarks).
+    pub worker: Option<PathBuf>,
 }
 
 impl Default for RenderConfig {
@@ -81,9 +89,21 @@ impl Default for RenderConfig {
             safe: true,
             cache_dir: None,
             cache_memory_bytes: 64 * 1024 * 1024,
+            cache_disk_bytes: 256 * 1024 * 1024,
             prewarm: true,
+            worker: None,
         }
     }
+}
+
+/// This very program, for [`RenderConfig::worker`]: `/proc/self/exe` where there is one, which
+/// still runs the same binary after an upgrade replaced the file on disk.
+pub fn this_program() -> Option<PathBuf> {
+    let proc_self = std::path::Path::new("/proc/self/exe");
+    if proc_self.exists() {
+        return Some(proc_self.to_path_buf());
+    }
+    std::env::current_exe().ok()
 }
 
 /// The diagram tools found on this machine.
@@ -237,11 +257,12 @@ impl Renderer {
         let plantuml = tools
             .plantuml
             .clone()
-            .map(|program| PlantumlPool::new(program, config.safe));
+            .map(|program| PlantumlPool::new(program, config.safe, config.max_concurrency));
         Renderer {
             cache: Arc::new(SvgCache::new(
                 config.cache_memory_bytes,
                 config.cache_dir.clone(),
+                config.cache_disk_bytes,
             )),
             slots: Semaphore::new(config.max_concurrency.max(1)),
             waiting: AtomicUsize::new(0),
@@ -258,8 +279,7 @@ impl Renderer {
     /// Starts the warm PlantUML renderers, one per concurrent render, when PlantUML is here.
     pub async fn warm(&self) {
         if let Some(pool) = &self.plantuml {
-            pool.warm(self.config.max_concurrency.max(1), self.config.timeout * 3)
-                .await;
+            pool.warm(self.config.timeout * 3).await;
         }
     }
 
@@ -447,20 +467,69 @@ impl Renderer {
             .map_err(|_| RenderError::Invalid("the renderer is shutting down".into()))
     }
 
-    /// A built-in renderer on a blocking thread. Its time limit ends the wait, not the
-    /// thread, which finishes on its own; the payload limit keeps that short.
+    /// A built-in renderer, in a worker process when there is a worker program, else on a
+    /// blocking thread.
     async fn builtin(&self, request: &RenderRequest) -> Result<String, RenderError> {
+        match &self.config.worker {
+            Some(program) => self.builtin_in_worker(request, program).await,
+            None => self.builtin_on_thread(request).await,
+        }
+    }
+
+    /// `victor render-worker TYPE` under the same limits as an external tool: its process
+    /// group is killed at the timeout, and its output read no further than the limit.
+    async fn builtin_in_worker(
+        &self,
+        request: &RenderRequest,
+        program: &std::path::Path,
+    ) -> Result<String, RenderError> {
+        let diagram_type = request.diagram_type;
+        let dir = WorkDir::new().map_err(|e| RenderError::Failed {
+            diagram_type,
+            message: format!("cannot make a working directory: {e}"),
+        })?;
+        let finished = ToolRun {
+            program,
+            args: vec![worker::SUBCOMMAND.into(), diagram_type.as_str().into()],
+            stdin: request.source.as_bytes(),
+            dir: &dir,
+            env: minimal_env(dir.path()),
+            timeout: self.config.timeout,
+            max_output: self.config.max_output_bytes,
+        }
+        .run()
+        .await
+        .map_err(|error| self.run_error(diagram_type, program, error))?;
+        match finished.status.code() {
+            Some(0) => String::from_utf8(finished.stdout).map_err(|_| RenderError::Failed {
+                diagram_type,
+                message: "the render worker's output is not UTF-8 text".into(),
+            }),
+            Some(worker::FAILED) => serde_json::from_slice::<worker::Failure>(&finished.stdout)
+                .map(|failure| failure.into_error(diagram_type))
+                .map_err(|e| RenderError::Failed {
+                    diagram_type,
+                    message: format!("the render worker's answer is unreadable: {e}"),
+                })
+                .and_then(Err),
+            _ => Err(RenderError::Failed {
+                diagram_type,
+                message: format!(
+                    "the render worker ended with {}: {}",
+                    finished.status,
+                    first_lines(&finished.stderr)
+                ),
+            }),
+        }
+    }
+
+    /// A built-in renderer on a blocking thread. Its time limit ends the wait, not the
+    /// thread, which finishes on its own.
+    async fn builtin_on_thread(&self, request: &RenderRequest) -> Result<String, RenderError> {
         let diagram_type = request.diagram_type;
         let source = request.source.clone();
         let work = tokio::task::spawn_blocking(move || {
-            std::panic::catch_unwind(|| match diagram_type {
-                DiagramType::Graphviz => dot::render(&source),
-                DiagramType::Mermaid => mermaid::render(&source),
-                DiagramType::Drawio => drawio::render(&source),
-                DiagramType::Plantuml | DiagramType::D2 => Err(RenderError::Invalid(format!(
-                    "victor has no built-in {diagram_type} renderer"
-                ))),
-            })
+            std::panic::catch_unwind(|| draw_builtin(diagram_type, &source))
         });
         match tokio::time::timeout(self.config.timeout, work).await {
             Err(_) => Err(RenderError::Timeout {
@@ -473,6 +542,28 @@ impl Renderer {
                 diagram_type,
                 install: install_hint(diagram_type).1,
             }),
+        }
+    }
+
+    /// A tool run that gave no result, as the render's error.
+    fn run_error(
+        &self,
+        diagram_type: DiagramType,
+        program: &std::path::Path,
+        error: RunError,
+    ) -> RenderError {
+        match error {
+            RunError::Timeout => RenderError::Timeout {
+                diagram_type,
+                limit: self.config.timeout,
+            },
+            RunError::OutputTooLarge => RenderError::OutputTooLarge {
+                limit: self.config.max_output_bytes,
+            },
+            RunError::Spawn(e) | RunError::Io(e) => RenderError::Failed {
+                diagram_type,
+                message: format!("cannot run {}: {e}", program.display()),
+            },
         }
     }
 
@@ -568,19 +659,7 @@ impl Renderer {
         }
         .run()
         .await
-        .map_err(|error| match error {
-            RunError::Timeout => RenderError::Timeout {
-                diagram_type,
-                limit: self.config.timeout,
-            },
-            RunError::OutputTooLarge => RenderError::OutputTooLarge {
-                limit: self.config.max_output_bytes,
-            },
-            RunError::Spawn(e) | RunError::Io(e) => RenderError::Failed {
-                diagram_type,
-                message: format!("cannot run {}: {e}", tool.display()),
-            },
-        })?;
+        .map_err(|error| self.run_error(diagram_type, tool, error))?;
         let Finished {
             status,
             stdout,
@@ -607,6 +686,18 @@ impl Renderer {
             });
         }
         Ok(svg)
+    }
+}
+
+/// Draws a diagram with victor's own renderer for its type, here and now (blocking).
+fn draw_builtin(diagram_type: DiagramType, source: &str) -> Result<String, RenderError> {
+    match diagram_type {
+        DiagramType::Graphviz => dot::render(source),
+        DiagramType::Mermaid => mermaid::render(source),
+        DiagramType::Drawio => drawio::render(source),
+        DiagramType::Plantuml | DiagramType::D2 => Err(RenderError::Invalid(format!(
+            "victor has no built-in {diagram_type} renderer"
+        ))),
     }
 }
 

@@ -6,12 +6,14 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
+use tokio::sync::Semaphore;
 
 use super::process::{CLOSED_PROXY, GroupGuard, WorkDir, minimal_env};
 use crate::proto::DiagramType;
@@ -63,55 +65,100 @@ pub fn prepare(source: &str) -> Result<Prepared, RenderError> {
     }
 }
 
-/// A pool of warm renderers, at most as many as renders may run at once.
+/// A pool of warm renderers, never more than its size alive at once: each JVM costs hundreds
+/// of megabytes, so the size is a hard bound, kept by the pool itself whatever its callers do.
+///
+/// How: a renderer is only ever held with one of `size` checkout permits, and a new one is
+/// started only by a holder that found none idle. Every living renderer is idle or held, and
+/// each holder holds at most one, so the starter finds at most `size - 1` others alive.
 pub struct PlantumlPool {
     program: PathBuf,
     safe: bool,
+    size: usize,
+    checkouts: Arc<Semaphore>,
     idle: Mutex<Vec<PipeRenderer>>,
+    /// Renderers alive (idle, held or starting); each one's guard counts it down as it dies.
+    live: Arc<AtomicUsize>,
 }
 
 impl PlantumlPool {
-    pub fn new(program: PathBuf, safe: bool) -> PlantumlPool {
+    pub fn new(program: PathBuf, safe: bool, size: usize) -> PlantumlPool {
+        let size = size.max(1);
         PlantumlPool {
             program,
             safe,
+            size,
+            checkouts: Arc::new(Semaphore::new(size)),
             idle: Mutex::new(Vec::new()),
+            live: Arc::new(AtomicUsize::new(0)),
         }
     }
 
-    /// Starts `count` renderers and has each draw a small diagram, so the first real requests
-    /// find a warm JVM.
-    pub async fn warm(&self, count: usize, timeout: Duration) {
-        let mut started = Vec::new();
-        for _ in 0..count {
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Fills the pool: starts renderers up to its size and has each new one draw a small
+    /// diagram, so the first real requests find a warm JVM. Renders wait meanwhile (they
+    /// would otherwise start JVMs of their own, past the bound).
+    pub async fn warm(&self, timeout: Duration) {
+        let Ok(text) = prepare("Bob -> Alice : hello").map(|p| p.text) else {
+            return;
+        };
+        let Ok(permits) = self
+            .checkouts
+            .clone()
+            .acquire_many_owned(self.size as u32)
+            .await
+        else {
+            return;
+        };
+        // With every permit held, all living renderers are idle.
+        let ready = self.live.load(Ordering::SeqCst);
+        let mut starting = Vec::new();
+        for _ in ready..self.size {
             match self.spawn() {
-                Ok(mut renderer) => {
-                    let warmup = prepare("Bob -> Alice : hello").map(|p| p.text);
-                    if let Ok(text) = warmup
-                        && renderer.render(&text, timeout, usize::MAX).await.is_ok()
-                    {
-                        started.push(renderer);
-                    }
-                }
+                Ok(renderer) => starting.push(renderer),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot start PlantUML");
-                    return;
+                    break;
                 }
             }
         }
-        tracing::info!(renderers = started.len(), "PlantUML warm");
+        let warmed = futures_util::future::join_all(starting.into_iter().map(|mut renderer| {
+            let text = &text;
+            async move {
+                // One that cannot draw is dropped, which kills it.
+                let drawn = renderer.render(text, timeout, usize::MAX).await;
+                drawn.is_ok().then_some(renderer)
+            }
+        }))
+        .await;
+        let warmed: Vec<PipeRenderer> = warmed.into_iter().flatten().collect();
+        tracing::info!(renderers = ready + warmed.len(), "PlantUML warm");
         if let Ok(mut idle) = self.idle.lock() {
-            idle.extend(started);
+            idle.extend(warmed);
         }
+        drop(permits);
     }
 
-    /// Renders one prepared diagram on an idle renderer, or a new one.
+    /// Renders one prepared diagram on an idle renderer, or a new one when none is idle and
+    /// the pool is not full. `timeout` bounds the wait for a renderer and the render, each.
     pub async fn render(
         &self,
         prepared: &Prepared,
         timeout: Duration,
         max_output: usize,
     ) -> Result<String, RenderError> {
+        let timed_out = || RenderError::Timeout {
+            diagram_type: DiagramType::Plantuml,
+            limit: timeout,
+        };
+        let permit = tokio::time::timeout(timeout, self.checkouts.clone().acquire_owned())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|_| RenderError::Invalid("the renderer is shutting down".into()))?;
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut renderer = match idle {
             Some(renderer) => renderer,
@@ -120,18 +167,19 @@ impl PlantumlPool {
                 message: format!("cannot start {}: {e}", self.program.display()),
             })?,
         };
-        match renderer.render(&prepared.text, timeout, max_output).await {
-            Ok(Outcome::Svg(svg)) => {
-                self.put_back(renderer);
-                Ok(svg)
-            }
-            Ok(Outcome::SyntaxError { line, message }) => {
-                self.put_back(renderer);
+        let outcome = renderer.render(&prepared.text, timeout, max_output).await;
+        // A renderer in an unknown state is dropped, which kills its process group.
+        if outcome.is_ok() {
+            self.put_back(renderer);
+        }
+        // Back in the pool before the permit goes, so the next holder finds it idle.
+        drop(permit);
+        match outcome? {
+            Outcome::Svg(svg) => Ok(svg),
+            Outcome::SyntaxError { line, message } => {
                 let line = line.map(|l| (l as i64 - prepared.line_shift).max(1) as u32);
                 Err(RenderError::syntax(DiagramType::Plantuml, line, message))
             }
-            // A renderer in an unknown state is dropped, which kills its process group.
-            Err(error) => Err(error),
         }
     }
 
@@ -142,6 +190,12 @@ impl PlantumlPool {
     }
 
     fn spawn(&self) -> std::io::Result<PipeRenderer> {
+        let alive = Alive::reserve(&self.live, self.size).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} PlantUML renderers are running already, the most this server keeps",
+                self.size
+            ))
+        })?;
         let dir = WorkDir::new()?;
         let mut env = minimal_env(dir.path());
         let proxy = CLOSED_PROXY.trim_start_matches("http://");
@@ -201,6 +255,7 @@ impl PlantumlPool {
             }
         });
         Ok(PipeRenderer {
+            _alive: alive,
             _child: child,
             _group: group,
             stdin,
@@ -217,8 +272,30 @@ enum Outcome {
     SyntaxError { line: Option<u32>, message: String },
 }
 
+/// Counts a renderer among the living from its start to its drop.
+struct Alive(Arc<AtomicUsize>);
+
+impl Alive {
+    /// A place among at most `size` living renderers, if one is free. The permits already
+    /// keep the count within `size`; this makes the bound hold even if they were misused.
+    fn reserve(live: &Arc<AtomicUsize>, size: usize) -> Option<Alive> {
+        live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < size).then_some(n + 1)
+        })
+        .ok()?;
+        Some(Alive(live.clone()))
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// One running `plantuml -pipe`. Dropping it kills its process group.
 struct PipeRenderer {
+    _alive: Alive,
     _child: tokio::process::Child,
     _group: GroupGuard,
     stdin: ChildStdin,
@@ -380,5 +457,48 @@ mod tests {
             Some((Some(2), "Empty description".to_string()))
         );
         assert_eq!(error_image("<svg><text>Alice</text></svg>"), None);
+    }
+
+    /// A stand-in `plantuml -pipe`: notes its pid, then answers each diagram after a while,
+    /// with the delimiter it was given (its 6th argument).
+    fn fake_plantuml(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let pids = dir.join("pids");
+        let program = dir.join("plantuml");
+        let script = format!(
+            "#!/bin/sh\necho $$ >> {}\nwhile IFS= read -r line; do\n  case \"$line\" in\n    \
+             @end*) sleep 0.05; printf '<svg xmlns=\"http://www.w3.org/2000/svg\"><text>ok</text></svg>\\n%s\\n' \"$6\" ;;\n  \
+             esac\ndone\n",
+            pids.display()
+        );
+        std::fs::write(&program, script).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (program, pids)
+    }
+
+    #[tokio::test]
+    async fn the_pool_never_runs_more_renderers_than_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (program, pids) = fake_plantuml(dir.path());
+        let pool = PlantumlPool::new(program, true, 2);
+        let prepared = prepare("A -> B").unwrap();
+        let timeout = Duration::from_secs(30);
+        // Warming and eight renders at once, with nothing else limiting them.
+        let renders = (0..8).map(|_| pool.render(&prepared, timeout, 1 << 20));
+        let ((), answers) =
+            tokio::join!(pool.warm(timeout), futures_util::future::join_all(renders));
+        for answer in answers {
+            assert!(answer.unwrap().contains("ok"));
+        }
+        let started = std::fs::read_to_string(&pids).unwrap().lines().count();
+        assert!(
+            (1..=2).contains(&started),
+            "{started} renderers were started for a pool of 2"
+        );
+        assert_eq!(pool.live(), started);
+        // Warm again: the pool is full, so nothing more starts.
+        pool.warm(timeout).await;
+        assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 2);
+        assert_eq!(pool.live(), 2);
     }
 }

@@ -70,27 +70,44 @@ impl Drop for GroupGuard {
 /// settings that send any web request to a closed port on loopback. Tools that honour them
 /// (Go's HTTP client in d2, the JVM, Chromium) then reach nothing beyond this machine.
 pub fn minimal_env(home: &Path) -> Vec<(OsString, OsString)> {
+    env_from(home, |name| std::env::var_os(name))
+}
+
+/// Names a tool may get from the server's environment: nothing else of it reaches a tool
+/// (no keys, no proxy of the server's, no `LD_PRELOAD`).
+const PASSED_THROUGH: [&str; 4] = ["PATH", "JAVA_HOME", "FONTCONFIG_PATH", "FONTCONFIG_FILE"];
+
+/// The proxy variables tools read, each set to [`CLOSED_PROXY`].
+const PROXIES: [&str; 5] = [
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+];
+/// Where the proxy is not used: loopback, which tools may reach.
+const NO_PROXIES: [&str; 2] = ["no_proxy", "NO_PROXY"];
+
+/// [`minimal_env`] over any environment, `server_var` reading the server's.
+fn env_from(
+    home: &Path,
+    server_var: impl Fn(&str) -> Option<OsString>,
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vec![
         ("HOME".into(), home.into()),
         ("TMPDIR".into(), home.into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("LC_ALL".into(), "C.UTF-8".into()),
     ];
-    for name in ["PATH", "JAVA_HOME", "FONTCONFIG_PATH", "FONTCONFIG_FILE"] {
-        if let Some(value) = std::env::var_os(name) {
+    for name in PASSED_THROUGH {
+        if let Some(value) = server_var(name) {
             env.push((name.into(), value));
         }
     }
-    for name in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
+    for name in PROXIES {
         env.push((name.into(), CLOSED_PROXY.into()));
     }
-    for name in ["no_proxy", "NO_PROXY"] {
+    for name in NO_PROXIES {
         env.push((name.into(), "localhost,127.0.0.1,::1".into()));
     }
     env
@@ -228,4 +245,63 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
             std::fs::metadata(candidate)
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_get_an_allowlist_and_never_the_servers_proxy_or_secrets() {
+        let server: std::collections::HashMap<&str, &str> = [
+            ("PATH", "/usr/local/bin:/usr/bin"),
+            ("JAVA_HOME", "/usr/lib/jvm/default"),
+            ("HTTP_PROXY", "http://proxy.corp.example:3128"),
+            ("https_proxy", "http://proxy.corp.example:3128"),
+            ("NO_PROXY", "*"),
+            ("VICTOR_API_KEY", "secret-key"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("LD_PRELOAD", "/tmp/evil.so"),
+            ("JAVA_TOOL_OPTIONS", "-javaagent:/tmp/evil.jar"),
+        ]
+        .into_iter()
+        .collect();
+        let env = env_from(Path::new("/tmp/work"), |name| {
+            server.get(name).map(|value| OsString::from(*value))
+        });
+        let get = |name: &str| {
+            let found: Vec<&OsString> = env
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .collect();
+            assert!(found.len() <= 1, "{name} is set twice");
+            found.first().map(|v| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(get("PATH").as_deref(), Some("/usr/local/bin:/usr/bin"));
+        assert_eq!(get("JAVA_HOME").as_deref(), Some("/usr/lib/jvm/default"));
+        assert_eq!(get("HOME").as_deref(), Some("/tmp/work"));
+        for proxy in PROXIES {
+            assert_eq!(get(proxy).as_deref(), Some(CLOSED_PROXY), "{proxy}");
+        }
+        assert_eq!(get("NO_PROXY").as_deref(), Some("localhost,127.0.0.1,::1"));
+        for secret in [
+            "VICTOR_API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "LD_PRELOAD",
+            "JAVA_TOOL_OPTIONS",
+        ] {
+            assert_eq!(get(secret), None, "{secret} reached the tool");
+        }
+        let own = ["HOME", "TMPDIR", "LANG", "LC_ALL"];
+        for (name, _) in &env {
+            let name = name.to_string_lossy();
+            assert!(
+                [&own[..], &PROXIES, &NO_PROXIES, &PASSED_THROUGH]
+                    .iter()
+                    .any(|names| names.contains(&name.as_ref())),
+                "{name} is not on the allowlist"
+            );
+        }
+    }
 }

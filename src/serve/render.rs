@@ -35,6 +35,9 @@ impl From<RenderError> for ApiError {
             RenderError::OutputTooLarge { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "output_too_large")
             }
+            RenderError::LimitExceeded { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "render_limit_exceeded")
+            }
             RenderError::BadEngine(_) => (StatusCode::BAD_REQUEST, "bad_engine"),
             RenderError::Unsupported { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_diagram")
@@ -123,7 +126,7 @@ fn source_text(state: &AppState, body: &Bytes) -> Result<String, ApiError> {
         (status = 400, description = "Syntax error (with the tool's message and line), bad engine", body = ErrorBody),
         (status = 403, description = "Refused in safe mode", body = ErrorBody),
         (status = 413, description = "Over the payload limit", body = ErrorBody),
-        (status = 422, description = "The SVG is over the output limit", body = ErrorBody),
+        (status = 422, description = "The SVG is over the output limit, or the diagram over a renderer's limit (Mermaid's 500 edges)", body = ErrorBody),
         (status = 501, description = "The tool is not installed here", body = ErrorBody),
         (status = 503, description = "Too many renders waiting", body = ErrorBody),
         (status = 504, description = "The render took too long", body = ErrorBody)))]
