@@ -338,7 +338,7 @@ impl Watch {
     pub fn apply(&mut self, update: Update, now: Timestamp) -> Vec<Request> {
         let mut requests = Vec::new();
         match update {
-            Update::Tasks(tasks) => self.resync(tasks),
+            Update::Tasks(tasks) => requests.extend(self.resync(tasks)),
             Update::Task(task) => {
                 self.describing.remove(&task.id);
                 self.merge(task);
@@ -587,20 +587,21 @@ impl Watch {
     }
 
     /// The full list from the server. A task we know that it lacks was removed, unless it is
-    /// newer than the newest listed (created after the list was read).
-    fn resync(&mut self, tasks: Vec<Task>) {
+    /// newer than the newest listed: it may have been created after the list was read, so the
+    /// server is asked for it (and a removed one is then gone).
+    fn resync(&mut self, tasks: Vec<Task>) -> Vec<Request> {
         let newest = tasks.iter().map(|task| task.id.clone()).max();
         let listed: HashSet<String> = tasks.iter().map(|task| task.id.clone()).collect();
-        let removed: Vec<String> = self
+        let (removed, unsure): (Vec<&Task>, Vec<&Task>) = self
             .tasks
             .values()
             .filter(|task| !listed.contains(&task.id))
-            .filter(|task| match &newest {
+            .partition(|task| match &newest {
                 Some(newest) => task.id < *newest,
                 None => task.state.is_final(),
-            })
-            .map(|task| task.id.clone())
-            .collect();
+            });
+        let removed: Vec<String> = removed.into_iter().map(|task| task.id.clone()).collect();
+        let unsure: Vec<String> = unsure.into_iter().map(|task| task.id.clone()).collect();
         for task in tasks {
             self.merge(task);
         }
@@ -611,6 +612,11 @@ impl Watch {
         if self.selected.is_none() {
             self.selected = self.shown.first().cloned();
         }
+        unsure
+            .into_iter()
+            .filter(|id| self.describing.insert(id.clone()))
+            .map(Request::Describe)
+            .collect()
     }
 
     fn remove(&mut self, id: &str) {
@@ -871,6 +877,22 @@ mod tests {
         assert_eq!(watch.shown, ["04", "03"]);
         watch.apply(Update::Gone("04".into()), at(3));
         assert_eq!(watch.shown, ["03"]);
+    }
+
+    #[test]
+    fn a_removed_task_newer_than_the_list_is_asked_for_and_then_gone() {
+        let mut watch = watch_with(vec![
+            task("01", TaskState::Succeeded),
+            task("02", TaskState::Succeeded),
+        ]);
+        // Another client removed 02, the newest: it could as well be newer than the list.
+        assert_eq!(
+            watch.apply(Update::Tasks(vec![task("01", TaskState::Succeeded)]), at(1)),
+            [Request::Describe("02".into())]
+        );
+        assert_eq!(watch.shown, ["02", "01"]);
+        watch.apply(Update::Gone("02".into()), at(2));
+        assert_eq!(watch.shown, ["01"]);
     }
 
     #[test]

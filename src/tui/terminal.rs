@@ -219,10 +219,9 @@ async fn run_loop<B: Backend>(
     mut input: impl Stream<Item = std::io::Result<TermEvent>> + Unpin,
     stop: impl Future<Output = ()>,
 ) -> Result<(), WatchError> {
-    let requests = channels.requests.clone();
     let send = |sent: Vec<Request>| {
         for request in sent {
-            let _ = requests.send(request);
+            let _ = channels.requests.send(request);
         }
     };
     send(first);
