@@ -231,10 +231,13 @@ async fn run_loop<B: Backend>(
     tokio::pin!(stop);
     loop {
         dirty |= watch.take_changed();
-        if dirty && Instant::now() >= next_frame {
+        let now = Instant::now();
+        if dirty && now >= next_frame {
             draw_frame(terminal, watch)?;
             dirty = false;
-            next_frame = Instant::now() + FRAME;
+            // Frames start FRAME apart: the time a frame takes to draw is not added to the
+            // wait of whatever arrives during it.
+            next_frame = now + FRAME;
         }
         tokio::select! {
             update = channels.updates.recv() => {
