@@ -510,6 +510,11 @@ impl Watch {
         if event.seq == 0 {
             return None;
         }
+        if event.kind == agent_types::MESSAGE {
+            // Steps only grow, and the task's record does not count them: an old one (the
+            // log of an agent that ran before the view started, replayed) tells them too.
+            self.stepped(event);
+        }
         let describe = match self.tasks.get_mut(&event.task_id) {
             Some(task) if event.seq <= task.last_seq => return None,
             Some(task) => {
@@ -525,13 +530,6 @@ impl Watch {
         };
         match event.kind.as_str() {
             types::STATE => self.state_changed(event),
-            agent_types::MESSAGE => {
-                if let Some(step) = event.data["step"].as_u64() {
-                    let step = u32::try_from(step).unwrap_or(u32::MAX);
-                    self.steps.insert(event.task_id.clone(), step);
-                    self.changed = true;
-                }
-            }
             agent_types::APPROVAL_REQUESTED | agent_types::APPROVAL_RESOLVED => {
                 if let Ok(approval) = serde_json::from_value(event.data["approval"].clone()) {
                     self.approval(approval);
@@ -540,6 +538,19 @@ impl Watch {
             _ => {}
         }
         describe
+    }
+
+    /// An agent's `agent.message`: the steps it has taken.
+    fn stepped(&mut self, event: &Event) {
+        let Some(step) = event.data["step"].as_u64() else {
+            return;
+        };
+        let step = u32::try_from(step).unwrap_or(u32::MAX);
+        let known = self.steps.entry(event.task_id.clone()).or_default();
+        if step > *known {
+            *known = step;
+            self.changed = true;
+        }
     }
 
     /// A `state` event of a known task.
@@ -1067,6 +1078,11 @@ mod tests {
         assert!(watch.shown.is_empty());
     }
 
+    /// The progress of a fixture agent (a budget of 20 steps) that took `done`.
+    fn steps(done: u32) -> Option<Progress> {
+        Some(Progress::Steps { done, budget: 20 })
+    }
+
     /// An agent's event of `kind` at `seq`.
     fn agent_event(task_id: &str, seq: u64, kind: &str, data: serde_json::Value) -> Event {
         Event {
@@ -1129,14 +1145,15 @@ mod tests {
             serde_json::json!({"step": 3, "message": {"role": "assistant", "content": "ok"}});
         let event = agent_event("01", 5, agent_types::MESSAGE, step);
         watch.apply(Update::Event(event), at(1));
-        assert_eq!(
-            watch.progress(&agent),
-            Some(Progress::Steps {
-                done: 3,
-                budget: 20
-            })
-        );
+        assert_eq!(watch.progress(&agent), steps(3));
         assert_eq!(watch.progress(&watch.tasks["02"].clone()), None);
+        // An older step (the log replayed from its start) does not take the count back.
+        let step = serde_json::json!({"step": 1, "message": {"role": "assistant", "content": ""}});
+        watch.apply(
+            Update::Log(agent_event("01", 2, agent_types::MESSAGE, step)),
+            at(2),
+        );
+        assert_eq!(watch.progress(&agent), steps(3));
         // Asked again, and then the task ends (a restart ends it without answering).
         let asked = serde_json::json!({ "approval": approval("01", "a2") });
         let event = agent_event("01", 6, agent_types::APPROVAL_REQUESTED, asked);
@@ -1150,6 +1167,21 @@ mod tests {
         let replayed = agent_event("01", 6, agent_types::APPROVAL_REQUESTED, asked);
         watch.apply(Update::Log(replayed), at(4));
         assert_eq!(pending(&watch), None);
+    }
+
+    #[test]
+    fn the_steps_of_an_agent_that_ran_before_the_view_come_from_its_replayed_log() {
+        let mut agent = agent_task("01", TaskState::Running);
+        agent.last_seq = 10;
+        let mut watch = watch_with(vec![agent.clone()]);
+        assert_eq!(watch.progress(&agent), None);
+        watch.open("01");
+        let step = serde_json::json!({"step": 2, "message": {"role": "assistant", "content": ""}});
+        watch.apply(
+            Update::Log(agent_event("01", 5, agent_types::MESSAGE, step)),
+            at(1),
+        );
+        assert_eq!(watch.progress(&agent), steps(2));
     }
 
     #[test]
