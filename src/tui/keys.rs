@@ -305,18 +305,31 @@ impl Watch {
         }
     }
 
+    /// Allows the target task's oldest waiting call at once (allowing needs no reason).
     fn answer(&mut self, decision: Decision, now: Timestamp) -> Vec<Request> {
         let Some((task_id, approval_id)) = self.waiting(now) else {
             return Vec::new();
         };
+        let answer = ApprovalAnswer {
+            decision,
+            reason: None,
+        };
+        self.send_answer(task_id, approval_id, answer)
+    }
+
+    /// Sends an answer; the approval leaves the panel until it comes back refused.
+    fn send_answer(
+        &mut self,
+        task_id: String,
+        approval_id: String,
+        answer: ApprovalAnswer,
+    ) -> Vec<Request> {
+        self.answering.insert(approval_id.clone());
         vec![Request::Control {
             task_id,
             control: Control::Answer {
                 approval_id,
-                answer: ApprovalAnswer {
-                    decision,
-                    reason: None,
-                },
+                answer,
             },
         }]
     }
@@ -405,13 +418,7 @@ impl Watch {
                     decision: Decision::Deny,
                     reason,
                 };
-                vec![Request::Control {
-                    task_id,
-                    control: Control::Answer {
-                        approval_id,
-                        answer,
-                    },
-                }]
+                self.send_answer(task_id, approval_id, answer)
             }
         }
     }
@@ -733,10 +740,25 @@ mod tests {
             press(&mut watch, &[key(KeyCode::Char('a'))]),
             [answer(Decision::AllowOnce, None)]
         );
+        // Pressed again before the answer is back: not answered twice.
+        assert!(press(&mut watch, &[key(KeyCode::Char('a'))]).is_empty());
+        let refused = |watch: &mut Watch| {
+            let update = Update::Controlled {
+                task_id: "04".into(),
+                control: match answer(Decision::AllowOnce, None) {
+                    Request::Control { control, .. } => control,
+                    other => panic!("{other:?}"),
+                },
+                outcome: Err("the server is busy".into()),
+            };
+            watch.apply(update, at(2));
+        };
+        refused(&mut watch);
         assert_eq!(
             press(&mut watch, &[key(KeyCode::Char('A'))]),
             [answer(Decision::AllowAlways, None)]
         );
+        refused(&mut watch);
         let mut deny = vec![key(KeyCode::Char('d'))];
         deny.extend(typed("not on main"));
         deny.push(key(KeyCode::Enter));
@@ -744,6 +766,7 @@ mod tests {
             press(&mut watch, &deny),
             [answer(Decision::Deny, Some("not on main"))]
         );
+        refused(&mut watch);
         assert_eq!(
             press(&mut watch, &[key(KeyCode::Char('d')), key(KeyCode::Enter)]),
             [answer(Decision::Deny, None)],

@@ -249,6 +249,9 @@ pub struct Watch {
     /// Agents' tool calls waiting for a person, by approval id (ids are time-ordered, so a
     /// task's first is its oldest).
     pub(super) approvals: BTreeMap<String, Approval>,
+    /// Approvals answered from here whose answer is not back yet: a key pressed twice must
+    /// not answer twice (the second would be refused as already answered).
+    pub(super) answering: HashSet<String>,
     /// The model steps each agent has taken, as its `agent.message` events count them.
     steps: HashMap<String, u32>,
     /// Pings in a row whose task count was not the view's.
@@ -280,6 +283,7 @@ impl Watch {
             status: None,
             describing: HashSet::new(),
             approvals: BTreeMap::new(),
+            answering: HashSet::new(),
             steps: HashMap::new(),
             miscounts: 0,
             recounted: None,
@@ -648,16 +652,18 @@ impl Watch {
         if approval.status == ApprovalStatus::Pending {
             self.approvals.insert(approval.id.clone(), approval);
         } else {
+            self.answering.remove(&approval.id);
             self.approvals.remove(&approval.id);
         }
         self.changed = true;
     }
 
-    /// The oldest approval of this task that waits for a person.
+    /// The oldest approval of this task that waits for a person (and not for an answer
+    /// given here).
     pub fn pending_approval(&self, task_id: &str) -> Option<&Approval> {
         self.approvals
             .values()
-            .find(|approval| approval.task_id == task_id)
+            .find(|approval| approval.task_id == task_id && !self.answering.contains(&approval.id))
     }
 
     /// How far a task has come, where that is known: an agent waiting for a person, or the
@@ -714,6 +720,10 @@ impl Watch {
             .tasks
             .get(&task_id)
             .map_or_else(|| task_id.clone(), |task| ellipsize(&title(task), 40));
+        if let Control::Answer { approval_id, .. } = &control {
+            // Refused, it waits again (unless its event says otherwise); answered, it is gone.
+            self.answering.remove(approval_id);
+        }
         match outcome {
             Ok(task) => {
                 let done = match &control {
@@ -1220,6 +1230,10 @@ mod tests {
         );
         let said = |watch: &Watch| watch.status.clone().unwrap();
         assert!(said(&watch).error);
+        assert!(
+            watch.pending_approval("01").is_some(),
+            "refused, it waits again"
+        );
         assert_eq!(
             said(&watch).text,
             "deny agent (build): Fix the failing test refused: approval a1 was already answered"
