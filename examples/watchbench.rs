@@ -5,8 +5,9 @@
 //! cargo build --release --bin victor && cargo run --release --example watchbench -- latency
 //! ```
 //!
-//! - `frame`: the time to build and draw one frame with 1,000 tasks in the table and a
-//!   100,000-line log open, in this process: on ratatui's `TestBackend` (building the frame and
+//! - `frame`: the time to build and draw one frame with 1,000 tasks in the table (one in ten an
+//!   agent that has taken steps, so the progress column is drawn too) and a 100,000-line log
+//!   open, in this process: on ratatui's `TestBackend` (building the frame and
 //!   diffing it) and through the crossterm backend into a sink (also encoding the escape
 //!   sequences a terminal would get). Something changes before every frame (a new log line or
 //!   a move of the selection), so no frame is free.
@@ -36,7 +37,8 @@ use ratatui::layout::{Position, Rect, Size};
 use ratatui::{TerminalOptions, Viewport};
 use victor::client::Client;
 use victor::proto::{
-    Command as TaskCommand, CreateTask, Event, ExecSpec, Task, TaskSpec, TaskState,
+    AgentSpec, Command as TaskCommand, CreateTask, Event, ExecSpec, Task, TaskSpec, TaskState,
+    agent_types,
 };
 use victor::tui::{Action, Options, Session, Update, Watch, draw, layout};
 
@@ -147,16 +149,28 @@ fn task_id(n: usize) -> String {
     format!("019b0000-0000-7000-8000-{n:012}")
 }
 
-/// A task as the table would show it: every state in turn, names, outcomes.
+/// One task in this many is an agent, whose progress (its steps) the table shows.
+const AGENT_EVERY: usize = 10;
+
+/// A task as the table would show it: every state in turn, names, outcomes, some agents.
 fn bench_task(n: usize, now: Timestamp) -> Task {
     let state = TaskState::ALL[n % TaskState::ALL.len()];
     let ago = |secs: i64| now - jiff::SignedDuration::from_secs(secs);
+    let spec = if n.is_multiple_of(AGENT_EVERY) {
+        TaskSpec::Agent(AgentSpec {
+            prompt: format!("make the tests of crate-{n} pass"),
+            workspace: format!("/home/dev/src/crate-{n}"),
+            ..AgentSpec::default()
+        })
+    } else {
+        TaskSpec::Exec(ExecSpec::new(TaskCommand::Shell(format!(
+            "cargo test -p crate-{n} -- --test-threads 4"
+        ))))
+    };
     Task {
         id: task_id(n),
         name: n.is_multiple_of(3).then(|| format!("job-{n}")),
-        spec: TaskSpec::Exec(ExecSpec::new(TaskCommand::Shell(format!(
-            "cargo test -p crate-{n} -- --test-threads 4"
-        )))),
+        spec,
         state,
         priority: 0,
         created_at: ago(10_000 - n as i64),
@@ -216,6 +230,15 @@ fn frame(tasks: usize, lines: usize, frames: usize) -> Result<()> {
         Update::Tasks((0..tasks).map(|n| bench_task(n, now)).collect()),
         now,
     );
+    // The agents have taken steps: the table has its progress column.
+    for n in (0..tasks).step_by(AGENT_EVERY) {
+        let step = Event {
+            kind: agent_types::MESSAGE.into(),
+            data: serde_json::json!({"step": n % 50, "message": {"role": "assistant", "content": ""}}),
+            ..output_event(&task_id(n), 4, String::new())
+        };
+        watch.apply(Update::Event(step), now);
+    }
     let opened = task_id(tasks.saturating_sub(1) / 7 * 7 + 1);
     watch.open(&opened);
     let started = Instant::now();
@@ -625,5 +648,21 @@ async fn latency(binary: &Path, tasks: usize, ticks: u32, every_ms: u64) -> Resu
             summary.ms_cells()
         );
     }
+    // Both clients read the same stream at the same time: what the view takes beyond the
+    // piped watch is its own (waiting for the next frame, and drawing it).
+    let own: Vec<f64> = sent
+        .keys()
+        .filter_map(|n| {
+            let shown = seen.get(n)?;
+            let printed = arrivals.get(n)?;
+            Some(shown.duration_since(*printed).as_secs_f64() * 1e6)
+        })
+        .collect();
+    println!(
+        "\nThe view's own share (on screen, less on the piped watch's stdout, line by line): \
+         mean | p50 | p90 | p99 | max = {} ms; a frame is {:.1} ms.",
+        Summary::of(own).ms_cells(),
+        1e3 / 60.0
+    );
     Ok(())
 }

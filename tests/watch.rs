@@ -9,9 +9,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fake_llm::{FakeLlm, Format, Reply};
 use common::tmux::{Tmux, quoted, victor_command};
 use common::{Server, VICTOR, stderr};
-use victor::proto::{Event, TaskState, types};
+use victor::proto::{AgentSpec, CreateTask, Event, TaskSpec, TaskState, types};
 
 /// `victor watch ARGS` as tmux runs it: pointed at `server`, without colour.
 fn watch_command(server: &Server, args: &[&str]) -> String {
@@ -48,7 +49,13 @@ fn a_person_watches_pauses_and_survives_a_server_restart() {
     let limit = Duration::from_secs(20);
     let screen = tmux.wait_for("the task's output", limit, |s| s.contains("alpha 3"));
     assert!(screen.contains("● connected"), "{screen}");
-    assert_consecutive(&numbered(&screen, "alpha"), &screen);
+    let first_lines = numbered(&screen, "alpha");
+    assert_eq!(
+        first_lines.first(),
+        Some(&1),
+        "the first line is there:\n{screen}"
+    );
+    assert_consecutive(&first_lines, &screen);
 
     tmux.keys(&["p"]);
     tmux.wait_for("the task paused", limit, |s| {
@@ -96,7 +103,7 @@ fn a_person_watches_pauses_and_survives_a_server_restart() {
 #[test]
 fn the_table_opens_logs_filters_and_sends_input() {
     let server = Server::start();
-    server.start_task(&["sh", "-c", "echo first done"]);
+    let first = server.start_task(&["sh", "-c", "echo first done"]);
     let reader = server.start_task(&["sh", "-c", "read line; echo \"got $line\""]);
     let tmux = Tmux::start(&watch_command(&server, &[]), 80, 24);
     let limit = Duration::from_secs(20);
@@ -130,6 +137,14 @@ fn the_table_opens_logs_filters_and_sends_input() {
     tmux.wait_for("the help", limit, |s| s.contains(" keys "));
     tmux.keys(&["Escape"]);
     tmux.wait_for("the help closed", limit, |s| !s.contains(" keys "));
+    // Another client removes a task: no event says so, the server's count does.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(server.client().delete_task(&first))
+        .unwrap();
+    tmux.wait_for("the removed task gone", limit, |s| {
+        s.contains("1 task ") && !s.contains("echo first done")
+    });
     tmux.keys(&["C-c"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
     assert!(!tmux.holds_terminal(), "the terminal was not given back");
@@ -138,7 +153,12 @@ fn the_table_opens_logs_filters_and_sends_input() {
 #[test]
 fn a_signal_ends_the_view_and_gives_the_terminal_back() {
     let server = Server::start();
-    for signal in [nix::sys::signal::SIGTERM, nix::sys::signal::SIGHUP] {
+    let signals = [
+        nix::sys::signal::SIGTERM,
+        nix::sys::signal::SIGHUP,
+        nix::sys::signal::SIGINT,
+    ];
+    for signal in signals {
         let tmux = Tmux::start(&watch_command(&server, &[]), 80, 24);
         tmux.wait_for("the view", Duration::from_secs(20), |s| {
             s.contains("0 tasks")
@@ -156,6 +176,166 @@ fn a_signal_ends_the_view_and_gives_the_terminal_back() {
             "{signal}: the terminal was not given back"
         );
     }
+}
+
+#[test]
+fn with_a_small_scrollback_older_lines_are_read_again_when_scrolled_to() {
+    let server = Server::start();
+    let id = server.start_task(&[
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo \"line $i\"; done",
+    ]);
+    // 40 lines in memory, 15 on screen: most of the log is only on the server.
+    let tmux = Tmux::start(
+        &watch_command(&server, &["--scrollback", "40", &id]),
+        80,
+        24,
+    );
+    let limit = Duration::from_secs(20);
+    let tail = tmux.wait_for("the tail", limit, |s| {
+        s.contains("line 300") && s.contains("── succeeded")
+    });
+    assert!(numbered(&tail, "line").first() > Some(&250), "{tail}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut screen = tail;
+    while numbered(&screen, "line").first() != Some(&1) {
+        assert!(
+            Instant::now() < deadline,
+            "never scrolled up to the first line; the screen:\n{screen}"
+        );
+        tmux.keys(&["PPage"]);
+        std::thread::sleep(Duration::from_millis(150));
+        screen = tmux.screen();
+        let lines = numbered(&screen, "line");
+        if !lines.is_empty() {
+            assert_consecutive(&lines, &screen);
+        }
+    }
+    assert!(screen.contains("── running"), "{screen}");
+    tmux.keys(&["End"]);
+    let back = tmux.wait_for("the tail again", limit, |s| {
+        s.contains("line 300") && s.contains("following")
+    });
+    assert_consecutive(&numbered(&back, "line"), &back);
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn colour_unless_no_color_is_set() {
+    let server = Server::start();
+    server.start_task(&["true"]);
+    let foreground = |escaped: &str| {
+        escaped.split("\u{1b}[").skip(1).any(|sequence| {
+            let Some(end) = sequence.find('m') else {
+                return false;
+            };
+            sequence[..end].split(';').any(|code| {
+                code.parse::<u8>()
+                    .is_ok_and(|code| matches!(code, 30..=38 | 90..=97))
+            })
+        })
+    };
+    for (no_color, coloured) in [(true, false), (false, true)] {
+        let mut command = watch_command(&server, &[]);
+        if !no_color {
+            command = command.replace(" NO_COLOR=1 ", " -u NO_COLOR ");
+        }
+        let tmux = Tmux::start(&command, 80, 24);
+        tmux.wait_for("the view", Duration::from_secs(20), |s| {
+            s.contains("● connected") && s.contains("1 task")
+        });
+        let escaped = tmux.run(&["capture-pane", "-p", "-e", "-t", "watch"]);
+        assert_eq!(
+            foreground(&escaped),
+            coloured,
+            "NO_COLOR {}: {escaped:?}",
+            if no_color { "set" } else { "unset" }
+        );
+        tmux.keys(&["q"]);
+        assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
+    }
+}
+
+#[test]
+fn an_agents_call_is_approved_and_the_agent_guided_from_the_view() {
+    let fake = FakeLlm::start();
+    let root = tempfile::tempdir().unwrap();
+    let workspace = root.path().to_string_lossy().to_string();
+    let provider = format!("openai=openai:{}#fake-small", fake.url(Format::OpenAi));
+    let server = Server::start_with(&[
+        "--llm-retries",
+        "1",
+        "--default-provider",
+        "openai",
+        "--workspace-root",
+        &workspace,
+        "--provider",
+        &provider,
+    ]);
+    fake.push(
+        Reply::stream()
+            .then_text("I will run the check.")
+            .then_tool_call(
+                "r1",
+                "run_command",
+                &[r#"{"command": "echo ran-$((40+2))"}"#],
+            ),
+    );
+    fake.push(Reply::text(&["All done."]));
+    let agent = CreateTask {
+        name: None,
+        priority: 0,
+        spec: TaskSpec::Agent(AgentSpec {
+            prompt: "Run the check".into(),
+            workspace,
+            ..AgentSpec::default()
+        }),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let id = runtime
+        .block_on(server.client().create_task(&agent, None))
+        .unwrap()
+        .id;
+    let tmux = Tmux::start(&watch_command(&server, &[&id]), 100, 40);
+    let limit = Duration::from_secs(20);
+    // Commands ask in build mode: the view shows what the agent wants to run.
+    tmux.wait_for("the approval prompt", limit, |s| {
+        s.contains("asks to run run_command")
+            && s.contains("echo ran-$((40+2))")
+            && s.contains("a allow once")
+    });
+    tmux.keys(&["m"]);
+    tmux.wait_for("the guidance line", limit, |s| s.contains("guidance for"));
+    tmux.keys(&["-l", "print the answer too"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the guidance in the log", limit, |s| {
+        s.contains("── guidance: print the answer too")
+    });
+    tmux.keys(&["a"]);
+    let done = tmux.wait_for("the command's output and the end", limit, |s| {
+        s.contains("ran-42") && s.contains("── succeeded")
+    });
+    assert!(
+        done.contains("── approval of run_command: allowed once"),
+        "{done}"
+    );
+    assert!(!done.contains("a allow once"), "the prompt stays: {done}");
+    // The guidance reached the model with the command's result.
+    let last = fake
+        .requests()
+        .into_iter()
+        .rfind(|request| request.method == "POST")
+        .expect("the model was asked")
+        .body
+        .to_string();
+    assert!(
+        last.contains("print the answer too") && last.contains("ran-42"),
+        "{last}"
+    );
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(Duration::from_secs(10)), Some(0));
 }
 
 /// `victor watch` piped, read line by line in a thread; killed when dropped.

@@ -26,9 +26,6 @@ use crate::proto::{
     ToolResultEvent, Unanswered, agent_types,
 };
 
-/// Model calls an agent makes at most unless its spec says.
-const DEFAULT_MAX_STEPS: u32 = 50;
-
 /// A tool call waiting for a person: where the answer goes, with the channel on which the
 /// runner answers back the resolved approval.
 pub(super) struct PendingApproval {
@@ -294,7 +291,7 @@ impl Agent {
             if let Some(ending) = self.between_steps().await? {
                 return Ok(ending);
             }
-            let max_steps = self.spec.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
+            let max_steps = self.spec.max_steps();
             if self.steps >= max_steps {
                 return self.exhausted("steps", json!(max_steps)).await;
             }

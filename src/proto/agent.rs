@@ -34,6 +34,9 @@ pub mod agent_types {
     pub const BUDGET_EXHAUSTED: &str = "budget.exhausted";
 }
 
+/// Model calls an agent makes at most when its spec does not say.
+pub const DEFAULT_MAX_STEPS: u32 = 50;
+
 /// What an agent may do: `build` changes files and runs commands; `plan` and `explore` only
 /// read (plan ends with a plan, explore with findings).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -130,6 +133,13 @@ pub struct AgentSpec {
     /// Seconds an `ask` waits for an answer (the server's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout_secs: Option<f64>,
+}
+
+impl AgentSpec {
+    /// Model calls the agent makes at most.
+    pub fn max_steps(&self) -> u32 {
+        self.max_steps.unwrap_or(DEFAULT_MAX_STEPS)
+    }
 }
 
 /// Data of a `tool.call` event.

@@ -290,7 +290,7 @@ async fn agent(engine: &Engine, task: &Task) -> Result<Value, ApiError> {
             }
         }
     }
-    let max_steps = spec.max_steps.unwrap_or(50).max(1);
+    let max_steps = spec.max_steps().max(1);
     let progress = if task.state.is_final() {
         100
     } else {

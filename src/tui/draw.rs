@@ -9,13 +9,16 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState};
 
-use super::log::LineKind;
-use super::state::{Control, Focus, Link, Mode, Opened, Purpose, Watch};
-use crate::proto::TaskState;
+use super::agent::{call_summary, diff_lines};
+use super::log::{DiffLine, LineKind};
+use super::state::{Control, Focus, Link, Mode, Opened, Progress, Purpose, Watch};
 use crate::proto::human::{Tone, ago, elapsed, ellipsize, exit_label, title};
+use crate::proto::{Approval, TaskSpec, TaskState};
 
 /// Lines of the detail pane of a task whose log is not open (its border included).
 const DETAIL_LINES: u16 = 6;
+/// Lines of the approval panel besides the diff: its border, the call, the keys.
+const APPROVAL_FRAME: u16 = 3;
 
 /// Where each part of the screen is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub struct Areas {
     pub tasks: Rect,
     /// The open log (its border included), or the selected task's details.
     pub detail: Rect,
+    /// The approval the target task waits for, when it waits for one.
+    pub approval: Option<Rect>,
     pub status: Rect,
     pub footer: Rect,
 }
@@ -48,6 +53,21 @@ pub fn layout(area: Rect, watch: &Watch) -> Areas {
         Constraint::Length(1),
     ])
     .areas(area);
+    // The approval panel is cut off the bottom of the body, next to the keys that answer it;
+    // its diff may take up to half the body.
+    let approval_height = waiting(watch).map(|approval| {
+        let diff = approval
+            .diff
+            .as_deref()
+            .map_or(0, |diff| diff.lines().count());
+        let wanted = APPROVAL_FRAME.saturating_add(u16::try_from(diff).unwrap_or(u16::MAX));
+        wanted.min((body.height / 2).max(APPROVAL_FRAME))
+    });
+    let [body, approval] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(approval_height.unwrap_or(0)),
+    ])
+    .areas(body);
     let detail_height = if watch.opened.is_some() {
         // The log gets most of the room; the table keeps a few rows, more when it has them.
         let table = (watch.shown.len() as u16 + 1).clamp(4, (body.height * 2 / 5).max(4));
@@ -61,9 +81,17 @@ pub fn layout(area: Rect, watch: &Watch) -> Areas {
         header,
         tasks,
         detail,
+        approval: approval_height.map(|_| approval),
         status,
         footer,
     }
+}
+
+/// The approval the target task waits for, if any.
+fn waiting(watch: &Watch) -> Option<&Approval> {
+    watch
+        .target()
+        .and_then(|task| watch.pending_approval(&task.id))
 }
 
 /// Draws the whole screen.
@@ -78,10 +106,18 @@ pub fn draw(frame: &mut Frame, watch: &Watch, now: Timestamp) {
         Some(opened) => draw_log(frame, areas.detail, watch, opened, paint),
         None => draw_detail(frame, areas.detail, watch, now, paint),
     }
+    if let (Some(area), Some(approval)) = (areas.approval, waiting(watch)) {
+        draw_approval(frame, area, approval, paint);
+    }
     draw_status(frame, areas.status, watch, paint);
     draw_footer(frame, areas.footer, watch, paint);
     if watch.mode == Mode::Help {
-        draw_help(frame, frame.area(), paint);
+        // The footer stays in sight: it says how the help closes.
+        let above_footer = Rect {
+            height: areas.footer.y,
+            ..frame.area()
+        };
+        draw_help(frame, above_footer, paint);
     }
 }
 
@@ -209,14 +245,22 @@ fn table_offset(selected: usize, rows: usize) -> usize {
 }
 
 fn draw_tasks(frame: &mut Frame, area: Rect, watch: &Watch, now: Timestamp, paint: Paint) {
-    let header = Row::new(["STATE", "TASK", "ELAPSED", "EXIT", "CREATED"]).style(bold());
-    let widths = [
+    // Progress is known of agents only: without one the column would stay empty, and the
+    // commands get its room.
+    let progress = watch.knows_progress();
+    let mut names = vec!["STATE", "TASK", "ELAPSED", "EXIT", "CREATED"];
+    let mut widths = vec![
         Constraint::Length(13),
         Constraint::Fill(1),
         Constraint::Length(8),
         Constraint::Length(7),
         Constraint::Length(8),
     ];
+    if progress {
+        names.insert(2, "PROGRESS");
+        widths.insert(2, Constraint::Length(11));
+    }
+    let header = Row::new(names).style(bold());
     if watch.shown.is_empty() {
         let hint = if watch.tasks.is_empty() {
             "no tasks yet: start one with `victor task start -- CMD` and it appears here"
@@ -239,13 +283,24 @@ fn draw_tasks(frame: &mut Frame, area: Rect, watch: &Watch, now: Timestamp, pain
         .take(rows_room)
         .filter_map(|id| watch.task(id))
         .map(|task| {
-            Row::new(vec![
+            let mut cells = vec![
                 Span::styled(task.state.label(), paint.state(task.state)),
                 Span::raw(title(task)),
                 Span::raw(elapsed(task, now)),
                 Span::raw(exit_label(task)),
                 Span::styled(ago(task.created_at, now), dim()),
-            ])
+            ];
+            if progress {
+                let cell = match watch.progress(task) {
+                    Some(Progress::Approval) => Span::styled("⚠ approval", paint.tone(Tone::Alert)),
+                    Some(Progress::Steps { done, budget }) => {
+                        Span::raw(format!("step {done}/{budget}"))
+                    }
+                    None => Span::raw(""),
+                };
+                cells.insert(2, cell);
+            }
+            Row::new(cells)
         });
     let highlight = match watch.focus {
         Focus::Tasks => Style::new().add_modifier(Modifier::REVERSED),
@@ -334,12 +389,7 @@ fn draw_log(frame: &mut Frame, area: Rect, watch: &Watch, opened: &Opened, paint
     let lines: Vec<Line> = (top..(top + height).min(log.len()))
         .filter_map(|index| Some((index, log.line(index)?)))
         .map(|(index, line)| {
-            let mut style = match line.kind {
-                LineKind::Stdout => Style::new(),
-                LineKind::Stderr => paint.tone(Tone::Red),
-                LineKind::State(state) => paint.state(state).add_modifier(Modifier::BOLD),
-                LineKind::Note => dim(),
-            };
+            let mut style = log_style(line.kind, paint);
             let is_match = search
                 .as_deref()
                 .is_some_and(|query| line.text.to_lowercase().contains(query));
@@ -349,13 +399,87 @@ fn draw_log(frame: &mut Frame, area: Rect, watch: &Watch, opened: &Opened, paint
                 style = style.add_modifier(Modifier::UNDERLINED);
             }
             let text = match line.kind {
-                LineKind::State(_) | LineKind::Note => format!("── {}", line.text),
+                LineKind::State(_) | LineKind::Note | LineKind::Alert => {
+                    format!("── {}", line.text)
+                }
+                LineKind::Diff(_) | LineKind::Quote => format!("   {}", line.text),
                 LineKind::Stdout | LineKind::Stderr => line.text.clone(),
             };
             Line::styled(text, style)
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The call an agent waits to make, with the diff it would make and the keys that answer it.
+fn draw_approval(frame: &mut Frame, area: Rect, approval: &Approval, paint: Paint) {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(paint.tone(Tone::Alert))
+        .title(Line::styled(
+            format!(" ⚠ the agent asks to run {} ", approval.tool),
+            paint.tone(Tone::Alert),
+        ));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let [call, diff, keys] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(inner);
+    frame.render_widget(
+        Line::from(vec![
+            Span::styled(format!("{} ", approval.tool), bold()),
+            Span::raw(call_summary(approval)),
+        ]),
+        call,
+    );
+    let all = diff_lines(approval.diff.as_deref().unwrap_or_default());
+    let room = diff.height as usize;
+    let mut shown: Vec<Line> = all
+        .iter()
+        .take(room)
+        .map(|(kind, text)| Line::styled(text.clone(), log_style(*kind, paint)))
+        .collect();
+    if all.len() > room && room > 0 {
+        shown.pop();
+        let more = all.len() - room + 1;
+        shown.push(Line::styled(
+            format!("… {more} more lines: the log shows the whole diff"),
+            dim(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(shown), diff);
+    let key = |key: &'static str, what: &'static str| {
+        [
+            Span::styled(key, paint.key()),
+            Span::raw(format!(" {what}   ")),
+        ]
+    };
+    let answers: Vec<Span> = [
+        key("a", "allow once"),
+        key("A", "allow always"),
+        key("d", "deny (with a reason)"),
+        key("c", "cancel the task"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    frame.render_widget(Line::from(answers), keys);
+}
+
+/// How a line of the log (or of a diff) looks.
+fn log_style(kind: LineKind, paint: Paint) -> Style {
+    match kind {
+        LineKind::Stdout | LineKind::Diff(DiffLine::Same) => Style::new(),
+        LineKind::Stderr | LineKind::Diff(DiffLine::Removed) => paint.tone(Tone::Red),
+        LineKind::State(state) => paint.state(state).add_modifier(Modifier::BOLD),
+        LineKind::Note | LineKind::Quote => dim(),
+        LineKind::Alert => paint.tone(Tone::Alert),
+        LineKind::Diff(DiffLine::Added) => paint.tone(Tone::Green),
+        LineKind::Diff(DiffLine::Header) => paint.tone(Tone::Cyan),
+    }
 }
 
 fn draw_status(frame: &mut Frame, area: Rect, watch: &Watch, paint: Paint) {
@@ -365,6 +489,12 @@ fn draw_status(frame: &mut Frame, area: Rect, watch: &Watch, paint: Paint) {
                 Purpose::Filter => "filter: ".to_string(),
                 Purpose::Search => "search: ".to_string(),
                 Purpose::Input { task_id } => format!("input to {}: ", task_name(watch, task_id)),
+                Purpose::Guidance { task_id } => {
+                    format!("guidance for {}: ", task_name(watch, task_id))
+                }
+                Purpose::DenyReason { .. } => {
+                    "deny; the reason, for the model (optional): ".to_string()
+                }
             };
             Line::from(vec![
                 Span::styled(label, bold()),
@@ -407,15 +537,24 @@ fn footer_keys(watch: &Watch) -> Vec<(&'static str, &'static str)> {
         Mode::Confirm { .. } => return vec![("y", "yes"), ("any other key", "no")],
         Mode::Prompt { purpose, .. } => {
             let mut keys = vec![("Enter", "done"), ("Esc", "cancel")];
-            if let Purpose::Input { .. } = purpose {
-                keys[0] = ("Enter", "send line");
-                keys.insert(1, ("Ctrl-D", "send and close stdin"));
+            match purpose {
+                Purpose::Input { .. } => {
+                    keys[0] = ("Enter", "send line");
+                    keys.insert(1, ("Ctrl-D", "send and close stdin"));
+                }
+                Purpose::Guidance { .. } => keys[0] = ("Enter", "send"),
+                Purpose::DenyReason { .. } => keys[0] = ("Enter", "deny"),
+                Purpose::Filter | Purpose::Search => {}
             }
             return keys;
         }
         Mode::Browse => {}
     }
-    let mut keys = match (watch.focus, &watch.opened) {
+    let mut keys = Vec::new();
+    if waiting(watch).is_some() {
+        keys.extend([("a", "allow once"), ("A", "always"), ("d", "deny")]);
+    }
+    keys.extend(match (watch.focus, &watch.opened) {
         (Focus::Log, Some(_)) => vec![("↑↓", "scroll"), ("End", "follow"), ("Esc", "tasks")],
         _ => {
             let mut keys = vec![("↑↓", "move"), ("Enter", "open"), ("/", "filter")];
@@ -424,7 +563,7 @@ fn footer_keys(watch: &Watch) -> Vec<(&'static str, &'static str)> {
             }
             keys
         }
-    };
+    });
     if let Some(task) = watch.target() {
         match task.state {
             TaskState::Running => keys.push(("p", "pause")),
@@ -435,7 +574,10 @@ fn footer_keys(watch: &Watch) -> Vec<(&'static str, &'static str)> {
             keys.push(("x", "remove"));
         } else {
             keys.push(("c", "cancel"));
-            keys.push(("i", "input"));
+            match task.spec {
+                TaskSpec::Agent(_) => keys.push(("m", "guide")),
+                _ => keys.push(("i", "input")),
+            }
         }
     }
     if watch.focus == Focus::Log && watch.opened.is_some() {
@@ -471,7 +613,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, watch: &Watch, paint: Paint) {
     frame.render_widget(Line::from(spans), area);
 }
 
-const HELP: [(&str, &str); 19] = [
+const HELP: [(&str, &str); 20] = [
     ("↑ ↓  j k", "move in the table, scroll the log"),
     ("PgUp PgDn", "a page at a time"),
     (
@@ -485,14 +627,18 @@ const HELP: [(&str, &str); 19] = [
     ),
     ("Tab", "switch between the table and the open log"),
     ("mouse wheel", "scroll what is under the pointer"),
-    ("p", "pause the task"),
-    ("r", "resume it"),
+    ("p r", "pause the task, resume it"),
     ("c", "cancel it (asks first)"),
     ("x", "remove a finished task and its log (asks first)"),
     (
         "i",
         "type a line for its stdin (Ctrl-D: send and close stdin)",
     ),
+    (
+        "a A d",
+        "an agent's call waiting: allow once, always, deny (why)",
+    ),
+    ("m", "type guidance for an agent, read before its next step"),
     ("/", "filter the tasks; in the log, search it"),
     ("n N", "next older, next newer match"),
     ("?", "this help"),
@@ -534,7 +680,10 @@ mod tests {
 
     use super::*;
     use crate::proto::OutputStream;
-    use crate::tui::fixtures::{at, every_state, options, output, state_event, task};
+    use crate::proto::agent_types;
+    use crate::tui::fixtures::{
+        agent_task, approval, at, every_state, options, output, state_event, task,
+    };
     use crate::tui::keys::Action;
     use crate::tui::state::{Update, Viewport};
 
@@ -553,11 +702,13 @@ mod tests {
 
     fn connected(tasks: Vec<crate::proto::Task>) -> Watch {
         let mut watch = Watch::new(options(), at(0));
+        let count = tasks.len() as u64;
         watch.apply(Update::Tasks(tasks), at(0));
         watch.apply(
             Update::Ping {
                 rtt: Duration::from_micros(1500),
                 uptime_secs: 3600,
+                tasks: count,
             },
             at(NOW),
         );
@@ -707,5 +858,103 @@ mod tests {
         for (width, height) in [(1, 1), (10, 3), (20, 8), (80, 5)] {
             screen(&mut watch, width, height);
         }
+    }
+
+    const AGENT: &str = "019b5e3c-7a10-7000-8000-000000000009";
+
+    /// An agent that read a file, fixed it, and now asks to edit it again, with its log open.
+    fn agent_asking() -> Watch {
+        let mut tasks = every_state();
+        tasks.insert(0, agent_task(AGENT, TaskState::Running));
+        let mut watch = connected(tasks);
+        watch.open(AGENT);
+        let events = [
+            (
+                agent_types::MESSAGE_DELTA,
+                serde_json::json!({"text": "Let me look at calc.sh.\n"}),
+            ),
+            (
+                agent_types::TOOL_CALL,
+                serde_json::json!({"id": "c1", "name": "read_file", "arguments": {"path": "calc.sh"}}),
+            ),
+            (
+                agent_types::TOOL_RESULT,
+                serde_json::json!({"id": "c1", "name": "read_file", "output": "add() { echo $(( $1 - $2 )); }", "duration_ms": 1}),
+            ),
+            (
+                agent_types::MESSAGE,
+                serde_json::json!({"step": 1, "message": {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "read_file", "arguments": {}}]}}),
+            ),
+            (
+                agent_types::FILE_CHANGED,
+                serde_json::json!({"path": "calc.sh", "kind": "modified", "diff": "--- a/calc.sh\n+++ b/calc.sh\n@@ -1 +1 @@\n-add() { echo $(( $1 - $2 )); }\n+add() { echo $(( $1 + $2 )); }\n"}),
+            ),
+            (
+                agent_types::MESSAGE,
+                serde_json::json!({"step": 2, "message": {"role": "assistant", "content": "", "tool_calls": [{"id": "c2", "name": "edit_file", "arguments": {}}]}}),
+            ),
+        ];
+        let mut log = vec![state_event(1, TaskState::Running)];
+        for (n, (kind, data)) in events.into_iter().enumerate() {
+            log.push(crate::proto::Event {
+                kind: kind.into(),
+                data,
+                ..state_event(n as u64 + 2, TaskState::Running)
+            });
+        }
+        let mut asking = approval(AGENT, "019b5e3c-aaaa-7000-8000-000000000001");
+        asking.tool = "edit_file".into();
+        asking.arguments = serde_json::json!({"path": "calc.sh", "old": "add", "new": "sum"});
+        asking.diff = Some(
+            "--- a/calc.sh\n+++ b/calc.sh\n@@ -1 +1 @@\n-add() { echo $(( $1 + $2 )); }\n+sum() { echo $(( $1 + $2 )); }\n".into(),
+        );
+        log.push(crate::proto::Event {
+            kind: agent_types::APPROVAL_REQUESTED.into(),
+            data: serde_json::json!({ "approval": asking }),
+            ..state_event(8, TaskState::Running)
+        });
+        for mut event in log {
+            event.task_id = AGENT.into();
+            watch.apply(Update::Log(event), at(NOW));
+        }
+        watch
+    }
+
+    #[test]
+    fn an_agent_asking_for_approval_with_its_log_open() {
+        let mut watch = agent_asking();
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    #[test]
+    fn an_agent_asking_for_approval_in_the_table() {
+        let mut watch = agent_asking();
+        watch.act(Action::Back, at(NOW));
+        insta::assert_snapshot!(screen(&mut watch, 100, 30).backend());
+    }
+
+    #[test]
+    fn a_diff_is_coloured_by_line() {
+        let mut watch = agent_asking();
+        watch.options.colour = true;
+        let terminal = screen(&mut watch, 100, 40);
+        let buffer = terminal.backend().buffer();
+        let colour_of = |text: &str| {
+            let row = (0..buffer.area.height)
+                .find(|&y| {
+                    let line: String = (0..buffer.area.width)
+                        .map(|x| buffer[(x, y)].symbol())
+                        .collect();
+                    line.trim_start().starts_with(text)
+                })
+                .unwrap_or_else(|| panic!("no line starts with {text}"));
+            let x = (0..buffer.area.width)
+                .find(|&x| buffer[(x, row)].symbol() == &text[..1])
+                .unwrap_or_default();
+            buffer[(x, row)].fg
+        };
+        assert_eq!(colour_of("+add()"), Color::Green);
+        assert_eq!(colour_of("-add() { echo $(( $1 - $2"), Color::Red);
+        assert_eq!(colour_of("+sum()"), Color::Green);
     }
 }

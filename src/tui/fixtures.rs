@@ -6,7 +6,8 @@ use jiff::tz::TimeZone;
 
 use super::state::Options;
 use crate::proto::{
-    Command, Event, ExecSpec, OutputStream, Task, TaskResult, TaskSpec, TaskState, types,
+    AgentSpec, Approval, ApprovalStatus, Command, Event, ExecSpec, OutputStream, Task, TaskResult,
+    TaskSpec, TaskState, types,
 };
 
 /// `secs` after a fixed moment (2026-03-01 09:00:00 UTC).
@@ -146,5 +147,34 @@ pub fn state_event(seq: u64, state: TaskState) -> Event {
         ts: at(seq as i64),
         kind: types::STATE.into(),
         data: serde_json::json!({ "state": state }),
+    }
+}
+
+/// An agent fixing a test, in `state`.
+pub fn agent_task(id: &str, state: TaskState) -> Task {
+    Task {
+        spec: TaskSpec::Agent(AgentSpec {
+            prompt: "Fix the failing test".into(),
+            workspace: "/home/dev/src/calc".into(),
+            max_steps: Some(20),
+            ..AgentSpec::default()
+        }),
+        ..task(id, state)
+    }
+}
+
+/// Task `task_id`'s agent asking to run `cargo test`, as approval `id`.
+pub fn approval(task_id: &str, id: &str) -> Approval {
+    Approval {
+        id: id.into(),
+        task_id: task_id.into(),
+        tool: "run_command".into(),
+        arguments: serde_json::json!({ "command": "cargo test" }),
+        diff: None,
+        status: ApprovalStatus::Pending,
+        decision: None,
+        reason: None,
+        created_at: at(-5),
+        resolved_at: None,
     }
 }

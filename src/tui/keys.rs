@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use ratatui::layout::{Position, Rect};
 
 use super::state::{Control, Focus, Mode, Purpose, Request, Watch};
-use crate::proto::Input;
+use crate::proto::{ApprovalAnswer, Decision, Input, TaskSpec};
 
 /// Lines the mouse wheel scrolls the log by.
 const WHEEL_LINES: isize = 3;
@@ -36,6 +36,12 @@ pub enum Action {
     /// Asks whether to remove a finished task.
     AskRemove,
     StartInput,
+    /// Answers the task's waiting approval (allow once or always).
+    Answer(Decision),
+    /// Asks why before denying the task's waiting approval.
+    StartDeny,
+    /// Starts typing guidance for an agent.
+    StartGuidance,
     StartFilter,
     StartSearch,
     /// Finds the search again: towards newer lines, or older.
@@ -120,6 +126,10 @@ fn browse_key(watch: &Watch, code: KeyCode) -> Action {
         KeyCode::Char('c') => Action::AskCancel,
         KeyCode::Char('x') => Action::AskRemove,
         KeyCode::Char('i') => Action::StartInput,
+        KeyCode::Char('a') => Action::Answer(Decision::AllowOnce),
+        KeyCode::Char('A') => Action::Answer(Decision::AllowAlways),
+        KeyCode::Char('d') => Action::StartDeny,
+        KeyCode::Char('m') => Action::StartGuidance,
         KeyCode::Char('/') if log => Action::StartSearch,
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('n') if log => Action::SearchAgain { forwards: false },
@@ -186,6 +196,16 @@ impl Watch {
                     self.prompt(Purpose::Input { task_id });
                 }
             }
+            Action::Answer(decision) => return self.answer(decision, now),
+            Action::StartDeny => {
+                if let Some((task_id, approval_id)) = self.waiting(now) {
+                    self.prompt(Purpose::DenyReason {
+                        task_id,
+                        approval_id,
+                    });
+                }
+            }
+            Action::StartGuidance => self.start_guidance(now),
             Action::StartFilter => {
                 self.focus = Focus::Tasks;
                 self.mode = Mode::Prompt {
@@ -273,6 +293,63 @@ impl Watch {
         }
     }
 
+    /// The target task and its oldest waiting approval; says so when there is none.
+    fn waiting(&mut self, now: Timestamp) -> Option<(String, String)> {
+        let task_id = self.target()?.id.clone();
+        match self.pending_approval(&task_id) {
+            Some(approval) => Some((task_id, approval.id.clone())),
+            None => {
+                self.say("nothing of this task waits for approval", false, now);
+                None
+            }
+        }
+    }
+
+    /// Allows the target task's oldest waiting call at once (allowing needs no reason).
+    fn answer(&mut self, decision: Decision, now: Timestamp) -> Vec<Request> {
+        let Some((task_id, approval_id)) = self.waiting(now) else {
+            return Vec::new();
+        };
+        let answer = ApprovalAnswer {
+            decision,
+            reason: None,
+        };
+        self.send_answer(task_id, approval_id, answer)
+    }
+
+    /// Sends an answer; the approval leaves the panel until it comes back refused.
+    fn send_answer(
+        &mut self,
+        task_id: String,
+        approval_id: String,
+        answer: ApprovalAnswer,
+    ) -> Vec<Request> {
+        self.answering.insert(approval_id.clone());
+        vec![Request::Control {
+            task_id,
+            control: Control::Answer {
+                approval_id,
+                answer,
+            },
+        }]
+    }
+
+    /// Guidance goes to agents only; other tasks take input (`i`).
+    fn start_guidance(&mut self, now: Timestamp) {
+        let Some(task) = self.target() else {
+            return;
+        };
+        if !matches!(task.spec, TaskSpec::Agent(_)) {
+            return self.say(
+                "guidance is for agents; `i` sends input to a task",
+                false,
+                now,
+            );
+        }
+        let task_id = task.id.clone();
+        self.prompt(Purpose::Guidance { task_id });
+    }
+
     fn confirm(&mut self, control: Control) {
         if let Some(task) = self.target() {
             self.mode = Mode::Confirm {
@@ -327,6 +404,22 @@ impl Watch {
                     control: Control::Input(Input { text, eof }),
                 }]
             }
+            Purpose::Guidance { .. } if text.trim().is_empty() => Vec::new(),
+            Purpose::Guidance { task_id } => vec![Request::Control {
+                task_id,
+                control: Control::Guide(text),
+            }],
+            Purpose::DenyReason {
+                task_id,
+                approval_id,
+            } => {
+                let reason = Some(text).filter(|text| !text.trim().is_empty());
+                let answer = ApprovalAnswer {
+                    decision: Decision::Deny,
+                    reason,
+                };
+                self.send_answer(task_id, approval_id, answer)
+            }
         }
     }
 
@@ -379,7 +472,7 @@ impl Watch {
 mod tests {
     use super::*;
     use crate::proto::TaskState;
-    use crate::tui::fixtures::{at, options, output, task};
+    use crate::tui::fixtures::{agent_task, approval, at, options, output, task};
     use crate::tui::state::Update;
 
     fn key(code: KeyCode) -> KeyEvent {
@@ -610,5 +703,103 @@ mod tests {
             Action::Scroll(3)
         );
         assert_eq!(handle_mouse(&watch, wheel(0), tasks, log), Action::Nothing);
+    }
+
+    fn typed(text: &str) -> Vec<KeyEvent> {
+        text.chars().map(|c| key(KeyCode::Char(c))).collect()
+    }
+
+    fn answer(decision: Decision, reason: Option<&str>) -> Request {
+        Request::Control {
+            task_id: "04".into(),
+            control: Control::Answer {
+                approval_id: "a1".into(),
+                answer: ApprovalAnswer {
+                    decision,
+                    reason: reason.map(str::to_string),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn an_agents_waiting_call_is_answered_and_guided_from_the_keyboard() {
+        let mut watch = watch();
+        watch.apply(Update::Task(agent_task("04", TaskState::Running)), at(0));
+        watch.selected = Some("04".into());
+        // Nothing waits yet: the keys say so rather than do anything.
+        assert!(press(&mut watch, &[key(KeyCode::Char('a'))]).is_empty());
+        assert!(
+            watch
+                .status
+                .as_ref()
+                .is_some_and(|s| s.text.contains("waits"))
+        );
+        watch.apply(Update::Approvals(vec![approval("04", "a1")]), at(1));
+        assert_eq!(
+            press(&mut watch, &[key(KeyCode::Char('a'))]),
+            [answer(Decision::AllowOnce, None)]
+        );
+        // Pressed again before the answer is back: not answered twice.
+        assert!(press(&mut watch, &[key(KeyCode::Char('a'))]).is_empty());
+        let refused = |watch: &mut Watch| {
+            let update = Update::Controlled {
+                task_id: "04".into(),
+                control: match answer(Decision::AllowOnce, None) {
+                    Request::Control { control, .. } => control,
+                    other => panic!("{other:?}"),
+                },
+                outcome: Err("the server is busy".into()),
+            };
+            watch.apply(update, at(2));
+        };
+        refused(&mut watch);
+        assert_eq!(
+            press(&mut watch, &[key(KeyCode::Char('A'))]),
+            [answer(Decision::AllowAlways, None)]
+        );
+        refused(&mut watch);
+        let mut deny = vec![key(KeyCode::Char('d'))];
+        deny.extend(typed("not on main"));
+        deny.push(key(KeyCode::Enter));
+        assert_eq!(
+            press(&mut watch, &deny),
+            [answer(Decision::Deny, Some("not on main"))]
+        );
+        refused(&mut watch);
+        assert_eq!(
+            press(&mut watch, &[key(KeyCode::Char('d')), key(KeyCode::Enter)]),
+            [answer(Decision::Deny, None)],
+            "the reason may be left out"
+        );
+        let mut guide = vec![key(KeyCode::Char('m'))];
+        guide.extend(typed("use the helper"));
+        guide.push(key(KeyCode::Enter));
+        assert_eq!(
+            press(&mut watch, &guide),
+            [Request::Control {
+                task_id: "04".into(),
+                control: Control::Guide("use the helper".into())
+            }]
+        );
+        let empty = [
+            key(KeyCode::Char('m')),
+            key(KeyCode::Char(' ')),
+            key(KeyCode::Enter),
+        ];
+        assert!(
+            press(&mut watch, &empty).is_empty(),
+            "blank guidance is not sent"
+        );
+        // Guidance is for agents: another task says so instead of asking for text.
+        watch.selected = Some("03".into());
+        assert!(press(&mut watch, &[key(KeyCode::Char('m'))]).is_empty());
+        assert_eq!(watch.mode, Mode::Browse);
+        assert!(
+            watch
+                .status
+                .as_ref()
+                .is_some_and(|s| s.text.contains("for agents"))
+        );
     }
 }

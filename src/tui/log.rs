@@ -10,9 +10,10 @@
 
 use std::collections::VecDeque;
 
+use super::agent;
 use crate::proto::{
     Event, InputData, MessageData, OutputData, OutputStream, StateData, TaskState, TruncatedData,
-    chat_types, types,
+    agent_types, chat_types, types,
 };
 
 /// Longest line kept, in bytes: a terminal shows a few hundred columns, and a task printing
@@ -52,8 +53,27 @@ pub enum LineKind {
     Stderr,
     /// The task changed to this state.
     State(TaskState),
-    /// Something else victor recorded: input sent, output truncated, an unknown event type.
+    /// Something else victor recorded: input sent, output truncated, an agent's tool call, an
+    /// unknown event type.
     Note,
+    /// Something that waits for a person, or that a person should not miss: an agent's call
+    /// waiting for approval, a budget run out.
+    Alert,
+    /// A line of a diff (a file an agent changed, or would change).
+    Diff(DiffLine),
+    /// A line of what a tool gave an agent's model, under the note of its result.
+    Quote,
+}
+
+/// What a line of a unified diff is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffLine {
+    /// `--- a/x`, `+++ b/x`, `@@ -1,3 +1,4 @@`.
+    Header,
+    Added,
+    Removed,
+    /// Unchanged, shown around the change.
+    Same,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +216,11 @@ impl LogWindow {
                     self.end = Position::event_start(event.seq + 1);
                 }
                 self.trim_front();
-                if at_end {
+                // The page was read before some live events were stored, and those were
+                // dropped while it was on its way: the log is not caught up yet, whatever the
+                // page says, and going live would skip them until a later event shows the gap.
+                let caught_up = at_end && self.newest_seq < self.end.seq;
+                if caught_up {
                     self.live = true;
                     None
                 } else if self.top.is_none() {
@@ -367,24 +391,29 @@ impl LogWindow {
     }
 }
 
-/// Appends the lines of `event` (its text from byte `from` on) after `lines`. Output continues
-/// the last line when that is an unfinished line of the same stream; anything else starts a
-/// line, so that where lines start depends only on the events, never on where reading began.
+/// Appends the lines of `event` (its text from byte `from` on, or for a note of several lines
+/// from its line `from` on) after `lines`. Output continues the last line when that is an
+/// unfinished line of the same stream; anything else starts a line, so that where lines start
+/// depends only on the events, never on where reading began.
 fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
-    let start = Position {
-        seq: event.seq,
-        offset: from,
-    };
     let Some(output) = streamed_text(event) else {
         if let Some(last) = lines.back_mut() {
             last.open = false;
         }
-        lines.push_back(Line {
-            kind: note_kind(event),
-            text: note_text(event),
-            start,
-            open: false,
-        });
+        // Each line of a note is a place of its own: the offset counts lines, not bytes.
+        let note =
+            agent::lines(event).unwrap_or_else(|| vec![(note_kind(event), note_text(event))]);
+        for (offset, (kind, text)) in note.into_iter().enumerate().skip(from) {
+            lines.push_back(Line {
+                kind,
+                text,
+                start: Position {
+                    seq: event.seq,
+                    offset,
+                },
+                open: false,
+            });
+        }
         return;
     };
     let kind = match output.stream {
@@ -402,11 +431,9 @@ fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
                 last.open = !ends;
             }
             _ => {
-                let mut text = String::new();
-                append_printable(&mut text, body);
                 lines.push_back(Line {
                     kind,
-                    text,
+                    text: printable(body),
                     start: Position {
                         seq: event.seq,
                         offset,
@@ -420,9 +447,9 @@ fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
 }
 
 /// The text an event adds to the flow of the log: a process's output, or a piece of a chat
-/// reply (shown as the task's stdout).
+/// or agent reply (shown as the task's stdout).
 fn streamed_text(event: &Event) -> Option<OutputData> {
-    if event.kind == chat_types::DELTA {
+    if event.kind == chat_types::DELTA || event.kind == agent_types::MESSAGE_DELTA {
         let text = event.data.get("text")?.as_str()?.to_string();
         return Some(OutputData {
             stream: OutputStream::Stdout,
@@ -461,13 +488,7 @@ fn note_text(event: &Event) -> String {
         },
         chat_types::TOOL_CALL => {
             let call = &event.data["tool_call"];
-            let mut text = String::new();
-            let name = call["name"].as_str().unwrap_or("?");
-            append_printable(
-                &mut text,
-                &format!("tool call {name} {}", call["arguments"]),
-            );
-            text
+            tool_call_text(call["name"].as_str().unwrap_or("?"), &call["arguments"])
         }
         chat_types::MESSAGE => match serde_json::from_value::<MessageData>(event.data.clone()) {
             Ok(reply) => {
@@ -485,12 +506,20 @@ fn note_text(event: &Event) -> String {
             }
             Err(_) => "reply complete".to_string(),
         },
-        other => {
-            let mut text = String::new();
-            append_printable(&mut text, &format!("{other}: {}", event.data));
-            text
-        }
+        other => printable(&format!("{other}: {}", event.data)),
     }
+}
+
+/// `tool call read_file {"path":"a.rs"}`: a model's call of a tool, in a chat or an agent.
+pub(super) fn tool_call_text(name: &str, arguments: &serde_json::Value) -> String {
+    printable(&format!("tool call {name} {arguments}"))
+}
+
+/// `text` as lines a terminal can show: see [`append_printable`].
+pub(super) fn printable(text: &str) -> String {
+    let mut line = String::new();
+    append_printable(&mut line, text);
+    line
 }
 
 /// `running (pid 4242)`, `failed: exit 3`, `interrupted: the server stopped`.
@@ -753,6 +782,35 @@ mod tests {
         ];
         assert_eq!(window.fetched(fetch.unwrap(), &page, true), None);
         window.push(&output(4, OutputStream::Stdout, "d\n"));
+        window.push(&output(5, OutputStream::Stdout, "e\n"));
+        assert_eq!(texts(&window), ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_live_event_dropped_while_a_page_was_on_its_way_is_fetched_after_it() {
+        let mut window = LogWindow::new(100);
+        window.push(&output(1, OutputStream::Stdout, "a\n"));
+        let gap = window.push(&output(3, OutputStream::Stdout, "c\n"));
+        let gap = gap.expect("the gap asks for seq 2 on");
+        // The server read the page (2 and 3) just before it stored 4, which arrives live
+        // first and is dropped, the window not being live.
+        assert_eq!(window.push(&output(4, OutputStream::Stdout, "d\n")), None);
+        let page = [
+            output(2, OutputStream::Stdout, "b\n"),
+            output(3, OutputStream::Stdout, "c\n"),
+        ];
+        let next = window.fetched(gap, &page, true);
+        assert_eq!(
+            next,
+            Some(Fetch::Newer {
+                from: Position::event_start(4)
+            }),
+            "the end of the page is not the end of the log"
+        );
+        assert!(!window.live());
+        let rest = [output(4, OutputStream::Stdout, "d\n")];
+        assert_eq!(window.fetched(next.unwrap(), &rest, true), None);
+        assert!(window.live());
         window.push(&output(5, OutputStream::Stdout, "e\n"));
         assert_eq!(texts(&window), ["a", "b", "c", "d", "e"]);
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`state`]: what the view knows, and the reducer that applies updates and actions to it;
 //! - [`log`]: the opened task's log as a bounded window of lines over its events;
+//! - `agent`: how an agent's events (steps, tool calls, diffs, approvals) read in that log;
 //! - [`keys`]: what keys and the mouse mean;
 //! - [`draw`]: the screen as a function of the state and the time;
 //! - `net`: the streams, pings and calls, in a task of their own, feeding the reducer through
@@ -9,6 +10,7 @@
 //! - `terminal`: the terminal and the loop that batches updates into frames;
 //! - `ndjson`: the event stream as lines when stdout is not a terminal.
 
+mod agent;
 pub mod draw;
 #[cfg(test)]
 mod fixtures;
@@ -34,9 +36,10 @@ pub enum WatchError {
     Client(#[from] ClientError),
     #[error("the terminal failed: {0}")]
     Terminal(#[from] std::io::Error),
-    /// The task doing the watch's network I/O ended (it panicked).
-    #[error("the watch's connection to the server stopped unexpectedly")]
-    NetworkStopped,
+    /// The network side of the view failed (one of its tasks panicked). The view cannot
+    /// follow the server any more, so it ends rather than show a connection that is gone.
+    #[error("the watch's connection to the server broke down ({0}); the view has stopped")]
+    NetworkStopped(String),
 }
 
 /// Watches the server `client` talks to until the person quits: the interactive view on a

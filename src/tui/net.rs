@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::log::Fetch;
@@ -170,30 +170,55 @@ pub async fn list_all(client: &Client) -> Result<Vec<Task>, ClientError> {
     }
 }
 
-/// Runs until the watch drops its end of `requests`. The streams and the pings run in tasks
-/// of their own: a stream's silence timer and backoff must not restart whenever a request
-/// comes in.
+/// Runs until the watch drops its end of `requests`, or until one of its tasks panics: then
+/// it stops with the panic's message, for the view to end with rather than go on with no
+/// connection. The streams and the pings run in tasks of their own: a stream's silence timer
+/// and backoff must not restart whenever a request comes in.
 pub async fn run(
     client: Client,
     all: Endless,
     mut requests: mpsc::UnboundedReceiver<Request>,
     updates: mpsc::Sender<Update>,
-) {
-    let mut background = vec![
-        tokio::spawn(follow_all(all, updates.clone())).abort_handle(),
-        tokio::spawn(ping(client.clone(), updates.clone())).abort_handle(),
-    ];
+) -> Result<(), String> {
+    // Dropping the set (on any way out) aborts what still runs.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(follow_all(all, updates.clone()));
+    tasks.spawn(ping(client.clone(), updates.clone()));
     let mut opened: Option<AbortHandle> = None;
-    while let Some(request) = requests.recv().await {
-        let opens = matches!(request, Request::Open { .. });
-        let handle = tokio::spawn(serve(client.clone(), request, updates.clone())).abort_handle();
-        if opens && let Some(previous) = opened.replace(handle) {
-            previous.abort();
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { return Ok(()) };
+                let opens = matches!(request, Request::Open { .. });
+                let handle = tasks.spawn(serve(client.clone(), request, updates.clone()));
+                if opens && let Some(previous) = opened.replace(handle) {
+                    previous.abort();
+                }
+            }
+            panic = first_panic(&mut tasks) => return Err(panic),
         }
     }
-    background.extend(opened);
-    for task in background {
-        task.abort();
+}
+
+/// Reaps the tasks that end, until one ends in a panic: its message. Never ends while none
+/// does (an empty set waits for the next request to add one).
+async fn first_panic(tasks: &mut JoinSet<()>) -> String {
+    loop {
+        match tasks.join_next().await {
+            Some(Err(error)) if error.is_panic() => return panic_message(error.into_panic()),
+            Some(_) => {}
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// What a panic said, when it said it with a string (as `panic!` and `expect` do).
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "a panic".to_string(), |message| message.to_string()),
     }
 }
 
@@ -235,6 +260,14 @@ async fn serve(client: Client, request: Request, updates: mpsc::Sender<Update>) 
                 Control::Cancel => client.cancel(&task_id).await.map(Some),
                 Control::Input(input) => client.input(&task_id, input).await.map(Some),
                 Control::Remove => client.delete_task(&task_id).await.map(|()| None),
+                Control::Answer {
+                    approval_id,
+                    answer,
+                } => client
+                    .answer_approval(approval_id, answer)
+                    .await
+                    .map(|_| None),
+                Control::Guide(text) => client.guide(&task_id, text).await.map(Some),
             }
             .map_err(|error| error.to_string());
             let _ = updates
@@ -329,11 +362,34 @@ async fn ping(client: Client, updates: mpsc::Sender<Update>) {
             Ok(Ok(status)) => Update::Ping {
                 rtt: sent.elapsed(),
                 uptime_secs: status.uptime_secs,
+                tasks: status.tasks.values().sum(),
             },
             _ => Update::PingFailed,
         };
         if updates.send(update).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_stops_the_network_side_with_its_message() {
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async {});
+        tasks.spawn(std::future::pending());
+        tasks.spawn(async { panic!("the stream broke at seq {}", 42) });
+        let limit = Duration::from_secs(10);
+        let message = tokio::time::timeout(limit, first_panic(&mut tasks)).await;
+        assert_eq!(message.as_deref(), Ok("the stream broke at seq 42"));
+        // Tasks that end well, or are aborted, are only reaped.
+        let mut calm = JoinSet::new();
+        calm.spawn(async {});
+        calm.spawn(std::future::pending()).abort();
+        let waited = tokio::time::timeout(Duration::from_millis(200), first_panic(&mut calm));
+        assert!(waited.await.is_err(), "no panic, no end");
     }
 }
