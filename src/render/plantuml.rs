@@ -212,9 +212,7 @@ impl PipeRenderer {
         timeout: Duration,
         max_output: usize,
     ) -> Result<Outcome, RenderError> {
-        if let Ok(mut errors) = self.process.errors.lock() {
-            errors.clear();
-        }
+        self.process.errors.clear();
         let exchange = async {
             self.process.stdin.write_all(text.as_bytes()).await?;
             self.process.stdin.flush().await?;
@@ -245,12 +243,7 @@ impl PipeRenderer {
                 });
             }
             Ok(Err(e)) => {
-                let stderr = self
-                    .process
-                    .errors
-                    .lock()
-                    .map(|e| e.clone())
-                    .unwrap_or_default();
+                let stderr = self.process.errors.text();
                 return Err(RenderError::Failed {
                     diagram_type: DiagramType::Plantuml,
                     message: format!("{e}: {}", stderr.trim()),
@@ -283,7 +276,7 @@ impl PipeRenderer {
 
     /// `ERROR`, the 0-based line, then the message lines, as PlantUML writes them to stderr.
     fn error_report(&self) -> Option<(Option<u32>, String)> {
-        let errors = self.process.errors.lock().ok()?;
+        let errors = self.process.errors.text();
         let mut lines = errors.lines().skip_while(|l| l.trim() != "ERROR");
         lines.next()?;
         let line = lines

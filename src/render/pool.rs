@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::process::{GroupGuard, Piped, WorkDir, keep_stderr, minimal_env, spawn_piped};
+use super::process::{GroupGuard, Piped, StderrTail, WorkDir, minimal_env, spawn_piped};
 
 use super::RenderError;
 use crate::proto::DiagramType;
@@ -137,7 +137,7 @@ impl<W> Pool<W> {
             _group: group,
             stdin,
             stdout,
-            errors: keep_stderr(stderr),
+            errors: StderrTail::start(stderr),
             _dir: dir,
         })
     }
@@ -187,7 +187,7 @@ pub struct Resident {
     pub stdin: ChildStdin,
     pub stdout: ChildStdout,
     /// The start of its stderr, for error messages.
-    pub errors: Arc<Mutex<String>>,
+    pub errors: StderrTail,
     _dir: WorkDir,
 }
 

@@ -234,23 +234,52 @@ pub fn spawn_piped(
     })
 }
 
-/// Collects the first [`STDERR_KEPT`] bytes of a long-running tool's stderr, line by line, in
+/// The first [`STDERR_KEPT`] bytes of a long-running tool's stderr, collected line by line in
 /// the background, for the error message of whichever render goes wrong.
-pub fn keep_stderr(stderr: ChildStderr) -> Arc<Mutex<String>> {
-    let kept = Arc::new(Mutex::new(String::new()));
-    let collected = kept.clone();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(mut text) = collected.lock()
-                && text.len() < STDERR_KEPT
-            {
-                text.push_str(&line);
-                text.push('\n');
+pub struct StderrTail {
+    text: Arc<Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl StderrTail {
+    pub fn start(stderr: ChildStderr) -> StderrTail {
+        let text = Arc::new(Mutex::new(String::new()));
+        let collected = text.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut text) = collected.lock()
+                    && text.len() < STDERR_KEPT
+                {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
             }
+        });
+        StderrTail { text, reader }
+    }
+
+    /// What has arrived so far.
+    pub fn text(&self) -> String {
+        self.text
+            .lock()
+            .map(|text| text.clone())
+            .unwrap_or_default()
+    }
+
+    /// Forgets what has arrived, before the next diagram.
+    pub fn clear(&self) {
+        if let Ok(mut text) = self.text.lock() {
+            text.clear();
         }
-    });
-    kept
+    }
+
+    /// All of it, once the tool has ended: waits up to `grace` for the pipe's end, since the
+    /// last lines of a tool that just died may not have been read yet.
+    pub async fn at_end(&mut self, grace: Duration) -> String {
+        let _ = tokio::time::timeout(grace, &mut self.reader).await;
+        self.text()
+    }
 }
 
 /// Reads all of a pipe, failing once it passes `limit` bytes.

@@ -347,12 +347,7 @@ impl Worker {
                     Ok(Ok(status)) => format!("the render worker ended with {status}"),
                     _ => Broken::Ended(e).to_string(),
                 };
-                let stderr = self
-                    .process
-                    .errors
-                    .lock()
-                    .map(|s| s.clone())
-                    .unwrap_or_default();
+                let stderr = self.process.errors.at_end(EXIT_GRACE).await;
                 format!("{ended}: {}", first_lines(&stderr))
             }
         };
@@ -385,5 +380,101 @@ mod tests {
             Failure::Unsupported.into_error(DiagramType::Graphviz),
             RenderError::Unsupported { .. }
         ));
+    }
+
+    /// A stand-in worker program: a shell script that notes its pid, then runs `body`.
+    fn fake_worker(dir: &std::path::Path, body: &str) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let pids = dir.join("pids");
+        let program = dir.join("victor");
+        let script = format!("#!/bin/sh\necho $$ >> {}\n{body}\n", pids.display());
+        std::fs::write(&program, script).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (program, pids)
+    }
+
+    fn started(pids: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(pids)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn is_running(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+    }
+
+    async fn render_with(pool: &WorkerPool) -> Result<String, RenderError> {
+        pool.render(
+            DiagramType::Graphviz,
+            "digraph { a -> b }",
+            Duration::from_secs(10),
+            1 << 20,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_worker_answering_garbage_is_killed_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        // Reads a little of the request, answers with an unknown tag, then lingers.
+        let (program, pids) = fake_worker(
+            dir.path(),
+            r"head -c 1 > /dev/null; printf 'Z\000\000\000\002hi'; sleep 30",
+        );
+        let pool = WorkerPool::new(program, 1);
+        for round in 1..=2 {
+            let error = render_with(&pool).await.unwrap_err();
+            assert!(
+                matches!(&error, RenderError::Failed { message, .. } if message.contains("unreadable")),
+                "{error:?}"
+            );
+            assert_eq!(
+                started(&pids).len(),
+                round,
+                "a garbled worker was used again"
+            );
+        }
+        for pid in started(&pids) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while is_running(&pid) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "worker {pid} lives on"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crashed_worker_gives_its_exit_and_stderr_and_the_next_render_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (program, pids) = fake_worker(dir.path(), "echo 'worker: out of luck' >&2; exit 7");
+        let pool = WorkerPool::new(program, 1);
+        for round in 1..=2 {
+            let error = render_with(&pool).await.unwrap_err();
+            let RenderError::Failed { message, .. } = &error else {
+                panic!("{error:?}");
+            };
+            assert!(
+                message.contains("render worker ended with exit status: 7: worker: out of luck"),
+                "{message}"
+            );
+            assert_eq!(started(&pids).len(), round);
+        }
+        // A closed pool starts nothing more.
+        pool.close();
+        assert!(matches!(
+            render_with(&pool).await,
+            Err(RenderError::Invalid(_))
+        ));
+        assert_eq!(started(&pids).len(), 2);
     }
 }
