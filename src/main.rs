@@ -5,13 +5,13 @@ use victor::cli::{self, Cli};
 use victor::render::worker;
 
 fn main() {
-    // `victor render-worker TYPE`, the process the built-in renderers run in (see
+    // `victor render-worker`, the warm process the built-in renderers run in (see
     // victor::render::worker): a private protocol rather than a command for people, so it is
     // kept out of clap (and of the completions and manual pages), and it starts without the
     // async runtime it does not need.
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new(worker::SUBCOMMAND)) {
-        std::process::exit(worker::main(args.next()));
+        std::process::exit(worker::main());
     }
     let cli = Cli::parse();
     if cli::is_client_command(&cli) {

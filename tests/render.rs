@@ -690,6 +690,26 @@ fn pathological_dot() -> String {
     format!("digraph {{ {}; {fan}}}", chain.join(" -> "))
 }
 
+/// Waits up to 5 s for every one of `pids` to end, which `event` should have made them do.
+async fn all_gone(pids: &[String], event: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Some(left) = pids.iter().find(|pid| !is_gone(pid)) {
+        assert!(
+            Instant::now() < deadline,
+            "render worker {left} outlived {event}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A 50-node DOT graph labelled with `seed`, different for every seed.
+fn numbered_dot(seed: usize) -> String {
+    let edges: String = (1..50)
+        .map(|i| format!("n{} -> n{i}; ", (i - 1) / 2))
+        .collect();
+    format!("digraph g {{ label=\"graph {seed}\"; {edges}}}")
+}
+
 #[tokio::test]
 async fn a_builtin_render_past_the_timeout_is_killed_with_its_process() {
     let (server, _path) = server_without_tools(&["--render-timeout-secs", "1"]);
@@ -715,14 +735,7 @@ async fn a_builtin_render_past_the_timeout_is_killed_with_its_process() {
     );
     assert!(!workers.is_empty(), "no render worker was seen");
     // The worker does not go on drawing once the answer is given...
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Some(left) = workers.iter().find(|pid| !is_gone(pid)) {
-        assert!(
-            Instant::now() < deadline,
-            "render worker {left} outlived the timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    all_gone(&workers, "the timeout").await;
     // ...and nor does the server: it uses next to no CPU afterwards.
     let before = cpu_ticks(server.pid());
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -976,4 +989,149 @@ fn engine_applies_to_graphviz_files_only() {
     let out = render(&["--engine", "rm", dot]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("neato"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn many_diagrams_go_through_one_warm_worker_each_drawn_from_its_own_source() {
+    let (server, _path) = server_without_tools(&["--render-max-concurrency", "1"]);
+    let mut workers = std::collections::BTreeSet::new();
+    for seed in 0..12 {
+        let (path, source, label) = match seed % 3 {
+            0 => (
+                "/render/graphviz",
+                numbered_dot(seed),
+                format!("graph {seed}"),
+            ),
+            1 => (
+                "/render/mermaid",
+                format!("graph TD\n  a[Mermaid {seed}] --> b[next]"),
+                format!("Mermaid {seed}"),
+            ),
+            _ => (
+                "/render/drawio",
+                format!(
+                    r#"<mxfile><diagram><mxGraphModel><root><mxCell id="0"/><mxCell id="1" parent="0"/><mxCell id="2" value="Box {seed}" vertex="1" parent="1"><mxGeometry x="0" y="0" width="80" height="40" as="geometry"/></mxCell></root></mxGraphModel></diagram></mxfile>"#
+                ),
+                format!("Box {seed}"),
+            ),
+        };
+        let answer = post(&server, path, &source).await;
+        answer.assert_svg(&[&label]);
+        // Nothing of the diagram before shows up in this one.
+        if seed > 0 {
+            for earlier in [
+                format!("graph {}", seed - 1),
+                format!("Mermaid {}", seed - 1),
+                format!("Box {}", seed - 1),
+            ] {
+                assert!(
+                    !answer.body.contains(&earlier),
+                    "{earlier} leaked into {seed}"
+                );
+            }
+        }
+        // A syntax error in the same worker is an answer, not the end of it.
+        post(&server, "/render/mermaid", "graph TD\n  a -->")
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "syntax_error");
+        workers.extend(render_workers_of(server.pid()));
+    }
+    assert_eq!(
+        workers.len(),
+        1,
+        "36 renders one at a time used the workers {workers:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_warm_worker_and_the_next_render_gets_a_new_one() {
+    let (server, _path) = server_without_tools(&[
+        "--render-timeout-secs",
+        "1",
+        "--render-max-concurrency",
+        "1",
+    ]);
+    post(&server, "/render/graphviz", &numbered_dot(1))
+        .await
+        .assert_svg(&["graph 1"]);
+    let before = render_workers_of(server.pid());
+    assert_eq!(before.len(), 1, "{before:?}");
+    post(&server, "/render/graphviz", &pathological_dot())
+        .await
+        .assert_error(StatusCode::GATEWAY_TIMEOUT, "render_timeout");
+    all_gone(&before, "its timeout").await;
+    post(&server, "/render/graphviz", &numbered_dot(2))
+        .await
+        .assert_svg(&["graph 2"]);
+    let after = render_workers_of(server.pid());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "the timed-out worker is still serving");
+}
+
+#[tokio::test]
+async fn the_worker_pool_never_holds_more_workers_than_the_concurrency_limit() {
+    let (server, _path) = server_without_tools(&["--render-max-concurrency", "2"]);
+    let sources: Vec<String> = (0..8).map(numbered_dot).collect();
+    let renders = futures_util::future::join_all(
+        sources
+            .iter()
+            .map(|source| post(&server, "/render/graphviz", source)),
+    );
+    let watch = async {
+        let (mut most, mut seen) = (0, std::collections::BTreeSet::new());
+        let started = Instant::now();
+        while seen.len() < 2 || started.elapsed() < Duration::from_millis(500) {
+            let now = render_workers_of(server.pid());
+            most = most.max(now.len());
+            seen.extend(now);
+            if started.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (most, seen)
+    };
+    let (answers, (most, seen)) = tokio::join!(renders, watch);
+    for (seed, answer) in answers.iter().enumerate() {
+        answer.assert_svg(&[&format!("graph {seed}")]);
+    }
+    assert!(most <= 2, "{most} workers ran at once for a limit of 2");
+    assert!(
+        (1..=2).contains(&seen.len()),
+        "8 renders started the workers {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn render_workers_end_with_the_server_even_mid_render() {
+    // Stopped cleanly, the server stops its idle workers.
+    let (mut server, _path) = server_without_tools(&[]);
+    post(&server, "/render/graphviz", &numbered_dot(1))
+        .await
+        .assert_svg(&["graph 1"]);
+    let idle = render_workers_of(server.pid());
+    assert_eq!(idle.len(), 1, "{idle:?}");
+    assert!(server.terminate().success());
+    all_gone(&idle, "the server's stop").await;
+
+    // Killed, it leaves no worker drawing on either.
+    let (mut server, _path) = server_without_tools(&["--render-timeout-secs", "60"]);
+    let url = server.url.clone();
+    let render = tokio::spawn(async move {
+        let _ = http()
+            .post(format!("{url}/render/graphviz"))
+            .body(pathological_dot())
+            .send()
+            .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut busy = Vec::new();
+    while busy.is_empty() {
+        assert!(Instant::now() < deadline, "no render worker was seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        busy = render_workers_of(server.pid());
+    }
+    server.kill9();
+    all_gone(&busy, "the server's death").await;
+    render.abort();
 }

@@ -11,6 +11,7 @@ mod error;
 pub mod kroki;
 mod mermaid;
 mod plantuml;
+mod pool;
 mod process;
 mod safety;
 mod svg;
@@ -31,6 +32,7 @@ use cache::{CacheKey, SvgCache};
 pub use error::RenderError;
 use plantuml::PlantumlPool;
 use process::{Finished, RunError, ToolRun, WorkDir, find_on_path, minimal_env};
+use worker::WorkerPool;
 
 /// Graphviz layout engines a request may name.
 pub const GRAPHVIZ_ENGINES: [&str; 8] = [
@@ -71,8 +73,8 @@ pub struct RenderConfig {
     /// Start the warm PlantUML processes with the server rather than at its first PlantUML
     /// render.
     pub prewarm: bool,
-    /// The victor binary that draws built-in renders in a `victor render-worker` process,
-    /// so that the timeout can kill them. Without one they run on a thread of this process,
+    /// The victor binary that draws built-in renders in warm `victor render-worker`
+    /// processes, so that the timeout can kill them. Without one they run on a thread of this process,
     /// where the timeout ends the wait but not the work: for callers that are the diagram's
     /// own author (tests, benchmarks).
     pub worker: Option<PathBuf>,
@@ -250,6 +252,8 @@ pub struct Renderer {
     slots: Semaphore,
     waiting: AtomicUsize,
     plantuml: Option<PlantumlPool>,
+    /// The warm render workers of the built-in renderers, when there is a worker program.
+    workers: Option<WorkerPool>,
 }
 
 impl Renderer {
@@ -258,6 +262,10 @@ impl Renderer {
             .plantuml
             .clone()
             .map(|program| PlantumlPool::new(program, config.safe, config.max_concurrency));
+        let workers = config
+            .worker
+            .clone()
+            .map(|program| WorkerPool::new(program, config.max_concurrency));
         Renderer {
             cache: Arc::new(SvgCache::new(
                 config.cache_memory_bytes,
@@ -267,8 +275,20 @@ impl Renderer {
             slots: Semaphore::new(config.max_concurrency.max(1)),
             waiting: AtomicUsize::new(0),
             plantuml,
+            workers,
             tools,
             config,
+        }
+    }
+
+    /// Stops the warm renderer processes (PlantUML and the render workers), so that none
+    /// outlives the server; renders after this fail.
+    pub fn shutdown(&self) {
+        if let Some(pool) = &self.plantuml {
+            pool.close();
+        }
+        if let Some(pool) = &self.workers {
+            pool.close();
         }
     }
 
@@ -467,59 +487,20 @@ impl Renderer {
             .map_err(|_| RenderError::Invalid("the renderer is shutting down".into()))
     }
 
-    /// A built-in renderer, in a worker process when there is a worker program, else on a
-    /// blocking thread.
+    /// A built-in renderer, in a warm worker process when there is a worker program, else
+    /// on a blocking thread.
     async fn builtin(&self, request: &RenderRequest) -> Result<String, RenderError> {
-        match &self.config.worker {
-            Some(program) => self.builtin_in_worker(request, program).await,
+        match &self.workers {
+            Some(pool) => {
+                pool.render(
+                    request.diagram_type,
+                    &request.source,
+                    self.config.timeout,
+                    self.config.max_output_bytes,
+                )
+                .await
+            }
             None => self.builtin_on_thread(request).await,
-        }
-    }
-
-    /// `victor render-worker TYPE` under the same limits as an external tool: its process
-    /// group is killed at the timeout, and its output read no further than the limit.
-    async fn builtin_in_worker(
-        &self,
-        request: &RenderRequest,
-        program: &std::path::Path,
-    ) -> Result<String, RenderError> {
-        let diagram_type = request.diagram_type;
-        let dir = WorkDir::new().map_err(|e| RenderError::Failed {
-            diagram_type,
-            message: format!("cannot make a working directory: {e}"),
-        })?;
-        let finished = ToolRun {
-            program,
-            args: vec![worker::SUBCOMMAND.into(), diagram_type.as_str().into()],
-            stdin: request.source.as_bytes(),
-            dir: &dir,
-            env: minimal_env(dir.path()),
-            timeout: self.config.timeout,
-            max_output: self.config.max_output_bytes,
-        }
-        .run()
-        .await
-        .map_err(|error| self.run_error(diagram_type, program, error))?;
-        match finished.status.code() {
-            Some(0) => String::from_utf8(finished.stdout).map_err(|_| RenderError::Failed {
-                diagram_type,
-                message: "the render worker's output is not UTF-8 text".into(),
-            }),
-            Some(worker::FAILED) => serde_json::from_slice::<worker::Failure>(&finished.stdout)
-                .map(|failure| failure.into_error(diagram_type))
-                .map_err(|e| RenderError::Failed {
-                    diagram_type,
-                    message: format!("the render worker's answer is unreadable: {e}"),
-                })
-                .and_then(Err),
-            _ => Err(RenderError::Failed {
-                diagram_type,
-                message: format!(
-                    "the render worker ended with {}: {}",
-                    finished.status,
-                    first_lines(&finished.stderr)
-                ),
-            }),
         }
     }
 

@@ -6,23 +6,19 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use regex::Regex;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, ChildStdout};
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::process::{CLOSED_PROXY, GroupGuard, WorkDir, minimal_env};
+use super::pool::{Pool, Resident};
+use super::process::CLOSED_PROXY;
 use crate::proto::DiagramType;
 use crate::render::RenderError;
 
 /// Printed by PlantUML after each diagram.
 const DELIMITER: &str = "@@victor-end-of-diagram@@";
-/// Kept of a renderer's stderr between two diagrams.
-const STDERR_KEPT: usize = 64 * 1024;
 /// How long to wait for the error report on stderr once an error SVG has arrived on stdout.
 const STDERR_GRACE: Duration = Duration::from_millis(200);
 
@@ -65,38 +61,21 @@ pub fn prepare(source: &str) -> Result<Prepared, RenderError> {
     }
 }
 
-/// A pool of warm renderers, never more than its size alive at once: each JVM costs hundreds
-/// of megabytes, so the size is a hard bound, kept by the pool itself whatever its callers do.
-///
-/// How: a renderer is only ever held with one of `size` checkout permits, and a new one is
-/// started only by a holder that found none idle. Every living renderer is idle or held, and
-/// each holder holds at most one, so the starter finds at most `size - 1` others alive.
+/// Warm `plantuml -pipe` processes, at most `size` of them (each JVM costs hundreds of
+/// megabytes; [`Pool`] keeps the bound).
 pub struct PlantumlPool {
     program: PathBuf,
     safe: bool,
-    size: usize,
-    checkouts: Arc<Semaphore>,
-    idle: Mutex<Vec<PipeRenderer>>,
-    /// Renderers alive (idle, held or starting); each one's guard counts it down as it dies.
-    live: Arc<AtomicUsize>,
+    pool: Pool<PipeRenderer>,
 }
 
 impl PlantumlPool {
     pub fn new(program: PathBuf, safe: bool, size: usize) -> PlantumlPool {
-        let size = size.max(1);
         PlantumlPool {
             program,
             safe,
-            size,
-            checkouts: Arc::new(Semaphore::new(size)),
-            idle: Mutex::new(Vec::new()),
-            live: Arc::new(AtomicUsize::new(0)),
+            pool: Pool::new(size),
         }
-    }
-
-    #[cfg(test)]
-    fn live(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
     }
 
     /// Fills the pool: starts renderers up to its size and has each new one draw a small
@@ -106,18 +85,13 @@ impl PlantumlPool {
         let Ok(text) = prepare("Bob -> Alice : hello").map(|p| p.text) else {
             return;
         };
-        let Ok(permits) = self
-            .checkouts
-            .clone()
-            .acquire_many_owned(self.size as u32)
-            .await
-        else {
+        let Some(permits) = self.pool.checkout_all().await else {
             return;
         };
         // With every permit held, all living renderers are idle.
-        let ready = self.live.load(Ordering::SeqCst);
+        let ready = self.pool.live();
         let mut starting = Vec::new();
-        for _ in ready..self.size {
+        for _ in ready..self.pool.size() {
             match self.spawn() {
                 Ok(renderer) => starting.push(renderer),
                 Err(e) => {
@@ -137,8 +111,8 @@ impl PlantumlPool {
         .await;
         let warmed: Vec<PipeRenderer> = warmed.into_iter().flatten().collect();
         tracing::info!(renderers = ready + warmed.len(), "PlantUML warm");
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.extend(warmed);
+        for renderer in warmed {
+            self.pool.put_back(renderer);
         }
         drop(permits);
     }
@@ -151,16 +125,12 @@ impl PlantumlPool {
         timeout: Duration,
         max_output: usize,
     ) -> Result<String, RenderError> {
-        let timed_out = || RenderError::Timeout {
-            diagram_type: DiagramType::Plantuml,
-            limit: timeout,
-        };
-        let permit = tokio::time::timeout(timeout, self.checkouts.clone().acquire_owned())
+        let held = self
+            .pool
+            .checkout(timeout)
             .await
-            .map_err(|_| timed_out())?
-            .map_err(|_| RenderError::Invalid("the renderer is shutting down".into()))?;
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut renderer = match idle {
+            .map_err(|unavailable| unavailable.into_error(DiagramType::Plantuml, timeout))?;
+        let mut renderer = match held.idle() {
             Some(renderer) => renderer,
             None => self.spawn().map_err(|e| RenderError::Failed {
                 diagram_type: DiagramType::Plantuml,
@@ -170,10 +140,8 @@ impl PlantumlPool {
         let outcome = renderer.render(&prepared.text, timeout, max_output).await;
         // A renderer in an unknown state is dropped, which kills its process group.
         if outcome.is_ok() {
-            self.put_back(renderer);
+            held.put_back(renderer);
         }
-        // Back in the pool before the permit goes, so the next holder finds it idle.
-        drop(permit);
         match outcome? {
             Outcome::Svg(svg) => Ok(svg),
             Outcome::SyntaxError { line, message } => {
@@ -183,32 +151,23 @@ impl PlantumlPool {
         }
     }
 
-    fn put_back(&self, renderer: PipeRenderer) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(renderer);
-        }
+    /// Stops every renderer (the server is stopping).
+    pub fn close(&self) {
+        self.pool.close();
     }
 
     fn spawn(&self) -> std::io::Result<PipeRenderer> {
-        let alive = Alive::reserve(&self.live, self.size).ok_or_else(|| {
-            std::io::Error::other(format!(
-                "{} PlantUML renderers are running already, the most this server keeps",
-                self.size
-            ))
-        })?;
-        let dir = WorkDir::new()?;
-        let mut env = minimal_env(dir.path());
         let proxy = CLOSED_PROXY.trim_start_matches("http://");
         let (host, port) = proxy.split_once(':').unwrap_or((proxy, "9"));
         // The JVM ignores proxy variables; these properties send its HTTP to the closed port.
-        env.push((
+        let mut env: Vec<(OsString, OsString)> = vec![(
             "JAVA_TOOL_OPTIONS".into(),
             format!(
                 "-Djava.awt.headless=true -Dhttp.proxyHost={host} -Dhttp.proxyPort={port} \
                  -Dhttps.proxyHost={host} -Dhttps.proxyPort={port} -Dhttp.nonProxyHosts=localhost"
             )
             .into(),
-        ));
+        )];
         if self.safe {
             // PlantUML releases since 2022 enforce this themselves: defence in depth.
             env.push(("PLANTUML_SECURITY_PROFILE".into(), "SANDBOX".into()));
@@ -224,45 +183,12 @@ impl PlantumlPool {
         .iter()
         .map(OsString::from)
         .collect();
-        let mut child = tokio::process::Command::new(&self.program)
-            .args(args)
-            .env_clear()
-            .envs(env)
-            .current_dir(dir.path())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        let group = GroupGuard::new(child.id());
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(std::io::Error::other("the renderer's pipes are missing"));
-        };
-        let errors = Arc::new(Mutex::new(String::new()));
-        let collected = errors.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(mut text) = collected.lock()
-                    && text.len() < STDERR_KEPT
-                {
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            }
-        });
+        let process = self
+            .pool
+            .start("PlantUML renderers", &self.program, &args, env)?;
         Ok(PipeRenderer {
-            _alive: alive,
-            _child: child,
-            _group: group,
-            stdin,
-            stdout,
+            process,
             pending: Vec::new(),
-            errors,
-            _dir: dir,
         })
     }
 }
@@ -272,38 +198,11 @@ enum Outcome {
     SyntaxError { line: Option<u32>, message: String },
 }
 
-/// Counts a renderer among the living from its start to its drop.
-struct Alive(Arc<AtomicUsize>);
-
-impl Alive {
-    /// A place among at most `size` living renderers, if one is free. The permits already
-    /// keep the count within `size`; this makes the bound hold even if they were misused.
-    fn reserve(live: &Arc<AtomicUsize>, size: usize) -> Option<Alive> {
-        live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-            (n < size).then_some(n + 1)
-        })
-        .ok()?;
-        Some(Alive(live.clone()))
-    }
-}
-
-impl Drop for Alive {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// One running `plantuml -pipe`. Dropping it kills its process group.
 struct PipeRenderer {
-    _alive: Alive,
-    _child: tokio::process::Child,
-    _group: GroupGuard,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
+    process: Resident,
     /// Bytes read past the last delimiter.
     pending: Vec<u8>,
-    errors: Arc<Mutex<String>>,
-    _dir: WorkDir,
 }
 
 impl PipeRenderer {
@@ -313,12 +212,10 @@ impl PipeRenderer {
         timeout: Duration,
         max_output: usize,
     ) -> Result<Outcome, RenderError> {
-        if let Ok(mut errors) = self.errors.lock() {
-            errors.clear();
-        }
+        self.process.errors.clear();
         let exchange = async {
-            self.stdin.write_all(text.as_bytes()).await?;
-            self.stdin.flush().await?;
+            self.process.stdin.write_all(text.as_bytes()).await?;
+            self.process.stdin.flush().await?;
             let mut output = std::mem::take(&mut self.pending);
             let mut chunk = vec![0u8; 64 * 1024];
             loop {
@@ -331,7 +228,7 @@ impl PipeRenderer {
                 if output.len() > max_output.saturating_add(DELIMITER.len()) {
                     return Ok(None);
                 }
-                let read = self.stdout.read(&mut chunk).await?;
+                let read = self.process.stdout.read(&mut chunk).await?;
                 if read == 0 {
                     return Err(std::io::Error::other("PlantUML exited"));
                 }
@@ -346,7 +243,7 @@ impl PipeRenderer {
                 });
             }
             Ok(Err(e)) => {
-                let stderr = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+                let stderr = self.process.errors.text();
                 return Err(RenderError::Failed {
                     diagram_type: DiagramType::Plantuml,
                     message: format!("{e}: {}", stderr.trim()),
@@ -379,7 +276,7 @@ impl PipeRenderer {
 
     /// `ERROR`, the 0-based line, then the message lines, as PlantUML writes them to stderr.
     fn error_report(&self) -> Option<(Option<u32>, String)> {
-        let errors = self.errors.lock().ok()?;
+        let errors = self.process.errors.text();
         let mut lines = errors.lines().skip_while(|l| l.trim() != "ERROR");
         lines.next()?;
         let line = lines
@@ -495,10 +392,10 @@ mod tests {
             (1..=2).contains(&started),
             "{started} renderers were started for a pool of 2"
         );
-        assert_eq!(pool.live(), started);
+        assert_eq!(pool.pool.live(), started);
         // Warm again: the pool is full, so nothing more starts.
         pool.warm(timeout).await;
         assert_eq!(std::fs::read_to_string(&pids).unwrap().lines().count(), 2);
-        assert_eq!(pool.live(), 2);
+        assert_eq!(pool.pool.live(), 2);
     }
 }

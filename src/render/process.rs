@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
 
 /// A directory of its own for one tool run (mode 0700), removed when dropped.
 pub struct WorkDir {
@@ -149,31 +152,20 @@ pub struct ToolRun<'a> {
 
 impl ToolRun<'_> {
     pub async fn run(self) -> Result<Finished, RunError> {
-        let mut command = tokio::process::Command::new(self.program);
-        command
-            .args(&self.args)
-            .env_clear()
-            .envs(self.env)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(RunError::Spawn)?;
-        let mut group = GroupGuard::new(child.id());
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+        let Piped {
+            mut child,
+            mut group,
+            mut stdin,
+            stdout,
+            stderr,
+        } = spawn_piped(self.program, &self.args, self.env, self.dir).map_err(RunError::Spawn)?;
         let input = self.stdin.to_vec();
         let max_output = self.max_output;
         let work = async move {
             let feed = async move {
-                if let Some(mut pipe) = stdin {
-                    // A tool that exits without reading all of it is not an error here.
-                    let _ = pipe.write_all(&input).await;
-                    let _ = pipe.shutdown().await;
-                }
+                // A tool that exits without reading all of it is not an error here.
+                let _ = stdin.write_all(&input).await;
+                let _ = stdin.shutdown().await;
                 Ok::<(), RunError>(())
             };
             let read_out = read_limited(stdout, max_output);
@@ -199,11 +191,99 @@ impl ToolRun<'_> {
     }
 }
 
+/// A tool started with its three pipes, in its own process group, which `group` kills.
+pub struct Piped {
+    pub child: tokio::process::Child,
+    pub group: GroupGuard,
+    pub stdin: ChildStdin,
+    pub stdout: ChildStdout,
+    pub stderr: ChildStderr,
+}
+
+/// Starts `program` with its arguments only (no shell), `env` as its whole environment, in
+/// `dir`, in a process group of its own, killed when its handle is dropped.
+pub fn spawn_piped(
+    program: &Path,
+    args: &[OsString],
+    env: Vec<(OsString, OsString)>,
+    dir: &WorkDir,
+) -> std::io::Result<Piped> {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    let group = GroupGuard::new(child.id());
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(std::io::Error::other("the tool's pipes are missing"));
+    };
+    Ok(Piped {
+        child,
+        group,
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// The first [`STDERR_KEPT`] bytes of a long-running tool's stderr, collected line by line in
+/// the background, for the error message of whichever render goes wrong.
+pub struct StderrTail {
+    text: Arc<Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl StderrTail {
+    pub fn start(stderr: ChildStderr) -> StderrTail {
+        let text = Arc::new(Mutex::new(String::new()));
+        let collected = text.clone();
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(mut text) = collected.lock()
+                    && text.len() < STDERR_KEPT
+                {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
+        StderrTail { text, reader }
+    }
+
+    /// What has arrived so far.
+    pub fn text(&self) -> String {
+        self.text
+            .lock()
+            .map(|text| text.clone())
+            .unwrap_or_default()
+    }
+
+    /// Forgets what has arrived, before the next diagram.
+    pub fn clear(&self) {
+        if let Ok(mut text) = self.text.lock() {
+            text.clear();
+        }
+    }
+
+    /// All of it, once the tool has ended: waits up to `grace` for the pipe's end, since the
+    /// last lines of a tool that just died may not have been read yet.
+    pub async fn at_end(&mut self, grace: Duration) -> String {
+        let _ = tokio::time::timeout(grace, &mut self.reader).await;
+        self.text()
+    }
+}
+
 /// Reads all of a pipe, failing once it passes `limit` bytes.
-async fn read_limited<R: AsyncRead + Unpin>(
-    pipe: Option<R>,
-    limit: usize,
-) -> Result<Vec<u8>, RunError> {
+async fn read_limited<R: AsyncRead + Unpin>(pipe: R, limit: usize) -> Result<Vec<u8>, RunError> {
     let (bytes, overflowed) = read_up_to(pipe, limit).await;
     if overflowed {
         Err(RunError::OutputTooLarge)
@@ -213,10 +293,7 @@ async fn read_limited<R: AsyncRead + Unpin>(
 }
 
 /// Reads a pipe to its end, keeping at most `limit` bytes; says whether there was more.
-async fn read_up_to<R: AsyncRead + Unpin>(pipe: Option<R>, limit: usize) -> (Vec<u8>, bool) {
-    let Some(mut pipe) = pipe else {
-        return (Vec::new(), false);
-    };
+async fn read_up_to<R: AsyncRead + Unpin>(mut pipe: R, limit: usize) -> (Vec<u8>, bool) {
     let mut kept = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {

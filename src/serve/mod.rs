@@ -236,7 +236,7 @@ pub async fn run(
         heartbeat: config.heartbeat,
         closing: closing.clone(),
         clients: Arc::new(AtomicU64::new(0)),
-        renderer,
+        renderer: renderer.clone(),
     };
     let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
 
@@ -345,6 +345,8 @@ pub async fn run(
     // Tasks stop while connections drain; a client that stopped reading is not waited for
     // beyond the grace period.
     engine.shutdown().await;
+    // No render worker or PlantUML JVM outlives the server; a render still running fails.
+    renderer.shutdown();
     for server in [&mut http, &mut unix_http] {
         if tokio::time::timeout(SHUTDOWN_DRAIN, &mut *server)
             .await
