@@ -134,8 +134,10 @@ const MAX_BATCH: usize = 1024;
 /// WAL pages (4 KiB each) past which the writer checkpoints by itself: a bound on the WAL
 /// under writes so steady that the background checkpoint never finds it caught up.
 const WRITER_CHECKPOINT_PAGES: u32 = 16_384;
-/// The pause after a background checkpoint: commits in the meantime share the next one.
-const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+/// The pause after a background checkpoint: commits in the meantime share the next one. A
+/// checkpoint's disk traffic slows the commits beside it, so fewer, larger ones keep streams
+/// smoother (chatbench: per-piece p99 1.3 ms with 100 ms pauses, 0.6-0.7 ms with 1-2 s).
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(1000);
 /// Read connections kept open between reads.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -352,14 +354,27 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 }
 
 /// Checkpoints after commits (each `()` says there were some), pausing in between, until the
-/// writer goes away.
+/// writer goes away (which it may do mid-pause: closing the store never waits for one).
 fn checkpoint_loop(conn: &Connection, commits: &mpsc::Receiver<()>) {
-    while commits.recv().is_ok() {
+    let mut due = commits.recv().is_ok();
+    while due {
         // PASSIVE never blocks the writer; what a reader still needs is copied next time.
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "store checkpoint failed");
         }
-        std::thread::sleep(CHECKPOINT_PAUSE);
+        let pause_ends = std::time::Instant::now() + CHECKPOINT_PAUSE;
+        due = false;
+        loop {
+            let left = pause_ends.saturating_duration_since(std::time::Instant::now());
+            match commits.recv_timeout(left) {
+                Ok(()) => due = true,
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if !due {
+            due = commits.recv().is_ok();
+        }
     }
 }
 
@@ -1421,7 +1436,7 @@ mod tests {
                 store.append("t1", events).await.unwrap();
             }
             sizes.push(wal_bytes(dir.path()));
-            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            tokio::time::sleep(CHECKPOINT_PAUSE * 2).await;
         }
         assert!(
             sizes[0] > 1_000_000,
