@@ -251,7 +251,8 @@ impl Engine {
                 .is_none_or(|task| task.state.is_final())
         {
             let mut scheduler = self.lock();
-            if scheduler.turns.get(id) == Some(&holder) {
+            // Still that finished task's claim, or let go of meanwhile: ours now.
+            if scheduler.turns.get(id).is_none_or(|now| *now == holder) {
                 scheduler.turns.insert(id.to_string(), None);
                 return Ok(());
             }
