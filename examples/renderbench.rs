@@ -23,15 +23,19 @@
 //!
 //! Every loop is bounded; the servers are stopped at the end, on errors too.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use victor::proto::{BackendChoice, DiagramType, RenderOptions, RenderRequest};
 use victor::render::{RenderConfig, Renderer, Tools};
+
+#[path = "support/server.rs"]
+mod server;
+use server::{Server, server_binary};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -250,74 +254,17 @@ async fn in_process(args: &Args, binary: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A `victor serve` on 127.0.0.1:0 with a temporary data dir, stopped when dropped.
-struct ServerProcess {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ServerProcess {
-    /// `prewarm`: start PlantUML's pool with the server.
-    fn start(binary: &Path, timeout_secs: u64, prewarm: bool) -> Result<ServerProcess> {
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("config.toml"), "")?;
-        let mut child = Command::new(binary)
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--rate-limit",
-                "0",
-                "--render-prewarm",
-                if prewarm { "true" } else { "false" },
-                "--render-timeout-secs",
-                &timeout_secs.to_string(),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("VICTOR_CONFIG", dir.path().join("config.toml"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start victor serve")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        let (found, listening) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut found = Some(found);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split_once("listening on ").map(|(_, r)| r.to_string())
-                    && let Some(found) = found.take()
-                {
-                    let _ = found.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-            }
-        });
-        let url = listening
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| anyhow!("the server did not start"))?;
-        Ok(ServerProcess {
-            child,
-            url,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `victor serve` for the render measurements; `prewarm`: start PlantUML's pool with it.
+fn render_server(binary: &Path, timeout_secs: u64, prewarm: bool) -> Result<Server> {
+    Server::start(
+        binary,
+        &[
+            "--render-prewarm".into(),
+            prewarm.to_string(),
+            "--render-timeout-secs".into(),
+            timeout_secs.to_string(),
+        ],
+    )
 }
 
 async fn post(http: &reqwest::Client, url: &str, req: &RenderRequest) -> Result<(Duration, bool)> {
@@ -503,7 +450,7 @@ async fn through_server(args: &Args, binary: &Path) -> Result<()> {
     let mut cold: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
     for run in 0..args.cold_runs {
         for (index, (diagram_type, backend, _)) in cases.iter().enumerate() {
-            let server = ServerProcess::start(binary, args.timeout_secs, false)?;
+            let server = render_server(binary, args.timeout_secs, false)?;
             let req = request(
                 *diagram_type,
                 diagram(*diagram_type, 10_000 + run),
@@ -513,7 +460,7 @@ async fn through_server(args: &Args, binary: &Path) -> Result<()> {
         }
     }
 
-    let server = ServerProcess::start(binary, args.timeout_secs, true)?;
+    let server = render_server(binary, args.timeout_secs, true)?;
     // Let the PlantUML pool finish warming before the warm figures.
     if tools.plantuml.is_some() {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -600,22 +547,6 @@ async fn through_server(args: &Args, binary: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn server_binary(given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(path) = given {
-        return Ok(path.to_path_buf());
-    }
-    let me = std::env::current_exe()?;
-    let sibling = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("victor"));
-    sibling
-        .into_iter()
-        .chain([PathBuf::from("target/release/victor")])
-        .find(|path| path.is_file())
-        .ok_or_else(|| anyhow!("build the server first: cargo build --release --bin victor"))
 }
 
 #[tokio::main]

@@ -20,12 +20,12 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent};
 use jiff::Timestamp;
@@ -44,7 +44,10 @@ use victor::tui::{Action, Options, Session, Update, Watch, draw, layout};
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/server.rs"]
+mod server;
 use cpu::{MachineCpu, cpu_secs};
+use server::{Server, server_binary};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks of victor watch (loopback only)")]
@@ -98,7 +101,7 @@ fn main() -> Result<()> {
             server,
         } => {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let binary = server_binary(server)?;
+            let binary = server_binary(server.as_deref())?;
             tokio::runtime::Runtime::new()?.block_on(latency(&binary, tasks, ticks, every_ms))
         }
     }
@@ -355,83 +358,6 @@ fn frames_of(
     Ok(Summary::of(micros))
 }
 
-/// The release `victor` beside `target/release/examples`, unless given.
-fn server_binary(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(path) = given {
-        return Ok(path);
-    }
-    let me = std::env::current_exe()?;
-    let beside = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("victor"))
-        .filter(|path| path.exists());
-    beside.context("no victor binary beside the example: `cargo build --release --bin victor` or pass --server")
-}
-
-/// A `victor serve` on 127.0.0.1 with a temporary data dir; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(binary: &Path) -> Result<Server> {
-        let dir = tempfile::tempdir()?;
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, "")?;
-        let mut child = Command::new(binary)
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--rate-limit",
-                "0",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("VICTOR_CONFIG", &config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut lines = BufReader::new(child.stderr.take().context("stderr")?).lines();
-        let url = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                bail!("the server ended before listening");
-            };
-            if let Some(at) = line.find("listening on ") {
-                let rest = &line[at + "listening on ".len()..];
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-            }
-        };
-        // Keep reading, so that the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Server {
-            child,
-            url,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A test backend that notes when each `tick N` line is first drawn: at the end of the frame
 /// that shows it, which is when a terminal backend would have written it out.
 struct Probe {
@@ -516,7 +442,7 @@ fn shell_task(script: &str) -> CreateTask {
 }
 
 async fn latency(binary: &Path, tasks: usize, ticks: u32, every_ms: u64) -> Result<()> {
-    let server = Server::start(binary)?;
+    let server = Server::start(binary, &[])?;
     let client = Client::new(&server.url, None)?;
     for _ in 0..tasks {
         client.create_task(&shell_task("true"), None).await?;

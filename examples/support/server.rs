@@ -2,6 +2,9 @@
 //! temporary data directory and an empty config, no rate limit (the load comes from one
 //! address, far faster than any person's), killed when dropped.
 
+// Each benchmark uses its part of this file.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
