@@ -25,6 +25,8 @@ fn main() {
                 nix::sys::signal::SigHandler::Handler(on_sigpipe),
             );
         }
+    } else {
+        keep_freed_memory();
     }
     // One TLS implementation in the whole process (aws-lc-rs, the one reqwest uses): code that
     // asks rustls for the process default, such as the WebSocket client, finds it set.
@@ -78,3 +80,19 @@ extern "C" fn on_sigpipe(_: std::ffi::c_int) {
         let _ = raise(Signal::SIGPIPE);
     }
 }
+
+/// glibc gives a thread's freed heap back to the kernel as soon as 128 KiB lie free at its
+/// top. The store's writer thread frees about that much after every commit (SQLite's savepoint
+/// journal), so the server paid an madvise and the page faults to refill it on every event it
+/// wrote: 10-20% of its CPU in chatbench. Freed memory below 4 MiB per heap now stays for the
+/// next commit; the server's idle resident size is unchanged.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    const TRIM_THRESHOLD: std::ffi::c_int = 4 << 20;
+    // SAFETY: mallopt only sets a tunable of the allocator, under the allocator's own lock.
+    // A refusal leaves glibc's default, which is correct, only slower.
+    let _ = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}

@@ -660,8 +660,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_api().1
 }
 
+/// The document as `/openapi.json` sends it, serialized once: the tree it comes from weighs
+/// megabytes, and the server would otherwise keep it for its whole life.
+fn served_document(
+    openapi: &utoipa::openapi::OpenApi,
+) -> ([(header::HeaderName, HeaderValue); 1], bytes::Bytes) {
+    let json = serde_json::to_vec(openapi).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot serialize the OpenAPI document");
+        b"{}".to_vec()
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes::Bytes::from(json),
+    )
+}
+
 fn router(state: AppState, body_limits: BodyLimits, guard: guard::BrowserGuard) -> Router {
     let (routes, openapi) = documented_api();
+    let document = served_document(&openapi);
+    drop(openapi);
     // Which routes there are is for callers with credentials.
     let router = routes
         .fallback(|caller: Option<Extension<Caller>>| async move {
@@ -689,7 +709,11 @@ fn router(state: AppState, body_limits: BodyLimits, guard: guard::BrowserGuard) 
             auth::identify,
         ))
         .layer(DefaultBodyLimit::max(body_limits.max_bytes))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { document }),
+        )
+        .merge(SwaggerUi::new("/docs").config("/openapi.json".into()));
     // CORS answers the allowed origins' preflights; it is off unless origins are configured.
     let router = match guard.cors_layer() {
         Some(cors) => router.layer(cors),
