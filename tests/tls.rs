@@ -454,3 +454,57 @@ async fn the_websocket_runs_over_wss_with_the_pin() {
         Ok(_) => panic!("a WebSocket past a wrong pin"),
     }
 }
+
+#[test]
+fn the_systems_root_certificates_are_read_only_for_a_server_that_needs_them() {
+    // No root certificates anywhere: only a call that needs them can fail for it.
+    let no_roots = |command: &mut std::process::Command| {
+        command
+            .env("SSL_CERT_FILE", "/nonexistent/roots.pem")
+            .env("SSL_CERT_DIR", "/nonexistent");
+    };
+    // Plain HTTP over TCP (a server with a key announces no socket).
+    let plain = Server::start_keyed(KEY, &[]);
+    let mut command = plain.victor();
+    no_roots(&mut command);
+    let out = command.args(["task", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A pinned server.
+    let server = tls_server();
+    let fingerprint = server.fingerprint.unwrap().to_string();
+    let out = server.run(&[
+        "remote",
+        "add",
+        "pinned",
+        &server.url,
+        "--key",
+        KEY,
+        "--fingerprint",
+        &fingerprint,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut command = server.victor();
+    no_roots(&mut command);
+    let out = command
+        .args(["task", "list", "--server", "pinned"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A server trusted as the system trusts it needs the roots, and finds them where the
+    // system keeps them (here: its own certificate, as the only root).
+    let mut command = server.victor();
+    no_roots(&mut command);
+    let out = command.args(["task", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("TLS"), "{}", stderr(&out));
+    let out = server
+        .victor()
+        .env("SSL_CERT_FILE", server.data_dir.join("tls/cert.pem"))
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .args(["task", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
