@@ -921,3 +921,29 @@ fn a_link_that_is_not_the_users_own_is_not_followed() {
         );
     }
 }
+
+#[test]
+fn a_link_a_killed_server_left_sends_the_call_over_tcp() {
+    let runtime = tempfile::tempdir().unwrap();
+    let runtime_dir = runtime.path().to_str().unwrap();
+    let mut server = Server::start_with_env(&[], &[("XDG_RUNTIME_DIR", runtime_dir)]);
+    let link = announcement(runtime.path(), &server.url);
+    // As a server killed before it could remove its link leaves it: the link, and a socket
+    // file nobody accepts on.
+    let dead = runtime.path().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&dead, &link).unwrap();
+    let out = server
+        .victor()
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .args(["task", "start", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(server.terminate().success());
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "a server removes only its own link"
+    );
+}

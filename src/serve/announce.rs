@@ -76,7 +76,9 @@ impl Drop for Announcement {
 }
 
 /// The socket the server on `address` announced, when the announcement and the socket are this
-/// user's own (see the module's documentation); `None` sends the client over TCP.
+/// user's own (see the module's documentation) and a server answers on it; `None` sends the
+/// client over TCP. A link a killed server left behind names a socket nobody accepts on: one
+/// connect (microseconds on this machine) tells it apart, and the URL stays the truth.
 pub fn announced_socket(address: SocketAddr) -> Option<PathBuf> {
     let directory = directory();
     if !is_private(&directory) {
@@ -90,7 +92,11 @@ pub fn announced_socket(address: SocketAddr) -> Option<PathBuf> {
     }
     let socket = std::fs::read_link(&link).ok()?;
     let target = std::fs::metadata(&socket).ok()?;
-    (target.file_type().is_socket() && target.uid() == me).then_some(socket)
+    if !target.file_type().is_socket() || target.uid() != me {
+        return None;
+    }
+    std::os::unix::net::UnixStream::connect(&socket).ok()?;
+    Some(socket)
 }
 
 /// `$XDG_RUNTIME_DIR/victor` (private to the user and emptied at logout), else `victor-UID` in
