@@ -789,6 +789,18 @@ fn announcement(runtime: &std::path::Path, url: &str) -> std::path::PathBuf {
     runtime.join("victor").join(address)
 }
 
+/// `victor ARGS` against `server` with `XDG_RUNTIME_DIR=runtime`; it must succeed. Its stdout.
+fn run_in_runtime(server: &Server, runtime: &std::path::Path, args: &[&str]) -> String {
+    let out = server
+        .victor()
+        .env("XDG_RUNTIME_DIR", runtime)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
 #[test]
 fn a_script_takes_the_socket_of_a_server_without_a_key_whatever_its_data_dir() {
     let runtime = tempfile::tempdir().unwrap();
@@ -807,24 +819,16 @@ fn a_script_takes_the_socket_of_a_server_without_a_key_whatever_its_data_dir() {
     );
     assert_eq!(common::mode_of(&runtime.path().join("victor")), 0o700);
     for _ in 0..5 {
-        let out = server
-            .victor()
-            .env("XDG_RUNTIME_DIR", runtime_dir)
-            .args(["task", "start", "--", "true"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        run_in_runtime(&server, runtime.path(), &["task", "start", "--", "true"]);
     }
     // `localhost` is the same server.
     let localhost = server.url.replace("127.0.0.1", "localhost");
     for _ in 0..3 {
-        let out = server
-            .victor()
-            .env("XDG_RUNTIME_DIR", runtime_dir)
-            .args(["task", "list", "--server", &localhost])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
+        run_in_runtime(
+            &server,
+            runtime.path(),
+            &["task", "list", "--server", &localhost],
+        );
     }
     assert!(server.terminate().success());
     assert!(
@@ -874,14 +878,9 @@ fn a_link_that_is_not_the_users_own_is_not_followed() {
     symlink(&rogue_socket, &link).unwrap();
     // Whether a task started for `server` ended up on the rogue one.
     let goes_astray = |runtime: &std::path::Path| {
-        let out = server
-            .victor()
-            .env("XDG_RUNTIME_DIR", runtime)
-            .args(["task", "start", "--", "true"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        let id = stdout(&out).trim().to_string();
+        let id = run_in_runtime(&server, runtime, &["task", "start", "--", "true"])
+            .trim()
+            .to_string();
         let on_rogue = rogue.run(&["task", "show", &id]).status.success();
         assert_ne!(
             on_rogue,
@@ -934,13 +933,7 @@ fn a_link_a_killed_server_left_sends_the_call_over_tcp() {
     drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink(&dead, &link).unwrap();
-    let out = server
-        .victor()
-        .env("XDG_RUNTIME_DIR", runtime_dir)
-        .args(["task", "start", "--", "true"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    run_in_runtime(&server, runtime.path(), &["task", "start", "--", "true"]);
     assert!(server.terminate().success());
     assert!(
         std::fs::symlink_metadata(&link).is_ok(),
