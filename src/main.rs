@@ -31,7 +31,12 @@ fn main() {
     // One TLS implementation in the whole process (aws-lc-rs, the one reqwest uses): code that
     // asks rustls for the process default, such as the WebSocket client, finds it set.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut runtime = if cli::needs_worker_threads(&cli) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("victor: cannot start the async runtime: {e}");

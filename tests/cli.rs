@@ -782,3 +782,161 @@ fn task_show_escapes_what_a_client_chose() {
         assert!(shown.contains("evil\\u{202e}txt.exe\\u{1b}[31m"), "{shown}");
     }
 }
+
+/// Where a server run with `XDG_RUNTIME_DIR=runtime` links its socket for `url`'s address.
+fn announcement(runtime: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let address = url.split("://").nth(1).unwrap();
+    runtime.join("victor").join(address)
+}
+
+/// `victor ARGS` against `server` with `XDG_RUNTIME_DIR=runtime`; it must succeed. Its stdout.
+fn run_in_runtime(server: &Server, runtime: &std::path::Path, args: &[&str]) -> String {
+    let out = server
+        .victor()
+        .env("XDG_RUNTIME_DIR", runtime)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn a_script_takes_the_socket_of_a_server_without_a_key_whatever_its_data_dir() {
+    let runtime = tempfile::tempdir().unwrap();
+    let runtime_dir = runtime.path().to_str().unwrap();
+    // Over TCP the second call in a second would get 429; the socket is not rate limited.
+    let mut server = Server::start_with_env(
+        &["--rate-limit", "1", "--rate-burst", "1"],
+        &[("XDG_RUNTIME_DIR", runtime_dir)],
+    );
+    let link = announcement(runtime.path(), &server.url);
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        server
+            .data_dir
+            .join(format!("victor-{}.sock", server.port()))
+    );
+    assert_eq!(common::mode_of(&runtime.path().join("victor")), 0o700);
+    for _ in 0..5 {
+        run_in_runtime(&server, runtime.path(), &["task", "start", "--", "true"]);
+    }
+    // `localhost` is the same server.
+    let localhost = server.url.replace("127.0.0.1", "localhost");
+    for _ in 0..3 {
+        run_in_runtime(
+            &server,
+            runtime.path(),
+            &["task", "list", "--server", &localhost],
+        );
+    }
+    assert!(server.terminate().success());
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "a clean shutdown removes the link"
+    );
+
+    // A server with a key leaves no link (its socket would skip the key), and takes away the
+    // one a server killed on the same address left.
+    let mut keyed = Server::launch(
+        common::victor_serve()
+            .api_key("s0cket-key")
+            .env("XDG_RUNTIME_DIR", runtime_dir),
+    );
+    let link = announcement(runtime.path(), &keyed.url);
+    assert!(std::fs::symlink_metadata(&link).is_err());
+    let out = keyed
+        .victor()
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .env_remove("VICTOR_API_KEY")
+        .args(["task", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let old = std::os::unix::net::UnixListener::bind(runtime.path().join("old.sock")).unwrap();
+    std::os::unix::fs::symlink(old.local_addr().unwrap().as_pathname().unwrap(), &link).unwrap();
+    keyed.kill9();
+    keyed.restart();
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "the old link is gone"
+    );
+}
+
+#[test]
+fn a_link_that_is_not_the_users_own_is_not_followed() {
+    use std::os::unix::fs::{PermissionsExt, lchown, symlink};
+    let server = Server::start();
+    // Another server, standing for a socket someone else would like our tasks sent to.
+    let rogue = Server::start();
+    let rogue_socket = rogue.data_dir.join(format!("victor-{}.sock", rogue.port()));
+    let runtime = tempfile::tempdir().unwrap();
+    let directory = runtime.path().join("victor");
+    std::fs::create_dir(&directory).unwrap();
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = announcement(runtime.path(), &server.url);
+    symlink(&rogue_socket, &link).unwrap();
+    // Whether a task started for `server` ended up on the rogue one.
+    let goes_astray = |runtime: &std::path::Path| {
+        let id = run_in_runtime(&server, runtime, &["task", "start", "--", "true"])
+            .trim()
+            .to_string();
+        let on_rogue = rogue.run(&["task", "show", &id]).status.success();
+        assert_ne!(
+            on_rogue,
+            server.run(&["task", "show", &id]).status.success()
+        );
+        on_rogue
+    };
+    // The user's own directory, link and socket: followed (to whichever socket it names).
+    assert!(goes_astray(runtime.path()));
+
+    // A directory others may enter.
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(!goes_astray(runtime.path()));
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // The directory is a link to a private one.
+    let elsewhere = tempfile::tempdir().unwrap();
+    symlink(&directory, elsewhere.path().join("victor")).unwrap();
+    assert!(!goes_astray(elsewhere.path()));
+
+    // Only root can give a file away; CI runs the tests as root.
+    if nix::unistd::geteuid().is_root() {
+        let nobody = Some(65534);
+        lchown(&link, nobody, nobody).unwrap();
+        assert!(!goes_astray(runtime.path()), "a link of another user's");
+        lchown(&link, Some(0), Some(0)).unwrap();
+        assert!(goes_astray(runtime.path()));
+
+        std::os::unix::fs::chown(&rogue_socket, nobody, nobody).unwrap();
+        assert!(!goes_astray(runtime.path()), "a socket of another user's");
+        std::os::unix::fs::chown(&rogue_socket, Some(0), Some(0)).unwrap();
+
+        std::os::unix::fs::chown(&directory, nobody, nobody).unwrap();
+        assert!(
+            !goes_astray(runtime.path()),
+            "a directory of another user's"
+        );
+    }
+}
+
+#[test]
+fn a_link_a_killed_server_left_sends_the_call_over_tcp() {
+    let runtime = tempfile::tempdir().unwrap();
+    let runtime_dir = runtime.path().to_str().unwrap();
+    let mut server = Server::start_with_env(&[], &[("XDG_RUNTIME_DIR", runtime_dir)]);
+    let link = announcement(runtime.path(), &server.url);
+    // As a server killed before it could remove its link leaves it: the link, and a socket
+    // file nobody accepts on.
+    let dead = runtime.path().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&dead, &link).unwrap();
+    run_in_runtime(&server, runtime.path(), &["task", "start", "--", "true"]);
+    assert!(server.terminate().success());
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok(),
+        "a server removes only its own link"
+    );
+}

@@ -454,3 +454,83 @@ async fn the_websocket_runs_over_wss_with_the_pin() {
         Ok(_) => panic!("a WebSocket past a wrong pin"),
     }
 }
+
+/// Runs `command` with the system's root certificates in a named pipe (and an empty
+/// certificate directory): its output, and whether it opened the pipe to read them. Nothing is
+/// guessed from timing: a reader blocks until the writer here opens the other end, so the
+/// writer knows of every read, and the reader sees no certificate at all.
+fn run_reading_roots(command: &mut std::process::Command) -> (std::process::Output, bool) {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    nix::unistd::mkfifo(&roots, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    let opened = Arc::new(AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (roots, opened) = (roots.clone(), opened.clone());
+        // Set before the pipe closes, which is what lets the reader go on.
+        move || {
+            let pipe = std::fs::OpenOptions::new().write(true).open(roots);
+            opened.store(pipe.is_ok(), Ordering::SeqCst);
+        }
+    });
+    let out = command
+        .env("SSL_CERT_FILE", &roots)
+        .env("SSL_CERT_DIR", dir.path().join("certs"))
+        .output()
+        .unwrap();
+    let read = opened.load(Ordering::SeqCst);
+    // Lets the writer go when nobody read.
+    let _ = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&roots);
+    writer.join().unwrap();
+    (out, read)
+}
+
+#[test]
+fn the_systems_root_certificates_are_read_only_for_a_server_that_needs_them() {
+    // Plain HTTP over TCP (a server with a key announces no socket).
+    let plain = Server::start_keyed(KEY, &[]);
+    let (out, read) = run_reading_roots(plain.victor().args(["task", "list"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!read, "an http:// call read the root certificates");
+
+    // A pinned server.
+    let server = tls_server();
+    let fingerprint = server.fingerprint.unwrap().to_string();
+    let out = server.run(&[
+        "remote",
+        "add",
+        "pinned",
+        &server.url,
+        "--key",
+        KEY,
+        "--fingerprint",
+        &fingerprint,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, read) =
+        run_reading_roots(server.victor().args(["task", "list", "--server", "pinned"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!read, "a pinned call read the root certificates");
+
+    // A server trusted as the system trusts it needs the roots: read, there are none.
+    let (out, read) = run_reading_roots(server.victor().args(["task", "list"]));
+    assert!(read, "the roots were not read: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("TLS"), "{}", stderr(&out));
+    // ...and found where the system keeps them (here: the server's own certificate, as the
+    // only root).
+    let out = server
+        .victor()
+        .env("SSL_CERT_FILE", server.data_dir.join("tls/cert.pem"))
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .args(["task", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

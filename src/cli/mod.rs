@@ -89,6 +89,17 @@ pub fn is_client_command(cli: &Cli) -> bool {
     !matches!(cli.command, Command::Serve(_))
 }
 
+/// Whether the command needs the async runtime's worker threads: the server, and the terminal
+/// views that draw or read a line while the network goes on (`watch`, an interactive `chat`).
+/// Every other command is a client that makes a request or follows a stream, which one thread
+/// serves without starting any other.
+pub fn needs_worker_threads(cli: &Cli) -> bool {
+    matches!(
+        cli.command,
+        Command::Serve(_) | Command::Watch(_) | Command::Chat(_)
+    )
+}
+
 /// Runs the command and gives the process exit code.
 pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {

@@ -200,8 +200,8 @@ impl Target {
         })
     }
 
-    /// A client for the target: pinned to its fingerprint, or else through the Unix socket
-    /// in `data_dir` when that is where a plain loopback URL's server listens.
+    /// A client for the target: pinned to its fingerprint, or else through the Unix socket of a
+    /// loopback URL's server (announced, or in `data_dir`) when it has one.
     pub fn client(&self, data_dir: &Path) -> Result<Client, ClientError> {
         match self.fingerprint {
             Some(fingerprint) => Client::pinned(&self.url, self.api_key.clone(), fingerprint),

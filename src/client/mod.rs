@@ -5,6 +5,7 @@ mod follow;
 mod tls;
 mod ws;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -126,9 +127,10 @@ impl Client {
         Client::connect(server, api_key, None, Some(fingerprint))
     }
 
-    /// A client that reaches the server through its Unix socket when `data_dir` holds the
-    /// socket of the server `server` names (a loopback URL, `http` or `https`): no key is
-    /// needed there, and no TLS either, since the socket never leaves the machine.
+    /// A client that reaches the server `server` names (a loopback URL, `http` or `https`)
+    /// through its Unix socket when it has one: the socket the server announced for its
+    /// address (a server without keys does, whatever its data dir), else the one in `data_dir`.
+    /// No key is needed there, and no TLS either, since the socket never leaves the machine.
     pub fn local(
         server: &str,
         api_key: Option<String>,
@@ -136,10 +138,20 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let socket = reqwest::Url::parse(server)
             .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && is_loopback(url))
-            .and_then(|url| url.port_or_known_default())
-            .map(|port| data_dir.join(format!("victor-{port}.sock")))
-            .filter(|path| path.exists());
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .and_then(|url| {
+                let port = url.port_or_known_default()?;
+                let loopback = loopback_addresses(&url);
+                if loopback.is_empty() {
+                    return None;
+                }
+                loopback
+                    .into_iter()
+                    .find_map(|ip| crate::serve::announced_socket(SocketAddr::new(ip, port)))
+                    .or_else(|| {
+                        Some(crate::serve::socket_path(data_dir, port)).filter(|path| path.exists())
+                    })
+            });
         Client::connect(server, api_key, socket, None)
     }
 
@@ -154,20 +166,18 @@ impl Client {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
             return Err(ClientError::BadUrl(server.into()));
         }
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        // A pin on plain HTTP would protect nothing while looking as if it did.
+        if pin.is_some() && parsed.scheme() != "https" {
+            return Err(ClientError::Tls {
+                url: base,
+                reason: "a pinned certificate fingerprint needs an https:// URL".into(),
+            });
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .tls_backend_preconfigured(tls::config(tls::Trust::of(pin), &[b"h2", b"http/1.1"])?);
         if let Some(socket) = &socket {
             builder = builder.unix_socket(socket.clone());
-        }
-        if let Some(pin) = pin {
-            // A pin on plain HTTP would protect nothing while looking as if it did.
-            if parsed.scheme() != "https" {
-                return Err(ClientError::Tls {
-                    url: base,
-                    reason: "a pinned certificate fingerprint needs an https:// URL".into(),
-                });
-            }
-            builder = builder
-                .tls_backend_preconfigured(tls::pinned_config(Some(pin), &[b"h2", b"http/1.1"])?);
         }
         let http = builder
             .build()
@@ -570,13 +580,22 @@ impl Client {
 }
 
 fn is_loopback(url: &reqwest::Url) -> bool {
+    !loopback_addresses(url).is_empty()
+}
+
+/// The loopback addresses a URL's host stands for: `localhost` both, a loopback address
+/// itself, any other host none.
+fn loopback_addresses(url: &reqwest::Url) -> Vec<IpAddr> {
     let host = url.host_str().unwrap_or_default();
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    if host.eq_ignore_ascii_case("localhost") {
+        return vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .into_iter()
+        .filter(IpAddr::is_loopback)
+        .collect()
 }
 
 fn conversation_path(id: &str, suffix: &str) -> String {

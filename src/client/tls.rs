@@ -1,14 +1,17 @@
-//! TLS toward a victor server whose certificate is pinned by fingerprint, as with a
-//! self-signed `victor serve --tls`: the server is trusted because it holds exactly the
-//! certificate the user checked, not because a certificate authority vouches for its name.
+//! TLS toward a victor server. A server is trusted either by the fingerprint of its
+//! certificate, as with a self-signed `victor serve --tls` (it holds exactly the certificate the
+//! user checked, whoever signed it), or, for a public server, as the system trusts it. The
+//! system's root certificates are read only for the latter, at its first handshake, once per
+//! process: a call to a local or pinned server never pays for them.
 
 use std::error::Error as StdError;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use rustls_platform_verifier::Verifier as SystemVerifier;
 
 use super::ClientError;
 use crate::proto::Fingerprint;
@@ -18,16 +21,43 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// Accepts a server by its certificate's fingerprint alone. Names and validity dates are not
-/// checked (a self-signed certificate names whatever its server chose, and the user vouched
-/// for this very certificate), but the handshake signatures still are: the server must hold
-/// the certificate's private key, not merely a copy of the certificate.
+/// Whom a connection trusts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Trust {
+    /// Exactly the certificate with this fingerprint; `None` trusts nothing: the handshake stops
+    /// at the certificate, which is recorded in the error (to show the user before they trust
+    /// it). Names and validity dates are not checked (a self-signed certificate names whatever
+    /// its server chose, and the user vouched for this very certificate).
+    Pinned(Option<Fingerprint>),
+    /// What the system trusts: its root certificates and the server's name.
+    System,
+}
+
+impl Trust {
+    /// The pinned certificate when there is one, else what the system trusts.
+    pub(super) fn of(pin: Option<Fingerprint>) -> Trust {
+        pin.map_or(Trust::System, |pin| Trust::Pinned(Some(pin)))
+    }
+}
+
+/// Either way, the handshake signatures are checked: the server must hold the certificate's
+/// private key, not merely a copy of the certificate.
 #[derive(Debug)]
-struct PinnedCertificate {
-    /// `None` trusts nothing: the handshake stops at the certificate, which is recorded in
-    /// the error (to show the user before they trust it).
-    expected: Option<Fingerprint>,
+struct Verifier {
+    trust: Trust,
     provider: Arc<CryptoProvider>,
+}
+
+/// The system's verifier, made at the first handshake that needs it and kept for the process.
+static SYSTEM: OnceLock<Result<SystemVerifier, rustls::Error>> = OnceLock::new();
+
+impl Verifier {
+    fn system(&self) -> Result<&SystemVerifier, rustls::Error> {
+        match SYSTEM.get_or_init(|| SystemVerifier::new(self.provider.clone())) {
+            Ok(verifier) => Ok(verifier),
+            Err(e) => Err(e.clone()),
+        }
+    }
 }
 
 /// The certificate a server presented when it was not the expected one; travels inside the
@@ -38,17 +68,29 @@ struct Presented {
     presented: Fingerprint,
 }
 
-impl ServerCertVerifier for PinnedCertificate {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let expected = match self.trust {
+            Trust::System => {
+                return self.system()?.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                );
+            }
+            Trust::Pinned(expected) => expected,
+        };
         let presented = Fingerprint::of_certificate(end_entity);
-        if self.expected == Some(presented) {
+        if expected == Some(presented) {
             return Ok(ServerCertVerified::assertion());
         }
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(
@@ -91,15 +133,12 @@ impl ServerCertVerifier for PinnedCertificate {
     }
 }
 
-/// A TLS client configuration that trusts only `expected` (or, with `None`, nothing), offering
-/// `alpn` (HTTP/2 and 1.1 for requests, 1.1 alone for the WebSocket).
-pub(super) fn pinned_config(
-    expected: Option<Fingerprint>,
-    alpn: &[&[u8]],
-) -> Result<rustls::ClientConfig, ClientError> {
+/// A TLS client configuration that trusts `trust`, offering `alpn` (HTTP/2 and 1.1 for
+/// requests, 1.1 alone for the WebSocket). Cheap: nothing is read until a handshake needs it.
+pub(super) fn config(trust: Trust, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, ClientError> {
     let provider = provider();
-    let verifier = Arc::new(PinnedCertificate {
-        expected,
+    let verifier = Arc::new(Verifier {
+        trust,
         provider: provider.clone(),
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -205,7 +244,7 @@ pub async fn presented_fingerprint(server: &str) -> Result<Fingerprint, ClientEr
     .await
     .map_err(|_| cannot_reach())?
     .map_err(|_| cannot_reach())?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(pinned_config(None, &[])?));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config(Trust::Pinned(None), &[])?));
     let error = match connector.connect(name, tcp).await {
         Ok(_) => {
             return Err(ClientError::Protocol(

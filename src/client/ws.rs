@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::ClientError;
+use super::tls::{self, Trust};
 use crate::proto::{Event, Fingerprint, WsReply, WsRequest};
 
 /// A message from the server: an event, or the reply to a request.
@@ -55,12 +56,15 @@ impl WsConnection {
         }
         // A small read buffer: the default 128 KiB is zero-filled on every read.
         let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-        // HTTP/1.1 alone: the upgrade to a WebSocket is an HTTP/1.1 request.
-        let connector = match pin {
-            Some(pin) if url.starts_with("wss://") => Some(Connector::Rustls(Arc::new(
-                super::tls::pinned_config(Some(pin), &[b"http/1.1"])?,
-            ))),
-            _ => None,
+        // HTTP/1.1 alone: the upgrade to a WebSocket is an HTTP/1.1 request. The same trust as
+        // the client's requests (and the system's roots read once for both, if at all).
+        let connector = if url.starts_with("wss://") {
+            Some(Connector::Rustls(Arc::new(tls::config(
+                Trust::of(pin),
+                &[b"http/1.1"],
+            )?)))
+        } else {
+            None
         };
         let unreachable = |_| ClientError::Unreachable {
             url: base.to_string(),
@@ -93,7 +97,7 @@ impl WsConnection {
         )
         .await
         .map_err(|e| {
-            if let Some(tls_error) = super::tls::tls_error(base, pin, &e) {
+            if let Some(tls_error) = tls::tls_error(base, pin, &e) {
                 return tls_error;
             }
             match e {

@@ -2,6 +2,7 @@
 //! and streams come from the bus. Each transport is a thin adapter over those two.
 
 mod agents;
+mod announce;
 mod auth;
 mod chat;
 mod connections;
@@ -47,6 +48,7 @@ use crate::proto::Scope;
 use crate::render::{RenderConfig, Renderer, Tools};
 use crate::store::{self, Node, StoreError};
 
+pub use announce::announced_socket;
 pub use auth::SessionPolicy;
 pub use error::ApiError;
 pub use guard::AllowedOrigins;
@@ -276,6 +278,14 @@ pub async fn run(
     let unix_listener = bind_socket(&socket_path)
         .inspect_err(|e| tracing::warn!(error = %e, "no Unix socket; serving TCP only"))
         .ok();
+    // For clients that know only the URL; a server with keys announces none (see announce.rs).
+    let announcement = announce::Announcement::publish(
+        local,
+        unix_listener
+            .as_ref()
+            .filter(|_| !access.required())
+            .map(|_| socket_path.as_path()),
+    );
     let fingerprint = tls.as_ref().map(ServerTls::fingerprint);
     tracing::info!(
         address = %url_of(local, tls.is_some()),
@@ -361,6 +371,7 @@ pub async fn run(
             server.abort();
         }
     }
+    drop(announcement);
     let _ = std::fs::remove_file(&socket_path);
     let _ = sweeper.await;
     access.sweep().await;
