@@ -393,6 +393,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             },
             approval_timeout: seconds(settings.approval_timeout_secs, "approval_timeout_secs")?,
             on_unanswered: settings.on_unanswered,
+            sessions: Default::default(),
         },
         heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
         allowed_origins: AllowedOrigins::new(

@@ -13,6 +13,7 @@ mod openapi;
 mod render;
 mod seed000;
 mod seed000_agents;
+mod sessions;
 mod socket;
 mod socket_native;
 mod socket_seed000;
@@ -526,6 +527,7 @@ pub fn url_of(addr: SocketAddr, tls: bool) -> String {
          (name = "render", description = "Diagrams to SVG"),
          (name = "chat", description = "LLM providers, conversations and their streamed turns"),
          (name = "agents", description = "Agent tasks: guidance, approvals, checkpoints, rollback"),
+         (name = "sessions", description = "Interpreter sessions: Jupyter kernels that keep their state"),
          (name = "server", description = "Health and status"))
 )]
 struct ApiDoc;
@@ -607,6 +609,14 @@ fn routes() -> Routes {
         .api(control, routes!(agents::rollback))
         .api(read, routes!(agents::approvals))
         .api(control, routes!(agents::answer))
+        .api(read, routes!(sessions::kernels))
+        .api(control, routes!(sessions::create_session))
+        .api(control, routes!(sessions::execute))
+        .api(read, routes!(sessions::execution))
+        .api(control, routes!(sessions::input))
+        .api(control, routes!(sessions::interrupt))
+        .api(control, routes!(sessions::restart))
+        .api(control, routes!(sessions::close))
         .compat(Nothing, "/health", get(tasks::health))
         .compat(read, "/status", get(seed000::status))
         .compat(control, "/chat", post(seed000::chat))
