@@ -10,7 +10,7 @@ use common::{Server, finished, wait_for};
 use victor::client::{Client, ClientError};
 use victor::proto::{
     CreateSession, Event, ExecuteRequest, Execution, ExecutionStatus, InputAnswer, KernelReady,
-    SessionRestarting, SessionSpec, TaskState,
+    SessionRestarting, SessionSpec, TaskState, TransactionPolicy,
 };
 
 /// Whether the Python kernel is installed; when `.ci/run` said it must be, a missing one
@@ -343,4 +343,82 @@ async fn an_unknown_kernel_is_refused_with_how_to_install_one() {
         }
         other => panic!("expected a 422, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn sessions_are_limited_per_client_and_per_server() {
+    let server = Server::start_with(&["--max-kernels-per-client", "1", "--max-kernels", "2"]);
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let of = |client: &str| SessionSpec {
+        client: Some(client.to_string()),
+        ..SessionSpec::default()
+    };
+    let first = session(&client, of("ada")).await;
+    let status_of = |created: Result<victor::proto::Task, ClientError>| match created {
+        Err(ClientError::Api { status, .. }) => status,
+        Ok(task) => panic!("created {task:?}"),
+        Err(other) => panic!("{other:?}"),
+    };
+    let again = client
+        .create_session(&CreateSession {
+            name: None,
+            spec: of("ada"),
+        })
+        .await;
+    assert_eq!(status_of(again), 429);
+    let second = session(&client, of("bob")).await;
+    let third = client
+        .create_session(&CreateSession {
+            name: None,
+            spec: of("cy"),
+        })
+        .await;
+    assert_eq!(status_of(third), 503);
+    client.close_session(&first).await.expect("close");
+    let reopened = session(&client, of("ada")).await;
+    for id in [second, reopened] {
+        client.close_session(&id).await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn rollback_on_failure_puts_the_variables_back() {
+    let server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    let with = |code: &str, policy| ExecuteRequest {
+        transaction_policy: policy,
+        ..ExecuteRequest::new(code)
+    };
+    let settle = async |request: ExecuteRequest| {
+        let queued = client.execute(&id, &request).await.expect("execute");
+        client
+            .execution(&id, &queued.id, 60.0)
+            .await
+            .expect("execution")
+    };
+    run(&client, &id, "a = 1\nitems = [1]").await;
+    let failed = settle(with(
+        "a = 2\nitems.append(2)\nb = 3\n1 / 0",
+        TransactionPolicy::RollbackOnFailure,
+    ))
+    .await;
+    assert_eq!(failed.status, ExecutionStatus::Error);
+    assert!(failed.rolled_back);
+    let seen = run(&client, &id, "print(a, items, 'b' in globals())").await;
+    assert_eq!(seen.stdout, "1 [1] False\n");
+
+    let kept = settle(with("a = 5", TransactionPolicy::RollbackOnFailure)).await;
+    assert_eq!(kept.status, ExecutionStatus::Ok);
+    assert!(!kept.rolled_back);
+    let dry = settle(with("a = 9", TransactionPolicy::RollbackAlways)).await;
+    assert!(dry.rolled_back);
+    assert_eq!(run(&client, &id, "print(a)").await.stdout, "5\n");
+    client.close_session(&id).await.unwrap();
 }

@@ -40,6 +40,50 @@ use crate::proto::{
 
 /// The command that installs the kernel most people want, for the error that finds none.
 pub const INSTALL_HINT: &str = "python3 -m pip install ipykernel";
+/// Python run silently before an execution whose policy may roll it back: keeps the session's
+/// variables (pickled with `dill` when the kernel has it, else `pickle`; modules and what
+/// cannot be pickled by reference) in `__victor_saved`.
+const SNAPSHOT: &str = r#"
+def __victor_snapshot():
+    try:
+        import dill as pickler
+    except ImportError:
+        import pickle as pickler
+    import types
+    saved = {}
+    for name, value in list(globals().items()):
+        if name.startswith('_') or name in ('In', 'Out', 'get_ipython', 'exit', 'quit'):
+            continue
+        if isinstance(value, types.ModuleType):
+            saved[name] = (None, value)
+            continue
+        try:
+            saved[name] = (pickler, pickler.dumps(value))
+        except Exception:
+            saved[name] = (None, value)
+    return saved
+__victor_saved = __victor_snapshot()
+del __victor_snapshot
+"#;
+/// Python that puts back the variables [`SNAPSHOT`] kept: those made since are removed.
+const ROLLBACK: &str = r#"
+def __victor_rollback():
+    space = globals()
+    saved = space.pop('__victor_saved', None)
+    if saved is None:
+        return
+    for name in list(space):
+        if name.startswith('_') or name in ('In', 'Out', 'get_ipython', 'exit', 'quit'):
+            continue
+        if name not in saved:
+            del space[name]
+    for name, (pickler, value) in saved.items():
+        space[name] = pickler.loads(value) if pickler is not None else value
+__victor_rollback()
+del __victor_rollback
+"#;
+/// Python that lets go of what [`SNAPSHOT`] kept, once the execution's changes stand.
+const COMMIT: &str = "globals().pop('__victor_saved', None)";
 /// How long a kernel gets to answer its first request.
 const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 /// How long a kernel asked to shut down gets before it is terminated.
@@ -309,7 +353,7 @@ impl Runner for Session {
                     .await;
             }
         };
-        run(ctx, spec, kernelspec, inbox).await
+        run(self, ctx, spec, kernelspec, inbox).await
     }
 
     fn ended(&self, task_id: &str) {
@@ -497,12 +541,6 @@ fn validate_execute(request: &ExecuteRequest) -> Result<(), EngineError> {
         return Err(EngineError::Invalid(
             "id must be 1 to 255 characters with no NUL".into(),
         ));
-    }
-    if request.transaction_policy != TransactionPolicy::CommitAlways {
-        return Err(EngineError::Invalid(format!(
-            "transaction_policy {} is not available yet; use commit_always",
-            request.transaction_policy.as_str()
-        )));
     }
     if let Some(secs) = request.timeout_secs
         && !(secs.is_finite() && secs > 0.0 && secs < 1e9)
@@ -841,6 +879,7 @@ struct Current {
     restart_at: Option<Instant>,
     reply: Option<(ReplyStatus, Option<u64>)>,
     idle: bool,
+    policy: TransactionPolicy,
     input: Option<PendingInput>,
 }
 
@@ -874,9 +913,14 @@ struct Run<'a> {
     idle_timeout: Option<Duration>,
     idle_since: Instant,
     interrupt_grace: Duration,
+    /// The kernel's language (`python`): transaction policies need Python.
+    language: String,
+    /// Code to run silently before anything else: the end of a transaction.
+    follow_up: Option<&'static str>,
 }
 
 async fn run(
+    session: &Session,
     ctx: &mut Context,
     spec: &SessionSpec,
     kernelspec: KernelspecDir,
@@ -906,6 +950,8 @@ async fn run(
         },
         idle_since: Instant::now(),
         interrupt_grace: config.sessions.interrupt_grace,
+        language: String::new(),
+        follow_up: None,
     };
     let (mut kernel, ready) = match run.start_kernel().await {
         Ok(started) => started,
@@ -916,6 +962,7 @@ async fn run(
                 .await;
         }
     };
+    run.language = ready.language.clone();
     if let Err(e) = ctx.start(Some(kernel.processes.pid())).await {
         kernel.stop(Duration::ZERO).await;
         return Err(e);
@@ -923,6 +970,9 @@ async fn run(
     ctx.append(&ready).await?;
 
     let ending = loop {
+        if let Some(code) = run.follow_up.take() {
+            run.send_silent(&mut kernel, code).await;
+        }
         if run.current.is_none()
             && let Some(next) = run.queue.pop_front()
         {
@@ -1045,6 +1095,8 @@ async fn run(
         _ => error_result(&reason),
     };
     let finished = ctx.finish(state, result, &reason).await;
+    // Its place is free once it has ended, before whoever closed it hears so.
+    session.places().open.remove(ctx.id());
     if let Ending::Closed(reply) = ending {
         let _ = reply.send(
             finished
@@ -1104,6 +1156,15 @@ impl Run<'_> {
     }
 
     async fn enqueue(&mut self, request: ExecuteRequest) -> Result<Execution, EngineError> {
+        if request.transaction_policy != TransactionPolicy::CommitAlways
+            && self.language != "python"
+        {
+            return Err(EngineError::Invalid(format!(
+                "transaction_policy {} needs a Python kernel; this session runs {}",
+                request.transaction_policy.as_str(),
+                self.language
+            )));
+        }
         let id = request
             .id
             .clone()
@@ -1139,6 +1200,10 @@ impl Run<'_> {
             execution_id: next.id.clone(),
         })?);
         self.log.append_encoded(events).await?;
+        let policy = next.request.transaction_policy;
+        if policy != TransactionPolicy::CommitAlways {
+            self.send_silent(kernel, SNAPSHOT).await;
+        }
         let mut request = KernelExecute::new(next.request.code.clone());
         request.allow_stdin = next.request.allow_stdin;
         request.stop_on_error = false;
@@ -1157,6 +1222,7 @@ impl Run<'_> {
             restart_at: None,
             reply: None,
             idle: false,
+            policy,
             input: None,
         });
         if let Err(e) = kernel.shell.send(message).await {
@@ -1388,15 +1454,43 @@ impl Run<'_> {
         };
         self.idle_since = Instant::now();
         let count = current.reply.and_then(|(_, count)| count);
+        let failed = matches!(
+            status,
+            ExecutionStatus::Error | ExecutionStatus::Interrupted | ExecutionStatus::TimedOut
+        );
+        let rolled_back = match current.policy {
+            TransactionPolicy::CommitAlways => false,
+            // A kernel that died has nothing to roll back.
+            _ if status == ExecutionStatus::KernelDied || status == ExecutionStatus::Aborted => {
+                false
+            }
+            TransactionPolicy::RollbackOnFailure => failed,
+            TransactionPolicy::RollbackAlways => true,
+        };
+        if current.policy != TransactionPolicy::CommitAlways {
+            self.follow_up = Some(if rolled_back { ROLLBACK } else { COMMIT });
+        }
         self.log
             .append(&ExecutionFinished {
                 execution_id: current.id,
                 status,
                 execution_count: count,
                 duration_ms: current.started.elapsed().as_millis() as u64,
-                rolled_back: false,
+                rolled_back,
             })
             .await
+    }
+
+    /// Runs code the session's clients do not see: no output, no history, no input.
+    async fn send_silent(&self, kernel: &mut Kernel, code: &str) {
+        let mut request = KernelExecute::new(code.to_string());
+        request.silent = true;
+        request.store_history = false;
+        request.allow_stdin = false;
+        request.stop_on_error = false;
+        if let Err(e) = kernel.shell.send(JupyterMessage::new(request, None)).await {
+            tracing::warn!(task = %self.task_id, error = %e, "cannot send code to a kernel");
+        }
     }
 
     /// Drops the queued executions, each `aborted`; returns their ids.
@@ -1458,6 +1552,7 @@ impl Run<'_> {
         old.stop(patience).await;
         match self.start_kernel().await {
             Ok((kernel, ready)) => {
+                self.follow_up = None;
                 self.log.append(&ready).await?;
                 Ok(Ok(kernel))
             }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::auth::Principal;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::proto::{
     CreateSession, CreateTask, ErrorBody, ExecuteRequest, Execution, InputAnswer, InputAnswered,
@@ -39,8 +40,13 @@ pub async fn kernels(State(state): State<AppState>) -> Json<Vec<KernelSpecInfo>>
         (status = 503, description = "The server has its most sessions open", body = ErrorBody)))]
 pub async fn create_session(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<CreateSession>,
+    principal: Option<axum::Extension<Principal>>,
+    ApiJson(mut request): ApiJson<CreateSession>,
 ) -> Result<Response, ApiError> {
+    // A session is for a client; by default the holder of the key that asked.
+    if request.spec.client.is_none() {
+        request.spec.client = principal.map(|p| p.0.holder);
+    }
     let request = CreateTask {
         name: request.name,
         priority: 0,
