@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::Duration;
 
 use common::{Server, finished, wait_for};
@@ -421,4 +422,70 @@ async fn rollback_on_failure_puts_the_variables_back() {
     assert!(dry.rolled_back);
     assert_eq!(run(&client, &id, "print(a)").await.stdout, "5\n");
     client.close_session(&id).await.unwrap();
+}
+
+#[tokio::test]
+async fn victor_repl_runs_code_for_scripts() {
+    let server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let ran = server.run(&["repl", "--exec", "x = 6 * 7\nprint(x)\nx + 1"]);
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "42\n43\n");
+    assert_eq!(ran.status.code(), Some(0), "{ran:?}");
+
+    let raised = server.run(&["repl", "--exec", "def f():\n    return 1 / 0\nf()"]);
+    assert_eq!(raised.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&raised.stderr);
+    assert!(stderr.contains("ZeroDivisionError"), "{stderr}");
+    assert!(stderr.contains("return 1 / 0"), "the traceback: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colours off a terminal: {stderr}"
+    );
+
+    // An open session keeps its variables across commands; code comes on stdin too.
+    let id = session(&client, SessionSpec::default()).await;
+    let set = server.run(&["repl", "--session", &id, "--exec", "kept = 'yes'"]);
+    assert_eq!(set.status.code(), Some(0), "{set:?}");
+    let mut piped = server
+        .victor()
+        .args(["repl", "--session", &id, "--json", "--exec", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"print(kept)")
+        .unwrap();
+    let read = piped.wait_with_output().unwrap();
+    assert_eq!(read.status.code(), Some(0));
+    let events: Vec<Event> = String::from_utf8_lossy(&read.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("an event per line"))
+        .collect();
+    let printed: Vec<victor::proto::ExecutionOutput> =
+        events.iter().filter_map(Event::decode).collect();
+    assert_eq!(printed.len(), 1, "{events:?}");
+    assert_eq!(printed[0].text, "yes\n");
+    assert_eq!(events.last().unwrap().kind, "execution.finished");
+    assert_eq!(
+        client.get_task(&id).await.unwrap().state,
+        TaskState::Running,
+        "a session the command did not start stays open"
+    );
+    client.close_session(&id).await.unwrap();
+
+    let none = server.run(&["repl", "--kernel", "no-such-kernel", "--exec", "1"]);
+    assert_eq!(none.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        stderr.contains("python3 -m pip install ipykernel"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
 }
