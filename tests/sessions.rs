@@ -489,3 +489,122 @@ async fn victor_repl_runs_code_for_scripts() {
     );
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
 }
+
+/// Seed 003's socket for `client`, as its clients open it.
+async fn seed_socket(
+    server: &Server,
+    client: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/ws/v1/session",
+        server.url.replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("client-id", client.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// The next JSON message of a seed 003 socket.
+async fn seed_message(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket is open")
+            .expect("a message");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn seed_003_clients_get_their_own_session_over_rest_and_websocket() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    // REST: `x = 42` in the client's session, which the socket of the same client-id reaches.
+    let http = reqwest::Client::new();
+    let answer: serde_json::Value = http
+        .post(format!("{}/api/v1/execute", server.url))
+        .header("client-id", "laptop")
+        .json(&serde_json::json!({"code": "x = 42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["execution_id"].is_string(), "{answer}");
+    assert!(answer["status"].is_string(), "{answer}");
+    let session_id = answer["session_id"].as_str().unwrap();
+    let assigned = client
+        .execution(session_id, answer["execution_id"].as_str().unwrap(), 60.0)
+        .await
+        .unwrap();
+    assert_eq!(assigned.status, ExecutionStatus::Ok);
+
+    let mut socket = seed_socket(&server, "laptop").await;
+    let execute = |code: &str| {
+        Message::text(serde_json::json!({"type": "execute", "code": code}).to_string())
+    };
+    socket.send(execute("print(x * 2)")).await.unwrap();
+    let output = seed_message(&mut socket).await;
+    assert_eq!(output["type"], "output", "{output}");
+    assert_eq!(output["data"]["data"], "84\n");
+    let result = seed_message(&mut socket).await;
+    assert_eq!(result["type"], "result", "{result}");
+    assert_eq!(result["data"]["status"], "ok");
+
+    socket
+        .send(execute("answer = input('name? ')\nanswer.upper()"))
+        .await
+        .unwrap();
+    let asked = seed_message(&mut socket).await;
+    assert_eq!(asked["type"], "input_request", "{asked}");
+    assert_eq!(asked["data"]["prompt"], "name? ");
+    let reply = serde_json::json!({
+        "type": "input_response",
+        "input_id": asked["data"]["input_id"],
+        "value": "ada",
+    });
+    socket.send(Message::text(reply.to_string())).await.unwrap();
+    let done = seed_message(&mut socket).await;
+    assert_eq!(done["type"], "result", "{done}");
+    assert_eq!(done["data"]["value"], "'ADA'");
+
+    socket.send(execute("1 / 0")).await.unwrap();
+    let error = seed_message(&mut socket).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["data"]["exception_type"], "ZeroDivisionError");
+    assert_eq!(seed_message(&mut socket).await["data"]["status"], "error");
+
+    // Another client has a session of its own.
+    let mut other = seed_socket(&server, "desk").await;
+    other
+        .send(execute("print('x' in globals())"))
+        .await
+        .unwrap();
+    assert_eq!(seed_message(&mut other).await["data"]["data"], "False\n");
+    let sessions = client
+        .list_tasks(&[], 10, None)
+        .await
+        .unwrap()
+        .tasks
+        .into_iter()
+        .filter(|t| t.spec.kind() == "session")
+        .count();
+    assert_eq!(sessions, 2);
+}

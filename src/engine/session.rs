@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -176,6 +176,9 @@ impl Places {
 #[derive(Default)]
 pub(super) struct Session {
     places: Mutex<Places>,
+    /// Held while a client's session is looked up or started, so that two first requests of
+    /// one client start one session.
+    starting: tokio::sync::Mutex<()>,
     /// Where kernelspecs are looked for: asked of `jupyter --paths` once.
     data_dirs: OnceCell<Vec<PathBuf>>,
 }
@@ -267,6 +270,15 @@ impl Session {
             client: client.to_string(),
             kept: false,
         })
+    }
+
+    /// The open session of `client`, if it has one.
+    fn of_client(&self, client: &str) -> Option<String> {
+        self.places()
+            .open
+            .iter()
+            .find(|(_, open)| open.client == client)
+            .map(|(id, _)| id.clone())
     }
 
     /// The command channel of a running session.
@@ -375,6 +387,25 @@ impl Engine {
                 language: dir.kernelspec.language,
             })
             .collect()
+    }
+
+    /// The session of `client` (seed 003's `client-id`): its open one, or a new one of the
+    /// default kernel.
+    pub async fn client_session(self: &Arc<Self>, client: &str) -> Result<String, EngineError> {
+        let sessions = &self.kinds.session;
+        let _one_at_a_time = sessions.starting.lock().await;
+        if let Some(id) = sessions.of_client(client) {
+            return Ok(id);
+        }
+        let request = crate::proto::CreateTask {
+            name: None,
+            priority: 0,
+            spec: TaskSpec::Session(SessionSpec {
+                client: Some(client.to_string()),
+                ..SessionSpec::default()
+            }),
+        };
+        Ok(self.create(request, None).await?.0.id)
     }
 
     /// Queues code in a session; it runs after the executions before it.

@@ -13,11 +13,13 @@ mod openapi;
 mod render;
 mod seed000;
 mod seed000_agents;
+mod seed003;
 mod sessions;
 mod socket;
 mod socket_native;
 mod socket_seed000;
 mod socket_seed000_text;
+mod socket_seed003;
 mod stream;
 mod tasks;
 mod tls;
@@ -639,6 +641,12 @@ fn routes() -> Routes {
         .compat(control, "/agents/clear", post(seed000_agents::clear))
         .compat(read, "/agents/{id}", get(seed000_agents::get))
         .compat(control, "/agents/{id}/cancel", post(seed000_agents::cancel))
+        .compat(control, "/api/v1/execute", post(seed003::execute))
+        .compat(
+            Socket(Scope::Control),
+            "/ws/v1/session",
+            get(socket_seed003::socket),
+        )
         .compat(Socket(Scope::Read), "/ws", get(socket_seed000::socket))
         .compat(
             Socket(Scope::Read),
