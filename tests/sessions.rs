@@ -608,3 +608,66 @@ async fn seed_003_clients_get_their_own_session_over_rest_and_websocket() {
         .count();
     assert_eq!(sessions, 2);
 }
+
+#[test]
+fn victor_repl_on_a_terminal_keeps_state_answers_input_and_interrupts() {
+    use common::tmux::{Tmux, quoted, victor_command};
+    let server = Server::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    if !runtime.block_on(python_kernel(&server.client())) {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let command = format!(
+        "env XDG_DATA_HOME={} {}",
+        quoted(&home.path().to_string_lossy()),
+        victor_command(&server, &["repl"])
+    );
+    let tmux = Tmux::start(&command, 100, 40);
+    let limit = Duration::from_secs(60);
+    tmux.wait_for("the banner", limit, |s| {
+        s.contains("victor repl") && s.contains(">>>")
+    });
+    let line = |text: &str| {
+        tmux.keys(&["-l", text]);
+        tmux.keys(&["Enter"]);
+    };
+    // Types a cell's last line and waits for the next prompt: what is typed before the
+    // console reads again is not the console's.
+    let until_prompt = |prompt: &str, text: &str, what: &str| {
+        let prompts = tmux.screen().matches(prompt).count();
+        line(text);
+        tmux.wait_for(what, limit, |s| s.matches(prompt).count() > prompts)
+    };
+    let cell = |text: &str, what: &str| until_prompt(">>>", text, what);
+    cell("x = 5", "the next prompt");
+    let screen = cell("print(x * 3)", "the output");
+    assert!(screen.contains("\n15\n"), "{screen}");
+
+    // A multi-line cell, ended by an empty line.
+    until_prompt("...", "for i in range(2):", "the continuation prompt");
+    until_prompt("...", "    print('row', i)", "the continuation prompt");
+    let screen = cell("", "the cell's output");
+    assert!(screen.contains("row 0\nrow 1"), "{screen}");
+
+    line("name = input('who? ')");
+    tmux.wait_for("the prompt", limit, |s| s.contains("who? "));
+    cell("Ada", "the answer taken");
+    let screen = cell("name.upper()", "the value");
+    assert!(screen.contains("'ADA'"), "{screen}");
+
+    let prompts = tmux.screen().matches(">>>").count();
+    line("while True: pass");
+    std::thread::sleep(Duration::from_millis(500));
+    tmux.keys(&["C-c"]);
+    let screen = tmux.wait_for("the prompt after the interrupt", limit, |s| {
+        s.matches(">>>").count() > prompts
+    });
+    assert!(screen.contains("KeyboardInterrupt"), "{screen}");
+    assert!(screen.contains("(interrupted)"), "{screen}");
+    let screen = cell("print(x + 100)", "the variable kept");
+    assert!(screen.contains("105"), "{screen}");
+
+    tmux.keys(&["C-d"]);
+    assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
+}
