@@ -671,3 +671,85 @@ fn victor_repl_on_a_terminal_keeps_state_answers_input_and_interrupts() {
     tmux.keys(&["C-d"]);
     assert_eq!(tmux.exit_status(Duration::from_secs(20)), Some(0));
 }
+
+#[tokio::test]
+async fn a_session_running_when_the_server_is_killed_ends_interrupted_with_its_kernel() {
+    let mut server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    let ready: Vec<KernelReady> = log(&client, &id)
+        .await
+        .iter()
+        .filter_map(Event::decode)
+        .collect();
+    let kernel = ready[0].pid;
+    assert!(common::proc_stat(kernel).is_some());
+    server.kill9();
+    server.restart();
+    let client = server.client();
+    let task = finished(&client, &id).await;
+    assert_eq!(task.state, TaskState::Interrupted);
+    for _ in 0..100 {
+        if common::proc_stat(kernel).is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        common::proc_stat(kernel).is_none(),
+        "the old kernel is ended on restart"
+    );
+    let refused = client.execute(&id, &ExecuteRequest::new("1")).await;
+    assert!(
+        matches!(refused, Err(ClientError::Api { status: 409, .. })),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_that_drops_off_mid_execution_resumes_with_every_output_once() {
+    use victor::client::Topic;
+    let server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    let code =
+        "import time\nfor i in range(60):\n    print('line', i, flush=True)\n    time.sleep(0.01)";
+    let queued = client
+        .execute(&id, &ExecuteRequest::new(code))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut cursor = queued.seq;
+    let mut finished = false;
+    // Reads a few events at a time on a fresh connection, each resuming after the last seq.
+    while !finished {
+        let mut follow = client.follow(Topic::Task(id.clone()), Some(cursor));
+        for _ in 0..3 {
+            let Some(event) = follow.next().await else {
+                break;
+            };
+            let event = event.unwrap();
+            if event.seq == 0 {
+                continue;
+            }
+            assert_eq!(event.seq, cursor + 1, "no gap, no repeat");
+            cursor = event.seq;
+            if let Some(output) = event.decode::<victor::proto::ExecutionOutput>() {
+                text.push_str(&output.text);
+            }
+            if event.decode::<victor::proto::ExecutionFinished>().is_some() {
+                finished = true;
+                break;
+            }
+        }
+    }
+    let expected: String = (0..60).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(text, expected);
+    client.close_session(&id).await.unwrap();
+}
