@@ -445,7 +445,10 @@ async fn victor_repl_runs_code_for_scripts() {
         "no colours off a terminal: {stderr}"
     );
 
-    // An open session keeps its variables across commands; code comes on stdin too.
+    // An open session keeps its variables across commands; code comes on stdin too. (A
+    // fresh client: the first one's kept-alive connection may have sat idle past the server's
+    // --header-timeout-secs while the commands ran, and be closing as it is reused.)
+    let client = server.client();
     let id = session(&client, SessionSpec::default()).await;
     let set = server.run(&["repl", "--session", &id, "--exec", "kept = 'yes'"]);
     assert_eq!(set.status.code(), Some(0), "{set:?}");

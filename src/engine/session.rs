@@ -142,6 +142,8 @@ struct Open {
     commands: mpsc::Sender<Command>,
     /// Taken by the runner when it starts.
     inbox: Option<mpsc::Receiver<Command>>,
+    /// The seq of each execution's `execution.queued` event: where reading it starts.
+    executions: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -296,6 +298,7 @@ impl Session {
                 client,
                 commands,
                 inbox: Some(inbox),
+                executions: HashMap::new(),
             }
         });
         match open.inbox.take() {
@@ -349,6 +352,7 @@ impl Runner for Session {
                     client,
                     commands,
                     inbox: Some(inbox),
+                    executions: HashMap::new(),
                 },
             );
         }
@@ -466,7 +470,15 @@ impl Engine {
             execution: execution_id.to_string(),
         };
         let mut execution: Option<Execution> = None;
-        let mut after = 0;
+        // From its `execution.queued` when the session is open; else from the start.
+        let mut after = self
+            .kinds
+            .session
+            .places()
+            .open
+            .get(id)
+            .and_then(|open| open.executions.get(execution_id))
+            .map_or(0, |seq| seq - 1);
         loop {
             let range = crate::store::EventRange::Task {
                 id: id.to_string(),
@@ -930,6 +942,7 @@ enum Ending {
 
 /// A running session.
 struct Run<'a> {
+    session: &'a Session,
     spec: &'a SessionSpec,
     kernelspec: KernelspecDir,
     log: Log,
@@ -959,6 +972,7 @@ async fn run(
 ) -> Result<(), EngineError> {
     let config = ctx.engine().config().clone();
     let mut run = Run {
+        session,
         spec,
         kernelspec,
         log: ctx.log().clone(),
@@ -1214,6 +1228,9 @@ impl Run<'_> {
         let (kind, data) = encode(&queued)?;
         let stored = self.log.append_stored(vec![(kind, data)]).await?;
         let seq = stored.first().map_or(0, |event| event.seq);
+        if let Some(open) = self.session.places().open.get_mut(&self.task_id) {
+            open.executions.insert(id.clone(), seq);
+        }
         self.queue.push_back(Queued { id, request });
         Ok(Execution::queued(&self.task_id, seq, queued))
     }
