@@ -106,6 +106,14 @@ pub struct Settings {
     pub approval_timeout_secs: f64,
     /// What an unanswered approval comes to: `deny`, `wait` or `fail`.
     pub on_unanswered: crate::proto::Unanswered,
+    /// The Jupyter kernel an interpreter session runs when it names none.
+    pub default_kernel: String,
+    /// Seconds an interpreter session may go unused before it is closed; 0: never.
+    pub kernel_idle_secs: f64,
+    /// Interpreter sessions open at once on the server (more: 503).
+    pub max_kernels: usize,
+    /// Interpreter sessions open at once for one client (more: 429).
+    pub max_kernels_per_client: usize,
 }
 
 impl Default for Settings {
@@ -159,6 +167,10 @@ impl Default for Settings {
             workspace_roots: Vec::new(),
             approval_timeout_secs: 600.0,
             on_unanswered: crate::proto::Unanswered::Deny,
+            default_kernel: crate::proto::DEFAULT_KERNEL.to_string(),
+            kernel_idle_secs: 3600.0,
+            max_kernels: 32,
+            max_kernels_per_client: 8,
         }
     }
 }

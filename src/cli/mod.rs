@@ -7,6 +7,7 @@ mod keys;
 mod output;
 mod remote;
 mod render;
+mod repl;
 mod serve;
 mod task;
 mod watch;
@@ -61,6 +62,15 @@ pub enum Command {
     /// (/help lists them). Conversations are kept on the server: --continue picks up the last
     /// one, --session ID a given one.
     Chat(chat::ChatArgs),
+    /// Run code in an interpreter session (a Jupyter kernel on the server that keeps its state).
+    ///
+    /// On a terminal: an interactive console with line editing and history; a line ending in
+    /// `:` or `\` starts a multi-line cell, which an empty line ends; Ctrl-C interrupts the
+    /// running code (the session and its variables stay); Ctrl-D leaves. For scripts:
+    /// `victor repl --exec CODE` (or code on stdin) prints the output and exits 1 with the
+    /// traceback on stderr when the code raises; --json prints the events as NDJSON. A session
+    /// the command starts is closed when it exits, unless --keep; --session ID uses an open one.
+    Repl(repl::ReplArgs),
     /// Create, list and revoke scoped API keys (read, control, admin).
     Keys(keys::KeysArgs),
     /// Keep servers on other machines under a name, pinned to their TLS certificate.
@@ -107,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
         Command::Task(args) => task::run(args, cli.config.as_deref()).await,
         Command::Watch(args) => watch::run(args, cli.config.as_deref()).await,
         Command::Chat(args) => chat::run(args, cli.config.as_deref()).await,
+        Command::Repl(args) => repl::run(args, cli.config.as_deref()).await,
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Render(args) => render::run(args, cli.config.as_deref()).await,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::config;
 use super::output::Exit;
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, SessionConfig};
 use crate::llm::ProviderSettings;
 use crate::render::RenderConfig;
 use crate::serve::{
@@ -258,6 +258,24 @@ pub struct ServeArgs {
         value_parser = parse_unanswered)]
     #[serde(skip_serializing_if = "Option::is_none")]
     on_unanswered: Option<crate::proto::Unanswered>,
+    /// The Jupyter kernel an interpreter session runs when it names none [default: python3].
+    #[arg(long, env = "VICTOR_DEFAULT_KERNEL", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    default_kernel: Option<String>,
+    /// Seconds an interpreter session may go unused before it is closed; 0 keeps sessions
+    /// until they are closed [default: 3600].
+    #[arg(long, env = "VICTOR_KERNEL_IDLE_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_idle_secs: Option<f64>,
+    /// Interpreter sessions open at once; more are refused with 503 [default: 32].
+    #[arg(long, env = "VICTOR_MAX_KERNELS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_kernels: Option<usize>,
+    /// Interpreter sessions open at once for one client; more are refused with 429
+    /// [default: 8].
+    #[arg(long, env = "VICTOR_MAX_KERNELS_PER_CLIENT", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_kernels_per_client: Option<usize>,
 }
 
 fn parse_unanswered(text: &str) -> Result<crate::proto::Unanswered, String> {
@@ -345,6 +363,8 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             settings.render_max_payload_bytes,
         ),
         ("render_max_output_bytes", settings.render_max_output_bytes),
+        ("max_kernels", settings.max_kernels),
+        ("max_kernels_per_client", settings.max_kernels_per_client),
     ] {
         if value == 0 {
             anyhow::bail!("{key} must be at least 1");
@@ -393,6 +413,16 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
             },
             approval_timeout: seconds(settings.approval_timeout_secs, "approval_timeout_secs")?,
             on_unanswered: settings.on_unanswered,
+            sessions: SessionConfig {
+                default_kernel: settings.default_kernel.clone(),
+                idle_timeout: match settings.kernel_idle_secs {
+                    0.0 => None,
+                    secs => Some(seconds(secs, "kernel_idle_secs")?),
+                },
+                max_sessions: settings.max_kernels,
+                max_per_client: settings.max_kernels_per_client,
+                ..SessionConfig::default()
+            },
         },
         heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
         allowed_origins: AllowedOrigins::new(

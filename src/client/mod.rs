@@ -2,6 +2,7 @@
 //! themselves, and the WebSocket.
 
 mod follow;
+mod sessions;
 mod tls;
 mod ws;
 

@@ -288,7 +288,7 @@ impl Run {
 }
 
 /// Output as `output` events, and the `truncated` event where the budget cut it.
-struct OutputEvents(Log);
+pub(super) struct OutputEvents(pub(super) Log);
 
 #[async_trait]
 impl OutputSink for OutputEvents {

@@ -9,8 +9,10 @@ mod chat;
 mod exec;
 mod process;
 mod runner;
+mod session;
 mod workspace;
 
+pub use session::SessionConfig;
 pub use workspace::Tool;
 
 use std::cmp::Reverse;
@@ -55,6 +57,7 @@ kinds! {
     exec: exec::Exec,
     chat: chat::Chat,
     agent: agent::Agent,
+    session: session::Session,
 }
 
 /// How the engine runs tasks.
@@ -79,6 +82,8 @@ pub struct EngineConfig {
     pub approval_timeout: Duration,
     /// What an approval nobody answers comes to unless its task says.
     pub on_unanswered: Unanswered,
+    /// Interpreter sessions: their default kernel, idle timeout and limits.
+    pub sessions: SessionConfig,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +98,7 @@ impl Default for EngineConfig {
             workspace_roots: Vec::new(),
             approval_timeout: Duration::from_secs(600),
             on_unanswered: Unanswered::Deny,
+            sessions: SessionConfig::default(),
         }
     }
 }
@@ -140,6 +146,14 @@ pub enum EngineError {
     },
     #[error("conversation {0} has no reply streaming")]
     NoTurnRunning(String),
+    #[error("{0} interpreter sessions are open on this server, its limit; close one or try later")]
+    SessionsFull(usize),
+    #[error("client `{client}` has {limit} interpreter sessions open, its limit; close one first")]
+    TooManySessions { client: String, limit: usize },
+    #[error("session {session} has no execution {execution}")]
+    ExecutionNotFound { session: String, execution: String },
+    #[error("no execution in session {0} is waiting for input")]
+    NoInputWanted(String),
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]

@@ -381,8 +381,15 @@ impl Log {
         &self,
         events: Vec<(&'static str, serde_json::Value)>,
     ) -> Result<(), EngineError> {
-        self.store.append(&self.task_id, events).await?;
-        Ok(())
+        self.append_stored(events).await.map(drop)
+    }
+
+    /// [`Log::append_encoded`], returning the events as stored (with their `seq`).
+    pub async fn append_stored(
+        &self,
+        events: Vec<(&'static str, serde_json::Value)>,
+    ) -> Result<Vec<crate::proto::Event>, EngineError> {
+        Ok(self.store.append(&self.task_id, events).await?)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod human;
 pub mod render;
 pub mod schema;
+pub mod session;
 pub mod task;
 
 pub use agent::{
@@ -39,6 +40,14 @@ pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use render::{
     BackendChoice, BackendKind, DiagramType, RENDER_BACKEND_HEADER, RENDER_CACHE_HEADER,
     RenderBackends, RenderOptions, RenderRequest, TypeBackends, UnknownDiagramType,
+};
+pub use session::{
+    CheckpointRequest, CheckpointSaved, CreateSession, DEFAULT_KERNEL, ExecuteRequest, Execution,
+    ExecutionCleared, ExecutionDisplay, ExecutionError, ExecutionFinished, ExecutionOutput,
+    ExecutionQueued, ExecutionResult, ExecutionStarted, ExecutionStatus, InputAnswer,
+    InputAnswered, InputRequested, Interrupted, KernelReady, KernelSpecInfo, MimeBundle,
+    RaisedError, RestartReason, RestoreRequest, Restored, SessionCheckpoint, SessionRestarting,
+    SessionSpec, SessionState, SessionStatus, SkippedVariable, TransactionPolicy, session_types,
 };
 pub use task::{
     ChatSpec, Command, ExecSpec, KindSpec, SpecVariant, Task, TaskResult, TaskSpec, TaskState,

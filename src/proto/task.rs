@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::agent::AgentSpec;
 use super::chat::{ChatMessage, Role, ToolSpec};
+use super::session::SessionSpec;
 
 /// Where a task is in its life. `succeeded`, `failed`, `cancelled` and `interrupted` are final:
 /// a task in one of them never changes again and its event log is complete.
@@ -296,6 +297,7 @@ task_kinds! {
     "exec" => Exec(ExecSpec),
     "chat" => Chat(ChatSpec),
     "agent" => Agent(AgentSpec),
+    "session" => Session(SessionSpec),
 }
 
 impl TaskSpec {
@@ -425,6 +427,7 @@ mod tests {
             ExecSpec::new(Command::Shell("true".into())).into(),
             ChatSpec::default().into(),
             AgentSpec::default().into(),
+            SessionSpec::default().into(),
         ];
         let names: Vec<&str> = specs.iter().map(TaskSpec::kind).collect();
         assert_eq!(names, TaskSpec::KINDS);

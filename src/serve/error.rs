@@ -136,9 +136,19 @@ impl From<EngineError> for ApiError {
             }
             EngineError::ConversationNotFound(_)
             | EngineError::ApprovalNotFound(_)
-            | EngineError::CheckpointNotFound { .. } => ApiError::not_found(message),
+            | EngineError::CheckpointNotFound { .. }
+            | EngineError::ExecutionNotFound { .. } => ApiError::not_found(message),
             EngineError::ApprovalResolved { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "approval_resolved", message)
+            }
+            EngineError::SessionsFull(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sessions_full", message)
+            }
+            EngineError::TooManySessions { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", message)
+            }
+            EngineError::NoInputWanted(_) => {
+                ApiError::new(StatusCode::CONFLICT, "no_input_wanted", message)
             }
             EngineError::Llm(e) => llm_error(e),
             EngineError::Store(e) => {

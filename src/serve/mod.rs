@@ -14,10 +14,13 @@ mod openapi;
 mod render;
 mod seed000;
 mod seed000_agents;
+mod seed003;
+mod sessions;
 mod socket;
 mod socket_native;
 mod socket_seed000;
 mod socket_seed000_text;
+mod socket_seed003;
 mod stream;
 mod tasks;
 mod tls;
@@ -537,6 +540,7 @@ pub fn url_of(addr: SocketAddr, tls: bool) -> String {
          (name = "render", description = "Diagrams to SVG"),
          (name = "chat", description = "LLM providers, conversations and their streamed turns"),
          (name = "agents", description = "Agent tasks: guidance, approvals, checkpoints, rollback"),
+         (name = "sessions", description = "Interpreter sessions: Jupyter kernels that keep their state"),
          (name = "server", description = "Health and status"))
 )]
 struct ApiDoc;
@@ -618,6 +622,14 @@ fn routes() -> Routes {
         .api(control, routes!(agents::rollback))
         .api(read, routes!(agents::approvals))
         .api(control, routes!(agents::answer))
+        .api(read, routes!(sessions::kernels))
+        .api(control, routes!(sessions::create_session))
+        .api(control, routes!(sessions::execute))
+        .api(read, routes!(sessions::execution))
+        .api(control, routes!(sessions::input))
+        .api(control, routes!(sessions::interrupt))
+        .api(control, routes!(sessions::restart))
+        .api(control, routes!(sessions::close))
         .compat(Nothing, "/health", get(tasks::health))
         .compat(read, "/status", get(seed000::status))
         .compat(control, "/chat", post(seed000::chat))
@@ -640,6 +652,12 @@ fn routes() -> Routes {
         .compat(control, "/agents/clear", post(seed000_agents::clear))
         .compat(read, "/agents/{id}", get(seed000_agents::get))
         .compat(control, "/agents/{id}/cancel", post(seed000_agents::cancel))
+        .compat(control, "/api/v1/execute", post(seed003::execute))
+        .compat(
+            Socket(Scope::Control),
+            "/ws/v1/session",
+            get(socket_seed003::socket),
+        )
         .compat(Socket(Scope::Read), "/ws", get(socket_seed000::socket))
         .compat(
             Socket(Scope::Read),

@@ -1,0 +1,165 @@
+//! Interpreter session benchmark: what victor adds to a Jupyter kernel's round trip.
+//!
+//! In one run, side by side: `jupyter_client` talking to a Python kernel directly
+//! (examples/support/jupyter_rtt.py), and a client of a release `victor serve` running the same
+//! kind of kernel as a session. For each, the cold start of a kernel (to its first answer) and
+//! the round trip of a trivial execution (`1+1`): for jupyter_client from the execute request
+//! to the kernel's idle status; for victor from `POST /api/v1/sessions/{id}/executions` to the
+//! answer of `GET .../executions/{id}?wait=30`, which comes once the execution's end is in the
+//! log. What victor adds is the difference.
+//!
+//! ```text
+//! python3 -m pip install ipykernel
+//! cargo build --release --bin victor
+//! cargo run --release --example sessionbench -- --runs 200
+//! ```
+//!
+//! Only loopback traffic; every request has a deadline; the server is killed when this ends.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[path = "../tests/common/launch.rs"]
+mod launch;
+
+use launch::{Launch, server_binary};
+
+#[derive(Debug, Parser)]
+#[command(about = "What victor adds to a Jupyter kernel: cold start and round trip of `1+1`")]
+struct Args {
+    /// Executions measured each way (after 10 to warm up).
+    #[arg(long, default_value_t = 200)]
+    runs: usize,
+    /// The victor binary [default: the release build's].
+    #[arg(long)]
+    server: Option<PathBuf>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn summary(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    let peer = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/support/jupyter_rtt.py"
+        ))
+        .arg(args.runs.to_string())
+        .output()
+        .context("cannot run python3 (with jupyter_client: pip install ipykernel)")?;
+    ensure!(
+        peer.status.success(),
+        "jupyter_client's run failed: {}",
+        String::from_utf8_lossy(&peer.stderr)
+    );
+    let peer: Value = serde_json::from_slice(&peer.stdout)?;
+    let peer_rtt: Vec<f64> = peer["rtt_ms"]
+        .as_array()
+        .context("no rtt_ms")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+
+    let binary = server_binary(args.server.as_deref())?;
+    let server = Launch::new(&binary).unlimited().start()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (start_ms, rtt) = runtime.block_on(measure(&server.url, args.runs))?;
+
+    let (peer_p50, peer_p99) = summary(peer_rtt);
+    let (p50, p99) = summary(rtt);
+    println!(
+        "sessionbench: {} runs of `1+1` each way; victor {}",
+        args.runs,
+        binary.display()
+    );
+    println!();
+    println!("| | jupyter_client direct | victor session | victor adds |");
+    println!("| --- | ---: | ---: | ---: |");
+    let peer_start = peer["start_ms"].as_f64().unwrap_or_default();
+    println!(
+        "| cold kernel start (ms) | {peer_start:.0} | {start_ms:.0} | {:.0} |",
+        start_ms - peer_start
+    );
+    println!(
+        "| round trip p50 (ms) | {peer_p50:.2} | {p50:.2} | {:.2} |",
+        p50 - peer_p50
+    );
+    println!(
+        "| round trip p99 (ms) | {peer_p99:.2} | {p99:.2} | {:.2} |",
+        p99 - peer_p99
+    );
+    Ok(())
+}
+
+/// Starts a session (its cold start, as the server measured it) and times `runs` executions.
+async fn measure(url: &str, runs: usize) -> Result<(f64, Vec<f64>)> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let task: Value = http
+        .post(format!("{url}/api/v1/sessions"))
+        .json(&json!({}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = task["id"].as_str().context("no session id")?.to_string();
+    let start_ms = loop {
+        let events: Vec<Value> = http
+            .get(format!("{url}/api/v1/tasks/{id}/events?follow=false"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(ready) = events.iter().find(|e| e["type"] == "session.ready") {
+            break ready["data"]["startup_ms"].as_f64().unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut rtt = Vec::with_capacity(runs);
+    for i in 0..runs + 10 {
+        let begun = Instant::now();
+        let queued: Value = http
+            .post(format!("{url}/api/v1/sessions/{id}/executions"))
+            .json(&json!({"code": "1+1"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let execution = queued["id"].as_str().context("no execution id")?;
+        let done: Value = http
+            .get(format!(
+                "{url}/api/v1/sessions/{id}/executions/{execution}?wait=30"
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ensure!(done["status"] == "ok", "the execution did not run: {done}");
+        if i >= 10 {
+            rtt.push(begun.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    http.post(format!("{url}/api/v1/sessions/{id}/close"))
+        .send()
+        .await?;
+    Ok((start_ms, rtt))
+}
