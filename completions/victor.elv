@@ -79,6 +79,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --workspace-root 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]'
             cand --approval-timeout-secs 'Seconds an agent''s tool call waits for a person''s approval [default: 600]'
             cand --on-unanswered 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]'
+            cand --task-workspaces 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'

@@ -83,6 +83,7 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-retries -d '
 complete -c victor -n "__fish_victor_using_subcommand serve" -l workspace-root -d 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l approval-timeout-secs -d 'Seconds an agent\'s tool call waits for a person\'s approval [default: 600]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l on-unanswered -d 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l task-workspaces -d 'Where a task started through seed 001\'s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-unsafe -d 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'

@@ -106,6 +106,8 @@ pub struct Settings {
     pub approval_timeout_secs: f64,
     /// What an unanswered approval comes to: `deny`, `wait` or `fail`.
     pub on_unanswered: crate::proto::Unanswered,
+    /// Where seed 001's tasks get a directory each; none: `workspaces` in the data dir.
+    pub task_workspaces: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -159,6 +161,7 @@ impl Default for Settings {
             workspace_roots: Vec::new(),
             approval_timeout_secs: 600.0,
             on_unanswered: crate::proto::Unanswered::Deny,
+            task_workspaces: None,
         }
     }
 }

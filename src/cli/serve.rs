@@ -258,6 +258,11 @@ pub struct ServeArgs {
         value_parser = parse_unanswered)]
     #[serde(skip_serializing_if = "Option::is_none")]
     on_unanswered: Option<crate::proto::Unanswered>,
+    /// Where a task started through seed 001's `POST /tasks` gets a new directory of its own
+    /// [default: workspaces in the data dir].
+    #[arg(long, env = "VICTOR_TASK_WORKSPACES", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_workspaces: Option<PathBuf>,
 }
 
 fn parse_unanswered(text: &str) -> Result<crate::proto::Unanswered, String> {
@@ -354,7 +359,12 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
+    let task_workspaces = settings
+        .task_workspaces
+        .clone()
+        .unwrap_or_else(|| data_dir.join("workspaces"));
     let config = ServeConfig {
+        task_workspaces,
         host: settings.host.clone(),
         port: settings.port,
         render: RenderConfig {
