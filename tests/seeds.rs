@@ -467,3 +467,130 @@ async fn seed_000s_event_bridge_filters_by_category_and_task() {
     send(&mut files, json!({"type": "ping"})).await;
     assert_eq!(next_json(&mut files).await["type"], "pong");
 }
+
+/// A session's work as the model's steps: a note written (a decision point), rewritten, then
+/// slowly another file (a HALT lands meanwhile), then the last word after RESUME.
+fn script_a_session(fake: &FakeLlm) {
+    let write = |id: &str, path: &str, content: &str| {
+        Reply::stream().then_tool_call(
+            id,
+            "write_file",
+            &[&arguments(json!({"path": path, "content": content}))],
+        )
+    };
+    fake.push(write("n1", "notes.txt", "v1\n"));
+    fake.push(write("n2", "notes.txt", "v2\n"));
+    fake.push(write("o1", "other.txt", "o\n").first_byte_after(Duration::from_millis(3000)));
+    fake.push(Reply::text(&["Done."]));
+}
+
+#[test]
+fn seed_004s_python_socketio_client_steers_a_session_and_recovers_what_it_missed() {
+    let fake = FakeLlm::start();
+    let workspaces = tempfile::tempdir().unwrap();
+    let server = server_with(&fake, workspaces.path());
+    script_a_session(&fake);
+    let report = run_client("python3", "seed004_client.py", &[&server.url, KEY]);
+
+    assert_eq!(
+        report["skills"],
+        json!([
+            "read_file",
+            "list_dir",
+            "search",
+            "write_file",
+            "edit_file",
+            "run_command"
+        ])
+    );
+    assert_eq!(report["created_status"], 201);
+    let session = report["session"]["session_id"].as_str().unwrap();
+    assert_eq!(report["listed"][0], session);
+    assert_eq!(report["connected"]["session_id"], session);
+
+    let point = &report["decision_point"];
+    assert_eq!(point["type"], "decision:point");
+    assert_eq!(point["session_id"], session);
+    assert_eq!(point["data"]["skill_name"], "write_file");
+    assert_eq!(point["data"]["parameters"]["path"], "notes.txt");
+    assert_eq!(report["decision_ack"]["success"], true, "{report:#}");
+    assert_eq!(report["decision_ack"]["status"], "allowed");
+    assert_eq!(report["ping_ack"]["pong"], true);
+    assert_eq!(
+        report["halt_ack"],
+        json!({"success": true, "command": "HALT", "session_id": session, "status": "paused"})
+    );
+    assert_eq!(report["rollback_ack"]["success"], true, "{report:#}");
+    assert_eq!(report["rollback_ack"]["checkpoint_id"], 2);
+    assert_eq!(report["redirect_ack"]["success"], true);
+    assert_eq!(report["resume_ack"]["status"], "running");
+
+    // The rollback put the workspace back as it was before the last two changes.
+    let workspace = Path::new(report["session"]["workspace"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(workspace.join("notes.txt")).unwrap(),
+        "v1\n"
+    );
+    assert!(!workspace.join("other.txt").exists());
+    // The redirect reached the model as guidance.
+    let last = fake.requests().last().unwrap().body.to_string();
+    assert!(last.contains("Stop after this"), "{last}");
+
+    // Two connections with a gap between saw exactly what one late joiner sees, each event
+    // once.
+    assert_eq!(report["joined"], report["full"]);
+    let full = report["full"].as_array().unwrap();
+    assert!(full.len() > 10, "{full:?}");
+    for kind in [
+        "agent:spawned",
+        "agent:progress",
+        "skill:started",
+        "skill:completed",
+        "decision:point",
+        "decision:made",
+        "checkpoint:created",
+        "file:created",
+        "file:modified",
+        "execution:halted",
+        "checkpoint:restored",
+        "execution:resumed",
+        "agent:completed",
+    ] {
+        assert!(
+            report["event_types"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(kind)),
+            "no {kind}: {:#}",
+            report["event_types"]
+        );
+    }
+
+    // Bad input, in the dialect's shapes; the socket stayed.
+    let unknown = report["unknown_command"]["error"].as_str().unwrap();
+    assert!(unknown.contains("HALT, RESUME"), "{unknown}");
+    assert_eq!(report["malformed_command"]["success"], false);
+    assert!(
+        report["unknown_event"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown event `launch`")
+    );
+    let finished = report["finished_halt"]["error"].as_str().unwrap();
+    assert!(finished.contains("succeeded"), "{finished}");
+    assert_eq!(report["still_connected"], true);
+    assert_eq!(
+        report["unknown_session"],
+        json!([{"message": "session no-such-session not found"}])
+    );
+    let no_key = report["no_key"][0]["message"].as_str().unwrap();
+    assert!(no_key.starts_with("unauthorized"), "{no_key}");
+    assert_eq!(
+        report["deleted"],
+        json!([200, {"success": true, "session_id": session}])
+    );
+    assert_eq!(
+        report["missing"],
+        json!([404, {"detail": "Session not found"}])
+    );
+}

@@ -14,6 +14,7 @@ mod render;
 mod seed000;
 mod seed000_agents;
 mod seed001;
+mod seed004;
 mod seed_events;
 mod socket;
 mod socket_native;
@@ -196,6 +197,8 @@ struct AppState {
     tls: bool,
     /// See [`ServeConfig::task_workspaces`].
     task_workspaces: PathBuf,
+    /// Seed 004's Socket.IO server, behind `/socket.io/`.
+    socket_io: seed004::SocketIoSlot,
 }
 
 /// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
@@ -291,7 +294,9 @@ pub async fn run(
         renderer: renderer.clone(),
         tls: tls.is_some(),
         task_workspaces,
+        socket_io: Default::default(),
     };
+    let socket_io = seed004::start(&state);
     let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
 
     // Bound before `ready`, so that both ways in work once it is told.
@@ -372,6 +377,8 @@ pub async fn run(
     }
     tracing::info!("shutting down: closing streams, stopping tasks");
     closing.cancel();
+    // Socket.IO clients are told the server goes (their sockets closed, not left to time out).
+    socket_io.close().await;
     // Tasks stop while connections drain; a client that stopped reading is not waited for
     // beyond the grace period.
     engine.shutdown().await;
@@ -604,7 +611,7 @@ impl Routes {
 /// only `read`.
 fn routes() -> Routes {
     use Needs::{Key, Nothing, Socket};
-    use axum::routing::{get, post};
+    use axum::routing::{any, delete, get, post};
     let read = Needs::Scope(Scope::Read);
     let control = Needs::Scope(Scope::Control);
     Routes(OpenApiRouter::with_openapi(ApiDoc::openapi()))
@@ -685,6 +692,16 @@ fn routes() -> Routes {
             Socket(Scope::Read),
             "/ws/{task_id}",
             get(socket_seed001::socket),
+        )
+        .compat(Nothing, "/socket.io/", any(seed004::socket_io))
+        .compat(read, "/api/skills", get(seed004::skills))
+        .compat(read, "/api/sessions", get(seed004::sessions))
+        .compat(control, "/api/sessions", post(seed004::create_session))
+        .compat(read, "/api/sessions/{id}", get(seed004::session))
+        .compat(
+            control,
+            "/api/sessions/{id}",
+            delete(seed004::delete_session),
         )
         .compat(
             control,

@@ -155,7 +155,7 @@ fn prompt_with_answers(prompt: &str, answers: &[String]) -> String {
 }
 
 /// A new, empty directory under `root` for one task.
-fn new_workspace(root: &FsPath) -> std::io::Result<PathBuf> {
+pub(super) fn new_workspace(root: &FsPath) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(root)?;
     let dir = root.join(format!("task-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir(&dir)?;
