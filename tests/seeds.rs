@@ -91,7 +91,16 @@ fn script_a_build(fake: &FakeLlm) {
 /// Runs one of the seed clients in tests/clients; the JSON report it prints last.
 fn run_client(program: &str, script: &str, args: &[&str]) -> Value {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = std::process::Command::new(program)
+    let mut command = std::process::Command::new(program);
+    if program == "node" {
+        // socket.io-client is installed globally by .ci/run.
+        let root = std::process::Command::new("npm")
+            .args(["root", "-g"])
+            .output()
+            .expect("npm: .ci/run installs it");
+        command.env("NODE_PATH", String::from_utf8_lossy(&root.stdout).trim());
+    }
+    let out = command
         .arg(&path)
         .args(args)
         .output()
@@ -592,5 +601,53 @@ fn seed_004s_python_socketio_client_steers_a_session_and_recovers_what_it_missed
     assert_eq!(
         report["missing"],
         json!([404, {"detail": "Session not found"}])
+    );
+}
+
+#[test]
+fn seed_004s_socket_io_client_reconnects_by_itself_without_losing_or_repeating_an_event() {
+    let fake = FakeLlm::start();
+    let workspaces = tempfile::tempdir().unwrap();
+    let server = server_with(&fake, workspaces.path());
+    fake.push(Reply::stream().then_tool_call(
+        "a1",
+        "write_file",
+        &[&arguments(json!({"path": "a.txt", "content": "a\n"}))],
+    ));
+    fake.push(Reply::text(&["Done."]).first_byte_after(Duration::from_millis(300)));
+    let report = run_client("node", "seed004_client.cjs", &[&server.url, KEY]);
+
+    assert_eq!(report["decision_ack"]["success"], true, "{report:#}");
+    assert_eq!(report["connects"], 2, "the client did not reconnect");
+    // What the dropped and reconnected client saw is what a client that watched it all
+    // afterwards sees: every event once, in order.
+    assert_eq!(report["live"], report["full"]);
+    let kinds: Vec<&str> = report["full"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[0].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"agent:spawned"));
+    assert!(kinds.contains(&"decision:made") && kinds.contains(&"file:created"));
+    assert_eq!(kinds.last(), Some(&"agent:completed"));
+    assert_eq!(report["ping"]["pong"], true);
+    assert_eq!(report["halt"]["success"], false);
+    assert_eq!(
+        report["unknown_session"],
+        "session no-such-session not found"
+    );
+    assert_eq!(
+        std::fs::read_to_string(
+            std::fs::read_dir(workspaces.path())
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path()
+                .join("a.txt")
+        )
+        .unwrap(),
+        "a\n"
     );
 }
