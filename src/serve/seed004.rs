@@ -38,6 +38,7 @@ use tower::util::BoxCloneSyncService;
 
 use super::AppState;
 use super::auth::{Caller, Principal, forbidden};
+use super::connections::Unauthenticated;
 use super::error::ApiError;
 use super::seed_events::{Calls, Lifecycle, exit_code, lifecycle, replay_through, test_command};
 use super::seed001::{agent_task, detail, engine_detail, new_workspace, unprocessable};
@@ -159,6 +160,10 @@ async fn authenticate(
     };
     if let Some(session) = handshake_field(&socket, &auth, &["session_id"]) {
         session_task(&state, &session).await?;
+    }
+    // Its connection no longer counts against its address's unauthenticated ones.
+    if let Some(connection) = socket.req_parts().extensions.get::<Unauthenticated>() {
+        connection.authenticated();
     }
     socket.extensions.insert(Client { principal });
     Ok(())
