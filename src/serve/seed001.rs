@@ -89,17 +89,9 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Byte
     if body.prompt.trim().is_empty() {
         return unprocessable("prompt", "the prompt must say what to build");
     }
-    let workspace = match new_workspace(&state.task_workspaces) {
+    let workspace = match new_workspace(&state) {
         Ok(dir) => dir,
-        Err(e) => {
-            return detail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "cannot make a workspace under {}: {e}",
-                    state.task_workspaces.display()
-                ),
-            );
-        }
+        Err(why) => return detail(StatusCode::INTERNAL_SERVER_ERROR, why),
     };
     let approvals = Tool::ALL
         .into_iter()
@@ -154,12 +146,15 @@ fn prompt_with_answers(prompt: &str, answers: &[String]) -> String {
     text
 }
 
-/// A new, empty directory under `root` for one task.
-pub(super) fn new_workspace(root: &FsPath) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(root)?;
-    let dir = root.join(format!("task-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir(&dir)?;
-    Ok(dir)
+/// A new, empty directory for one task under the server's task workspaces; `Err` says why
+/// there is none.
+pub(super) fn new_workspace(state: &AppState) -> Result<PathBuf, String> {
+    let root = &state.task_workspaces;
+    let made = std::fs::create_dir_all(root).and_then(|()| {
+        let dir = root.join(format!("task-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir(&dir).map(|()| dir)
+    });
+    made.map_err(|e| format!("cannot make a workspace under {}: {e}", root.display()))
 }
 
 /// The agent task `id` names, with its spec; `Err` is the answer to give.

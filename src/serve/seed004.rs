@@ -40,9 +40,8 @@ use super::AppState;
 use super::auth::{Caller, Principal, forbidden};
 use super::connections::Unauthenticated;
 use super::error::ApiError;
-use super::seed_events::{Calls, Lifecycle, exit_code, lifecycle, replay_through, test_command};
+use super::seed_events::{Calls, Lifecycle, exit_code, lifecycle, subscribe_after, test_command};
 use super::seed001::{agent_task, detail, engine_detail, new_workspace, unprocessable};
-use crate::bus::{Subscription, Topic};
 use crate::engine::{EngineError, Tool};
 use crate::proto::{
     AgentMessageData, AgentMode, AgentSpec, ApprovalAnswer, ApprovalRequested, ApprovalResolved,
@@ -234,21 +233,11 @@ async fn follow(socket: &SocketRef, state: &AppState, session: String, after: u6
 async fn forward(socket: &SocketRef, state: &AppState, session: &str, after: u64) {
     let engine = &state.engine;
     let mut events = Events::default();
-    // What came before the cursor tells what the events after it mean (open calls).
-    let primed = replay_through(engine, session, after, |event| {
+    let subscription = subscribe_after(engine, session, after, |event| {
         events.feed(event);
     })
     .await;
-    let subscription = match primed {
-        Ok(()) => {
-            engine
-                .bus()
-                .subscribe(Topic::Task(session.to_string()), Some(after))
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    let mut subscription: Subscription = match subscription {
+    let mut subscription = match subscription {
         Ok(subscription) => subscription,
         Err(e) => {
             let _ = socket.emit(
@@ -686,14 +675,9 @@ pub async fn create_session(AxumState(state): AxumState<AppState>, body: Bytes) 
     if body.prompt.trim().is_empty() {
         return unprocessable("prompt", "the prompt must say what to do");
     }
-    let workspace = match new_workspace(&state.task_workspaces) {
+    let workspace = match new_workspace(&state) {
         Ok(dir) => dir,
-        Err(e) => {
-            return detail(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot make a workspace: {e}"),
-            );
-        }
+        Err(why) => return detail(StatusCode::INTERNAL_SERVER_ERROR, why),
     };
     let spec = AgentSpec {
         prompt: body.prompt,

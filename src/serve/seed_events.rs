@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::bus::{Subscription, Topic};
 use crate::engine::Engine;
 use crate::proto::{Event, TaskState, ToolCallEvent, ToolResultEvent};
 use crate::store::{EventRange, StoreError};
@@ -116,6 +117,22 @@ pub(super) async fn replay_through(
         after = last;
     }
     Ok(())
+}
+
+/// Follows a task's log after seq `after`, having handed `each` the events up to it: what came
+/// before a resume point tells a dialect what the events after it mean (open calls, files
+/// written).
+pub(super) async fn subscribe_after(
+    engine: &Engine,
+    task_id: &str,
+    after: u64,
+    each: impl FnMut(&Event),
+) -> Result<Subscription, StoreError> {
+    replay_through(engine, task_id, after, each).await?;
+    engine
+        .bus()
+        .subscribe(Topic::Task(task_id.to_string()), Some(after))
+        .await
 }
 
 #[cfg(test)]

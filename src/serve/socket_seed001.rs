@@ -12,12 +12,11 @@ use serde_json::{Value, json};
 
 use super::auth::forbidden;
 use super::error::ApiError;
-use super::seed_events::replay_through;
+use super::seed_events::subscribe_after;
 use super::seed001::Build;
 use super::socket::{
     Connection, Dialect, End, Flow, Following, Outbox, Parsed, Silence, Upgrade, json_message,
 };
-use crate::bus::Topic;
 use crate::engine::EngineError;
 use crate::proto::{Scope, TaskSpec};
 
@@ -166,20 +165,10 @@ impl Dialect for TaskSocket {
             }
         };
         let mut build = Build::new(&task.id, spec);
-        // What came before the resume point tells what the events after it mean.
-        let primed = replay_through(&engine, &task.id, after, |event| {
+        let subscription = subscribe_after(&engine, &task.id, after, |event| {
             build.feed(event);
         })
         .await;
-        let subscription = match primed {
-            Ok(()) => {
-                engine
-                    .bus()
-                    .subscribe(Topic::Task(task.id.clone()), Some(after))
-                    .await
-            }
-            Err(e) => Err(e),
-        };
         let subscription = match subscription {
             Ok(subscription) => subscription,
             Err(e) => {
