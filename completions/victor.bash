@@ -37,9 +37,6 @@ _victor() {
             victor,render)
                 cmd="victor__subcmd__render"
                 ;;
-            victor,repl)
-                cmd="victor__subcmd__repl"
-                ;;
             victor,serve)
                 cmd="victor__subcmd__serve"
                 ;;
@@ -69,9 +66,6 @@ _victor() {
                 ;;
             victor__subcmd__help,render)
                 cmd="victor__subcmd__help__subcmd__render"
-                ;;
-            victor__subcmd__help,repl)
-                cmd="victor__subcmd__help__subcmd__repl"
                 ;;
             victor__subcmd__help,serve)
                 cmd="victor__subcmd__help__subcmd__serve"
@@ -305,7 +299,7 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task watch chat repl keys remote render completions man help"
+            opts="-h -V --config --help --version serve task watch chat keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,7 +385,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task watch chat repl keys remote render completions man help"
+            opts="serve task watch chat keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -573,20 +567,6 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help__subcmd__render)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        victor__subcmd__help__subcmd__repl)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1294,50 +1274,8 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        victor__subcmd__repl)
-            opts="-h -V --server --api-key --data-dir --kernel --session --exec --keep --json --kernels --config --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --server)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --api-key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --data-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --kernel)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --session)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --exec)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --default-kernel --kernel-idle-secs --max-kernels --max-kernels-per-client --config --help --version"
+            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --task-workspaces --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1519,19 +1457,7 @@ _victor() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --default-kernel)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --kernel-idle-secs)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-kernels)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-kernels-per-client)
+                --task-workspaces)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

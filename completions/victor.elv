@@ -27,7 +27,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
             cand chat 'Chat with the server''s models: interactively on a terminal, or one question for scripts'
-            cand repl 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -80,10 +79,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --workspace-root 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]'
             cand --approval-timeout-secs 'Seconds an agent''s tool call waits for a person''s approval [default: 600]'
             cand --on-unanswered 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]'
-            cand --default-kernel 'The Jupyter kernel an interpreter session runs when it names none [default: python3]'
-            cand --kernel-idle-secs 'Seconds an interpreter session may go unused before it is closed; 0 keeps sessions until they are closed [default: 3600]'
-            cand --max-kernels 'Interpreter sessions open at once; more are refused with 503 [default: 32]'
-            cand --max-kernels-per-client 'Interpreter sessions open at once for one client; more are refused with 429 [default: 8]'
+            cand --task-workspaces 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -423,22 +419,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
-        &'victor;repl'= {
-            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
-            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
-            cand --kernel 'The Jupyter kernel of a new session (`victor repl --kernels` lists them) [default: the server''s, python3]'
-            cand --session 'Use this open session (its variables are there) instead of starting one'
-            cand --exec 'Run this code and exit (`-`: read it from stdin): 0 when it ran, 1 when it raised'
-            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
-            cand --keep 'Keep the session this command started open when it exits, and print its id'
-            cand --json 'Print the execution''s events as NDJSON instead of its output'
-            cand --kernels 'List the kernels installed on the server'
-            cand -h 'Print help (see more with ''--help'')'
-            cand --help 'Print help (see more with ''--help'')'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
         &'victor;keys'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
@@ -596,7 +576,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
             cand chat 'Chat with the server''s models: interactively on a terminal, or one question for scripts'
-            cand repl 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
@@ -659,8 +638,6 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;watch'= {
         }
         &'victor;help;chat'= {
-        }
-        &'victor;help;repl'= {
         }
         &'victor;help;keys'= {
             cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'

@@ -114,6 +114,8 @@ pub struct Settings {
     pub max_kernels: usize,
     /// Interpreter sessions open at once for one client (more: 429).
     pub max_kernels_per_client: usize,
+    /// Where seed 001's tasks get a directory each; none: `workspaces` in the data dir.
+    pub task_workspaces: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -171,6 +173,7 @@ impl Default for Settings {
             kernel_idle_secs: 3600.0,
             max_kernels: 32,
             max_kernels_per_client: 8,
+            task_workspaces: None,
         }
     }
 }

@@ -276,6 +276,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_KERNELS_PER_CLIENT", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_kernels_per_client: Option<usize>,
+    /// Where a task started through seed 001's `POST /tasks` gets a new directory of its own
+    /// [default: workspaces in the data dir].
+    #[arg(long, env = "VICTOR_TASK_WORKSPACES", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_workspaces: Option<PathBuf>,
 }
 
 fn parse_unanswered(text: &str) -> Result<crate::proto::Unanswered, String> {
@@ -374,7 +379,12 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         .data_dir
         .clone()
         .unwrap_or_else(config::default_data_dir);
+    let task_workspaces = settings
+        .task_workspaces
+        .clone()
+        .unwrap_or_else(|| data_dir.join("workspaces"));
     let config = ServeConfig {
+        task_workspaces,
         host: settings.host.clone(),
         port: settings.port,
         render: RenderConfig {

@@ -719,6 +719,15 @@ impl Caller {
     pub(super) fn identified(&self) -> bool {
         matches!(self.identity, Identity::Known(_))
     }
+
+    /// Who the caller is, when its credentials are good: for surfaces that take credentials
+    /// in their own handshake as well (Socket.IO's `auth`).
+    pub(super) fn principal(&self) -> Option<&Principal> {
+        match &self.identity {
+            Identity::Known(principal) => Some(principal),
+            Identity::Refused | Identity::Anonymous => None,
+        }
+    }
 }
 
 /// Reads the request's credentials (API key or session token, as `Authorization: Bearer`,

@@ -16,11 +16,16 @@ mod seed000;
 mod seed000_agents;
 mod seed003;
 mod sessions;
+mod seed001;
+mod seed004;
+mod seed_events;
 mod socket;
 mod socket_native;
 mod socket_seed000;
+mod socket_seed000_events;
 mod socket_seed000_text;
 mod socket_seed003;
+mod socket_seed001;
 mod stream;
 mod tasks;
 mod tls;
@@ -104,6 +109,9 @@ pub struct ServeConfig {
     /// The provider chats use when they name none (the first by name when not set).
     pub default_provider: Option<String>,
     pub provider_settings: ProviderSettings,
+    /// Where a task started through seed 001's `POST /tasks` gets a directory of its own
+    /// (agents may work there: it joins the workspace roots).
+    pub task_workspaces: PathBuf,
 }
 
 /// What a started server tells whoever started it, to print for people.
@@ -134,6 +142,14 @@ pub enum ServeError {
          line; delete it to make a new one, or set --api-key)"
     )]
     AdminKey {
+        path: String,
+        reason: std::io::Error,
+    },
+    #[error(
+        "cannot make the task workspaces directory {path}: {reason} (set another with \
+         --task-workspaces)"
+    )]
+    TaskWorkspaces {
         path: String,
         reason: std::io::Error,
     },
@@ -182,6 +198,12 @@ struct AppState {
     /// Open SSE and WebSocket streams.
     clients: Arc<AtomicU64>,
     renderer: Arc<Renderer>,
+    /// Serving HTTPS: the URLs the server hands out say `https`/`wss`.
+    tls: bool,
+    /// See [`ServeConfig::task_workspaces`].
+    task_workspaces: PathBuf,
+    /// Seed 004's Socket.IO server, behind `/socket.io/`.
+    socket_io: seed004::SocketIoSlot,
 }
 
 /// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
@@ -244,7 +266,10 @@ pub async fn run(
         config.provider_settings,
     )?);
     let bus = Bus::new(hub, store.clone());
-    let engine = Engine::start(store.clone(), bus, config.engine.clone(), providers).await?;
+    let task_workspaces = task_workspaces(&config.task_workspaces)?;
+    let mut engine_config = config.engine.clone();
+    engine_config.workspace_roots.push(task_workspaces.clone());
+    let engine = Engine::start(store.clone(), bus, engine_config, providers).await?;
     let closing = CancellationToken::new();
     let limits = Arc::new(RateLimits::new(config.rate_limit));
     let renderer = Arc::new(Renderer::new(config.render.clone(), Tools::discover()));
@@ -272,7 +297,11 @@ pub async fn run(
         closing: closing.clone(),
         clients: Arc::new(AtomicU64::new(0)),
         renderer: renderer.clone(),
+        tls: tls.is_some(),
+        task_workspaces,
+        socket_io: Default::default(),
     };
+    let socket_io = seed004::start(&state);
     let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
 
     // Bound before `ready`, so that both ways in work once it is told.
@@ -330,6 +359,7 @@ pub async fn run(
     // counted on their own: connections from the network never lock the owner out.
     let local_only = AppState {
         local: true,
+        tls: false,
         ..state.clone()
     };
     let unix = Connections::new(
@@ -360,6 +390,8 @@ pub async fn run(
     }
     tracing::info!("shutting down: closing streams, stopping tasks");
     closing.cancel();
+    // Socket.IO clients are told the server goes (their sockets closed, not left to time out).
+    socket_io.close().await;
     // Tasks stop while connections drain; a client that stopped reading is not waited for
     // beyond the grace period.
     engine.shutdown().await;
@@ -381,6 +413,17 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Makes the directory seed 001's tasks get their workspaces under, as an absolute path (a
+/// workspace root must be one).
+fn task_workspaces(dir: &Path) -> Result<PathBuf, ServeError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| dir.canonicalize())
+        .map_err(|reason| ServeError::TaskWorkspaces {
+            path: dir.display().to_string(),
+            reason,
+        })
 }
 
 /// Ends idle sessions and forgets idle rate-limit buckets, until the server closes.
@@ -583,7 +626,7 @@ impl Routes {
 /// only `read`.
 fn routes() -> Routes {
     use Needs::{Key, Nothing, Socket};
-    use axum::routing::{get, post};
+    use axum::routing::{any, delete, get, post};
     let read = Needs::Scope(Scope::Read);
     let control = Needs::Scope(Scope::Control);
     Routes(OpenApiRouter::with_openapi(ApiDoc::openapi()))
@@ -663,6 +706,31 @@ fn routes() -> Routes {
             Socket(Scope::Read),
             "/ws/session",
             get(socket_seed000_text::socket),
+        )
+        .compat(
+            Socket(Scope::Read),
+            "/ws/events",
+            get(socket_seed000_events::socket),
+        )
+        .compat(read, "/events/recent", get(socket_seed000_events::recent))
+        .compat(control, "/tasks", post(seed001::start))
+        .compat(read, "/tasks/{task_id}", get(seed001::status_of))
+        .compat(read, "/tasks/{task_id}/results", get(seed001::results))
+        .compat(read, "/tasks/{task_id}/logs/stream", get(seed001::logs))
+        .compat(
+            Socket(Scope::Read),
+            "/ws/{task_id}",
+            get(socket_seed001::socket),
+        )
+        .compat(Nothing, "/socket.io/", any(seed004::socket_io))
+        .compat(read, "/api/skills", get(seed004::skills))
+        .compat(read, "/api/sessions", get(seed004::sessions))
+        .compat(control, "/api/sessions", post(seed004::create_session))
+        .compat(read, "/api/sessions/{id}", get(seed004::session))
+        .compat(
+            control,
+            "/api/sessions/{id}",
+            delete(seed004::delete_session),
         )
         .compat(
             control,
