@@ -2,6 +2,7 @@
 //! themselves, and the WebSocket.
 
 mod follow;
+mod mcp;
 mod tls;
 mod ws;
 
@@ -20,6 +21,7 @@ use crate::proto::{
 };
 
 pub use follow::{Follow, Topic};
+pub use mcp::McpLink;
 pub use tls::presented_fingerprint;
 pub use ws::{WsConnection, WsMessage};
 

@@ -8,6 +8,8 @@ mod connections;
 mod error;
 mod guard;
 mod limits;
+mod mcp;
+mod mcp_tools;
 mod openai;
 mod openapi;
 mod render;
@@ -177,6 +179,8 @@ struct AppState {
     /// Open SSE and WebSocket streams.
     clients: Arc<AtomicU64>,
     renderer: Arc<Renderer>,
+    /// MCP sessions and the MCP tool calls under way.
+    mcp: Arc<mcp::McpState>,
 }
 
 /// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
@@ -267,6 +271,7 @@ pub async fn run(
         closing: closing.clone(),
         clients: Arc::new(AtomicU64::new(0)),
         renderer: renderer.clone(),
+        mcp: Arc::default(),
     };
     let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
 
@@ -644,6 +649,12 @@ fn routes() -> Routes {
         .compat(read, "/render/{kind}", post(render::text_body))
         .compat(read, "/{kind}/svg", post(render::text_body))
         .compat(read, "/{kind}/svg/{encoded}", get(render::kroki_get))
+        // MCP's Streamable HTTP: each tool asks for the scope its REST route needs.
+        .compat(
+            read,
+            "/mcp",
+            get(mcp::get).post(mcp::post).delete(mcp::delete),
+        )
 }
 
 /// The native API's routes and its OpenAPI document, completed with what every operation
