@@ -6,6 +6,7 @@ mod common;
 
 use std::process::Command;
 
+use common::fake_llm::{FakeLlm, Format, Reply};
 use common::{Server, VICTOR, call, http, stderr};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -27,11 +28,23 @@ fn key_with(server: &Server, scope: &str) -> String {
 /// Runs one of tests/clients' MCP scripts against `server`; the JSON object it printed. The
 /// `victor mcp` it may start reads this server's client settings, not the developer's.
 fn run_client(server: &Server, program: &str, script: &str, args: &[&str]) -> Value {
+    run_client_with(server, program, script, args, &[])
+}
+
+/// [`run_client`] with more variables for the script.
+fn run_client_with(
+    server: &Server,
+    program: &str,
+    script: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Value {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(program)
         .arg(&path)
         .args(args)
         .env("VICTOR_CONFIG", server.config_dir().join("config.toml"))
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {program} ({e}): .ci/run installs it"));
     assert!(
@@ -119,6 +132,90 @@ fn the_python_sdk_drives_tasks_through_victor_mcp_on_stdio() {
         &["basics", "stdio", VICTOR, &server.url, KEY],
     );
     check_basics(&seen);
+}
+
+#[test]
+fn victor_mcp_reaches_a_remote_by_its_name_over_pinned_tls() {
+    let server = Server::start_keyed(KEY, &["--tls"]);
+    let fingerprint = server.fingerprint.expect("a TLS server's fingerprint");
+    let out = server.run(&[
+        "remote",
+        "add",
+        "lab",
+        &server.url,
+        "--key",
+        KEY,
+        "--fingerprint",
+        &fingerprint.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = run_client(
+        &server,
+        "python3",
+        "mcp_client.py",
+        &["basics", "remote", VICTOR, "lab"],
+    );
+    check_basics(&seen);
+}
+
+#[test]
+fn an_agent_asks_and_is_approved_through_mcp_then_chat_and_a_diagram() {
+    let fake = FakeLlm::start();
+    let workspace = tempfile::tempdir().unwrap();
+    let root = workspace.path().to_string_lossy().to_string();
+    let provider = format!("openai=openai:{}#fake-small", fake.url(Format::OpenAi));
+    let server = Server::start_keyed(
+        KEY,
+        &[
+            "--llm-retries",
+            "1",
+            "--default-provider",
+            "openai",
+            "--workspace-root",
+            &root,
+            "--provider",
+            &provider,
+        ],
+    );
+    fake.push(Reply::stream().then_tool_call(
+        "c1",
+        "run_command",
+        &[r#"{"command": "echo made > made.txt"}"#],
+    ));
+    fake.push(Reply::text(&["Wrote ", "made.txt."]));
+    let seen = run_client_with(
+        &server,
+        "python3",
+        "mcp_client.py",
+        &["agent", "http", &server.url, KEY],
+        &[("MCP_TEST_WORKSPACE", &root)],
+    );
+    assert_eq!(seen["approval_tool"], "run_command", "{seen}");
+    let answered = seen["answered"].as_str().unwrap();
+    assert!(answered.ends_with("is allowed"), "{answered}");
+    assert_eq!(seen["agent_state"], "succeeded", "{seen}");
+    let agent = seen["agent"].as_str().unwrap();
+    assert!(agent.contains("Wrote made.txt."), "{agent}");
+    assert_eq!(
+        std::fs::read_to_string(workspace.path().join("made.txt")).unwrap(),
+        "made\n"
+    );
+    // The subscribed log told of its updates, and only that log.
+    let updated = seen["updated"].as_array().unwrap();
+    assert_eq!(updated.len(), 1, "{seen}");
+    let uri = updated[0].as_str().unwrap();
+    assert!(
+        uri.starts_with("victor://tasks/") && uri.ends_with("/log"),
+        "{uri}"
+    );
+    // With nothing scripted, the fake model says back what it was told.
+    assert!(
+        seen["chat"].as_str().unwrap().contains("say hello back"),
+        "{seen}"
+    );
+    assert_eq!(seen["diagram"][0], "image/svg+xml");
+    let svg = seen["diagram"][1].as_str().unwrap();
+    assert!(svg.contains("<svg") && svg.contains("alpha"), "{svg}");
 }
 
 #[test]

@@ -701,7 +701,13 @@ async fn wait_task(state: &AppState, arguments_: Value, follow: MakeFollow<'_>) 
         .get(&args.task_id)
         .await
         .map_err(engine_failure)?;
-    let mut follow = follow(FollowKind::Task, &task, Some(until), false);
+    // An agent's answer is its last message, a chat's its reply; other tasks' their output.
+    let kind = match task.spec {
+        TaskSpec::Agent(_) => FollowKind::Agent,
+        TaskSpec::Chat(_) => FollowKind::Chat,
+        _ => FollowKind::Task,
+    };
+    let mut follow = follow(kind, &task, Some(until), false);
     follow.seq = args.after.unwrap_or(task.last_seq).min(task.last_seq);
     Ok(Called::Follow(follow))
 }

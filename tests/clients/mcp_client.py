@@ -1,5 +1,6 @@
 # Drives victor with the official MCP Python SDK (`mcp` from PyPI), for tests/mcp.rs: over
-# Streamable HTTP (`http URL KEY`) or through `victor mcp` on stdio (`stdio VICTOR URL KEY`), it
+# Streamable HTTP (`http URL KEY`) or through `victor mcp` on stdio (`stdio VICTOR URL KEY`, or
+# `remote VICTOR NAME` for a server kept with `victor remote add`), it
 # runs one scenario and prints what it saw as one JSON object; the Rust test judges it.
 
 import asyncio
@@ -50,6 +51,16 @@ class Proxy:
         self.writers = []
 
 
+# The URIs of the resource updates the server sent.
+updated = []
+
+
+async def on_message(message):
+    root = getattr(message, "root", None)
+    if getattr(root, "method", None) == "notifications/resources/updated":
+        updated.append(str(root.params.uri))
+
+
 @asynccontextmanager
 async def connect(mode, args):
     if mode == "http":
@@ -57,15 +68,24 @@ async def connect(mode, args):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         async with create_mcp_http_client(headers=headers) as http:
             async with streamable_http_client(url + "/mcp", http_client=http) as (read, write, _):
-                async with ClientSession(read, write) as session:
+                async with ClientSession(read, write, message_handler=on_message) as session:
                     await session.initialize()
                     yield session
     else:
-        victor, url, key = args
-        env = dict(os.environ, VICTOR_SERVER=url, VICTOR_API_KEY=key)
-        params = StdioServerParameters(command=victor, args=["mcp"], env=env)
+        if mode == "stdio":
+            # `victor mcp` with the server and key from its variables.
+            victor, url, key = args
+            env = dict(os.environ, VICTOR_SERVER=url, VICTOR_API_KEY=key)
+            victor_args = ["mcp"]
+        else:
+            # `victor mcp --server NAME`: a remote kept with `victor remote add`.
+            victor, name = args
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("VICTOR_SERVER", "VICTOR_API_KEY")}
+            victor_args = ["mcp", "--server", name]
+        params = StdioServerParameters(command=victor, args=victor_args, env=env)
         async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, message_handler=on_message) as session:
                 await session.initialize()
                 yield session
 
@@ -124,6 +144,40 @@ async def read_only(session):
     }
 
 
+async def agent(session):
+    """An agent run whose command waits for approval, given through MCP; then a chat and a
+    diagram. The agent's log is subscribed to as a resource meanwhile."""
+    seen = {}
+    workspace = os.environ["MCP_TEST_WORKSPACE"]
+    started = await session.call_tool(
+        "start_agent", {"prompt": "Write the file", "workspace": workspace})
+    task = started.structuredContent["task"]["id"]
+    uri = f"victor://tasks/{task}/log"
+    await session.subscribe_resource(AnyUrl(uri))
+    pending = []
+    for _ in range(200):
+        listed = await session.call_tool("list_approvals", {"task_id": task})
+        pending = listed.structuredContent["approvals"]
+        if pending:
+            break
+        await asyncio.sleep(0.05)
+    seen["approval_tool"] = pending[0]["tool"]
+    answered = await session.call_tool(
+        "answer_approval", {"approval_id": pending[0]["id"], "decision": "allow_once"})
+    seen["answered"] = text_of(answered)
+    waited = await session.call_tool("wait_task", {"task_id": task, "after": 0})
+    seen["agent"] = text_of(waited)
+    seen["agent_state"] = waited.structuredContent["task"]["state"]
+    seen["updated"] = sorted(set(updated))
+    chat = await session.call_tool("chat", {"message": "say hello back"})
+    seen["chat"] = text_of(chat)
+    rendered = await session.call_tool(
+        "render_diagram", {"type": "graphviz", "source": "digraph { alpha -> beta }"})
+    resources = [c.resource for c in rendered.content if c.type == "resource"]
+    seen["diagram"] = [resources[0].mimeType, resources[0].text]
+    return seen
+
+
 async def resumed(url, key):
     """A long call whose connection is cut after a few lines: the SDK takes the stream up
     again with Last-Event-ID, and every line arrives once."""
@@ -153,7 +207,8 @@ async def main():
         seen = await resumed(*args)
     else:
         async with connect(mode, args) as session:
-            seen = await {"basics": basics, "read_only": read_only}[scenario](session)
+            scenarios = {"basics": basics, "read_only": read_only, "agent": agent}
+            seen = await scenarios[scenario](session)
     print(json.dumps(seen))
 
 
