@@ -360,15 +360,18 @@ fn sse_events(text: &str) -> Vec<(Option<String>, Option<Value>)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_stream_read_in_two_connections_is_the_log_once_then_the_answer() {
-    let server = keyed();
-    let session = initialize(&server, KEY).await;
+/// Calls start_task with `command` and wait, reads its stream until the third progress
+/// notification and hangs up: the events read, and the id to resume after.
+async fn follow_then_hang_up(
+    server: &Server,
+    session: &str,
+    command: &str,
+) -> (Vec<(Option<String>, Option<Value>)>, String) {
     let call_body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
         "name": "start_task",
-        "arguments": {"command": "for i in 1 2 3 4 5 6; do echo n$i; sleep 0.1; done", "wait": true},
+        "arguments": {"command": command, "wait": true},
         "_meta": {"progressToken": "p"}}});
-    let response = rpc(&server, KEY, Some(&session), call_body)
+    let response = rpc(server, KEY, Some(session), call_body)
         .send()
         .await
         .unwrap();
@@ -379,7 +382,6 @@ async fn a_stream_read_in_two_connections_is_the_log_once_then_the_answer() {
             .unwrap()
             .starts_with("text/event-stream")
     );
-    // Read until the third progress notification, then hang up.
     let mut body = response.bytes_stream();
     let mut text = String::new();
     while sse_events(&text)
@@ -401,20 +403,37 @@ async fn a_stream_read_in_two_connections_is_the_log_once_then_the_answer() {
         .find(|(_, data)| data.is_some())
         .and_then(|(id, _)| id.clone())
         .unwrap();
+    (first, last_id)
+}
+
+/// The rest of a stream after `last_id`, read to its end.
+async fn resume(
+    server: &Server,
+    session: &str,
+    last_id: &str,
+) -> Vec<(Option<String>, Option<Value>)> {
     let resumed = http()
         .get(format!("{}/mcp", server.url))
         .bearer_auth(KEY)
         .header("accept", "text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("last-event-id", &last_id)
+        .header("mcp-session-id", session)
+        .header("last-event-id", last_id)
         .send()
         .await
         .unwrap();
     assert_eq!(resumed.status(), 200);
-    let rest = sse_events(&resumed.text().await.unwrap());
+    sse_events(&resumed.text().await.unwrap())
+}
+
+/// Checks that the two parts are one progress notification per log event, in order, then
+/// the answer; the task it answers with.
+fn progress_once_then_answer(
+    first: &[(Option<String>, Option<Value>)],
+    rest: &[(Option<String>, Option<Value>)],
+) -> Value {
     let messages: Vec<&Value> = first
         .iter()
-        .chain(&rest)
+        .chain(rest)
         .filter_map(|(_, data)| data.as_ref())
         .collect();
     let (answer, progress) = messages.split_last().unwrap();
@@ -427,10 +446,35 @@ async fn a_stream_read_in_two_connections_is_the_log_once_then_the_answer() {
         })
         .collect();
     assert_eq!(answer["id"], 7, "{answer}");
-    let task = &answer["result"]["structuredContent"]["task"];
+    let task = answer["result"]["structuredContent"]["task"].clone();
     let last_seq = task["last_seq"].as_u64().unwrap();
     assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>());
+    task
+}
+
+#[tokio::test]
+async fn a_stream_read_in_two_connections_is_the_log_once_then_the_answer() {
+    let server = keyed();
+    let session = initialize(&server, KEY).await;
+    let command = "for i in 1 2 3 4 5 6; do echo n$i; sleep 0.1; done";
+    let (first, last_id) = follow_then_hang_up(&server, &session, command).await;
+    let rest = resume(&server, &session, &last_id).await;
+    let task = progress_once_then_answer(&first, &rest);
     assert_eq!(task["state"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_stream_resumes_after_a_server_restart_from_the_log() {
+    let mut server = keyed();
+    let session = initialize(&server, KEY).await;
+    let command = "for i in $(seq 1 100); do echo n$i; sleep 0.1; done";
+    let (first, last_id) = follow_then_hang_up(&server, &session, command).await;
+    server.terminate();
+    server.restart();
+    // The session died with the server; the stream lives in the task's log.
+    let rest = resume(&server, &session, &last_id).await;
+    let task = progress_once_then_answer(&first, &rest);
+    assert_eq!(task["state"], "interrupted", "{task}");
 }
 
 #[tokio::test]

@@ -114,6 +114,13 @@ impl McpState {
         }
     }
 
+    /// Whose session `id` is, while it lives.
+    fn holder_of(&self, id: &str) -> Option<String> {
+        self.sessions()
+            .get(id)
+            .map(|session| session.holder.clone())
+    }
+
     pub(super) fn subscribe(&self, session: &str, task: &str, on: bool) {
         if let Some(session) = self.sessions().get_mut(session) {
             if on {
@@ -438,19 +445,28 @@ pub(super) async fn get(
         return refused;
     }
     let session = session_header(&headers);
-    if let Some(id) = &session
-        && !state.mcp.session_of(id, &principal.holder)
-    {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            codes::NO_SESSION,
-            format!("no session {id} here (it ended, or the server restarted): initialize again"),
-        );
-    }
     let last = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
         .map(str::trim);
+    // A followed call's stream lives in the task's log, not in the session: it resumes after
+    // the session is gone (a restarted server), unless the session is another key's.
+    let resumes_follow = last.is_some_and(|last| last.starts_with(FOLLOW_ID));
+    if let Some(id) = &session {
+        let refused = match state.mcp.holder_of(id) {
+            Some(holder) => holder != principal.holder,
+            None => !resumes_follow,
+        };
+        if refused {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                codes::NO_SESSION,
+                format!(
+                    "no session {id} here (it ended, or the server restarted): initialize again"
+                ),
+            );
+        }
+    }
     let caller = Caller { principal, session };
     match last {
         Some(last) if last.starts_with(FOLLOW_ID) => {
