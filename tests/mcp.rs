@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::BufRead;
 use std::process::Command;
 
 use common::fake_llm::{FakeLlm, Format, Reply};
@@ -216,6 +217,38 @@ fn an_agent_asks_and_is_approved_through_mcp_then_chat_and_a_diagram() {
     assert_eq!(seen["diagram"][0], "image/svg+xml");
     let svg = seen["diagram"][1].as_str().unwrap();
     assert!(svg.contains("<svg") && svg.contains("alpha"), "{svg}");
+}
+
+#[test]
+fn victor_mcp_carries_a_call_and_its_session_across_a_server_restart() {
+    let mut server = keyed();
+    let path = format!("{}/tests/clients/mcp_client.py", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .arg(&path)
+        .args(["restart", "stdio", VICTOR, &server.url, KEY])
+        .env("VICTOR_CONFIG", server.config_dir().join("config.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (.ci/run installs the MCP SDK)");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().expect("the script ended early").unwrap();
+    assert_eq!(ready, "ready");
+    server.terminate();
+    server.restart();
+    let last = lines.map(Result::unwrap).last().expect("what it saw");
+    assert!(child.wait().unwrap().success());
+    let seen: Value = serde_json::from_str(&last).unwrap();
+    let last_seq = seen["task"]["last_seq"].as_u64().unwrap();
+    let numbers: Vec<u64> = seen["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_f64().unwrap() as u64)
+        .collect();
+    assert_eq!(numbers, (1..=last_seq).collect::<Vec<_>>(), "{seen}");
+    assert_eq!(seen["task"]["state"], "interrupted", "{seen}");
+    let listed = seen["listed"].as_str().unwrap();
+    assert!(listed.contains("interrupted"), "{seen}");
 }
 
 #[test]

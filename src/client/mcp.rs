@@ -31,6 +31,11 @@ pub struct McpLink {
     client: Client,
     out: mpsc::Sender<String>,
     session: Arc<Mutex<Option<Negotiated>>>,
+    /// The client's `initialize`, sent again for a new session when the server lost the old
+    /// one (it restarted).
+    hello: Arc<Mutex<Option<String>>>,
+    /// Held while a new session opens, so that calls that all found the old one gone open one.
+    reopening: Arc<tokio::sync::Mutex<()>>,
     /// Ends the notification stream when the link closes.
     closed: CancellationToken,
 }
@@ -55,6 +60,8 @@ impl McpLink {
             client,
             out,
             session: Arc::default(),
+            hello: Arc::default(),
+            reopening: Arc::default(),
             closed: CancellationToken::new(),
         }
     }
@@ -88,40 +95,27 @@ impl McpLink {
             .filter(|id| !id.is_null());
         let initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
         let body = message.to_string();
-        let mut since: Option<Instant> = None;
-        let mut backoff = FIRST_BACKOFF;
-        // Until the server has the message: a network failure before that is retried as is.
-        let response = loop {
-            let request = self
-                .with_session(self.client.request(Method::POST, "/mcp"))
-                .header(CONTENT_TYPE, "application/json")
-                .header("accept", "application/json, text/event-stream")
-                .body(body.clone());
-            match request.send().await {
-                Ok(response) => break response,
-                Err(error) => {
-                    // Only a connection that never opened surely did not deliver it: any other
-                    // failure is not retried, so that a call never runs twice.
-                    let error = self.client.transport_error(error);
-                    let unreachable = matches!(error, ClientError::Unreachable { .. });
-                    if !unreachable || !wait(&mut since, &mut backoff).await {
-                        self.fail(request_id.as_ref(), &error.to_string()).await;
-                        return;
-                    }
-                }
+        let sent_in = self.negotiated().map(|session| session.id);
+        let mut response = match self.post(&body).await {
+            Ok(response) => response,
+            Err(error) => {
+                self.fail(request_id.as_ref(), &error.to_string()).await;
+                return;
             }
         };
-        if initialize && response.status().is_success() {
-            let id = response
-                .headers()
-                .get(SESSION_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string);
-            if let Some(id) = id
-                && let Ok(mut session) = self.session.lock()
-            {
-                *session = Some(Negotiated { id, version: None });
+        if initialize {
+            if let Ok(mut hello) = self.hello.lock() {
+                *hello = Some(body.clone());
             }
+            self.note_session(&response);
+        } else if response.status() == StatusCode::NOT_FOUND && self.reopen(sent_in).await {
+            response = match self.post(&body).await {
+                Ok(response) => response,
+                Err(error) => {
+                    self.fail(request_id.as_ref(), &error.to_string()).await;
+                    return;
+                }
+            };
         }
         let Some(request_id) = request_id else {
             return;
@@ -179,6 +173,80 @@ impl McpLink {
                 }
             };
         }
+    }
+
+    /// POSTs one message until the server has it: a connection that never opened surely did
+    /// not deliver it and is tried again; any other failure is not, so that a call never runs
+    /// twice.
+    async fn post(&self, body: &str) -> Result<reqwest::Response, ClientError> {
+        let mut since: Option<Instant> = None;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let request = self
+                .with_session(self.client.request(Method::POST, "/mcp"))
+                .header(CONTENT_TYPE, "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(body.to_string());
+            match request.send().await {
+                Ok(response) => return Ok(response),
+                Err(error) => {
+                    let error = self.client.transport_error(error);
+                    let unreachable = matches!(error, ClientError::Unreachable { .. });
+                    if !unreachable || !wait(&mut since, &mut backoff).await {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keeps the session the server opened in answer to `initialize`.
+    fn note_session(&self, response: &reqwest::Response) {
+        if !response.status().is_success() {
+            return;
+        }
+        let id = response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        if let Some(id) = id
+            && let Ok(mut session) = self.session.lock()
+        {
+            *session = Some(Negotiated { id, version: None });
+        }
+    }
+
+    /// Opens a new session with the client's `initialize` when the server no longer knows
+    /// `lost` (it restarted); whether there is one now. The MCP client never sees this: its session goes
+    /// on (subscriptions to resources are made again by subscribing again).
+    async fn reopen(&self, lost: Option<String>) -> bool {
+        let _reopening = self.reopening.lock().await;
+        if self.negotiated().map(|session| session.id) != lost {
+            // Another call opened the new one meanwhile.
+            return true;
+        }
+        let hello = self.hello.lock().ok().and_then(|hello| hello.clone());
+        let Some(hello) = hello else {
+            return false;
+        };
+        if let Ok(mut session) = self.session.lock() {
+            *session = None;
+        }
+        let Ok(response) = self.post(&hello).await else {
+            return false;
+        };
+        self.note_session(&response);
+        let Ok(answer) = response.json::<Value>().await else {
+            return false;
+        };
+        self.note_version(&answer);
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        if self.post(&initialized.to_string()).await.is_err() {
+            return false;
+        }
+        self.start_notifications();
+        true
     }
 
     /// The stream after `last`: `None` to try again later, an error when it never will be.
@@ -247,9 +315,11 @@ impl McpLink {
     /// closes.
     fn start_notifications(&self) {
         let link = self.clone();
+        let session = self.negotiated().map(|session| session.id);
         tokio::spawn(async move {
             let mut last: Option<String> = None;
-            loop {
+            // A new session has a stream of its own.
+            while link.negotiated().map(|session| session.id) == session {
                 let mut request = link
                     .with_session(link.client.request(Method::GET, "/mcp"))
                     .header("accept", "text/event-stream");

@@ -178,6 +178,26 @@ async def agent(session):
     return seen
 
 
+async def restart(session):
+    """A long call through `victor mcp` during which the server restarts: the call still gets
+    its answer, every log event once, and the next call finds a new session opened for it.
+    Prints `ready` when the test should restart the server."""
+    progress = []
+
+    async def on_progress(value, total, message):
+        progress.append([value, message])
+        if len(progress) == 3:
+            print("ready", flush=True)
+
+    result = await session.call_tool(
+        "start_task",
+        {"command": "for i in $(seq 1 100); do echo line $i; sleep 0.1; done", "wait": True},
+        progress_callback=on_progress)
+    listed = await session.call_tool("list_tasks", {})
+    return {"progress": progress, "result": text_of(result),
+            "task": result.structuredContent["task"], "listed": text_of(listed)}
+
+
 async def resumed(url, key):
     """A long call whose connection is cut after a few lines: the SDK takes the stream up
     again with Last-Event-ID, and every line arrives once."""
@@ -207,7 +227,8 @@ async def main():
         seen = await resumed(*args)
     else:
         async with connect(mode, args) as session:
-            scenarios = {"basics": basics, "read_only": read_only, "agent": agent}
+            scenarios = {"basics": basics, "read_only": read_only, "agent": agent,
+                         "restart": restart}
             seen = await scenarios[scenario](session)
     print(json.dumps(seen))
 
