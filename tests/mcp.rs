@@ -497,6 +497,31 @@ async fn a_stream_read_in_two_connections_is_the_log_once_then_the_answer() {
 }
 
 #[tokio::test]
+async fn progress_carries_the_whole_output_however_large_its_chunks() {
+    let server = keyed();
+    let session = initialize(&server, KEY).await;
+    let call_body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+        "name": "start_task",
+        "arguments": {"command": "seq 1 5000", "wait": true},
+        "_meta": {"progressToken": "p"}}});
+    let response = rpc(&server, KEY, Some(&session), call_body)
+        .send()
+        .await
+        .unwrap();
+    let events = sse_events(&response.text().await.unwrap());
+    let output: Vec<String> = events
+        .iter()
+        .filter_map(|(_, data)| data.as_ref())
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["message"].as_str().unwrap().to_string())
+        .filter(|m| !m.starts_with('['))
+        .flat_map(|m| m.lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    let expected: Vec<String> = (1..=5000).map(|i| i.to_string()).collect();
+    assert_eq!(output, expected);
+}
+
+#[tokio::test]
 async fn a_stream_resumes_after_a_server_restart_from_the_log() {
     let mut server = keyed();
     let session = initialize(&server, KEY).await;

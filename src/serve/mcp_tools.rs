@@ -39,7 +39,7 @@ const TAIL_BYTES: usize = 4096;
 /// that take longer than about a minute unless progress keeps them alive.
 const DEFAULT_WAIT_SECS: f64 = 50.0;
 const MAX_WAIT_SECS: f64 = 3600.0;
-/// Longest progress message.
+/// Longest progress message about something other than output.
 const MAX_LINE: usize = 2000;
 
 /// One tool: its name, the scope it needs, what it is for and what it takes.
@@ -922,11 +922,13 @@ async fn render_diagram(state: &AppState, arguments_: Value) -> Outcome {
     })))
 }
 
-/// The progress line of one log event: its text, or what happened.
+/// The progress message of one log event: its output whole (a chunk is at most 16 KiB), so
+/// that following a task's progress is following its output; or what happened, in a line.
 pub(super) fn event_line(event: &Event) -> String {
-    let line = if let Some(output) = event.output() {
-        output.text.trim_end_matches('\n').to_string()
-    } else if let Some(state) = event.state() {
+    if let Some(output) = event.output() {
+        return output.text.trim_end_matches('\n').to_string();
+    }
+    let line = if let Some(state) = event.state() {
         match state.reason {
             Some(reason) => format!("[{}: {reason}]", state.state),
             None => format!("[{}]", state.state),
