@@ -31,6 +31,9 @@ _victor() {
             victor,man)
                 cmd="victor__subcmd__man"
                 ;;
+            victor,mcp)
+                cmd="victor__subcmd__mcp"
+                ;;
             victor,remote)
                 cmd="victor__subcmd__remote"
                 ;;
@@ -60,6 +63,9 @@ _victor() {
                 ;;
             victor__subcmd__help,man)
                 cmd="victor__subcmd__help__subcmd__man"
+                ;;
+            victor__subcmd__help,mcp)
+                cmd="victor__subcmd__help__subcmd__mcp"
                 ;;
             victor__subcmd__help,remote)
                 cmd="victor__subcmd__help__subcmd__remote"
@@ -299,7 +305,7 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task watch chat keys remote render completions man help"
+            opts="-h -V --config --help --version serve task watch chat keys remote render mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,7 +391,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task watch chat keys remote render completions man help"
+            opts="serve task watch chat keys remote render mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -497,6 +503,20 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__mcp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1052,6 +1072,36 @@ _victor() {
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__mcp)
+            opts="-h -V --server --api-key --data-dir --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -30,6 +30,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+            cand mcp 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -555,6 +556,16 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'victor;mcp'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -579,6 +590,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+            cand mcp 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -662,6 +674,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;remote;remove'= {
         }
         &'victor;help;render'= {
+        }
+        &'victor;help;mcp'= {
         }
         &'victor;help;completions'= {
         }

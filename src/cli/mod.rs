@@ -4,6 +4,7 @@
 mod chat;
 pub mod config;
 mod keys;
+mod mcp;
 mod output;
 mod remote;
 mod render;
@@ -77,6 +78,14 @@ pub enum Command {
     Remote(remote::RemoteArgs),
     /// Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server.
     Render(render::RenderArgs),
+    /// Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a
+    /// remote's name).
+    ///
+    /// For assistants that launch MCP servers as commands: `"command": "victor", "args":
+    /// ["mcp", "--server", "lab"]`. The tools (start, follow and steer tasks, agents, chat,
+    /// diagrams) are the server's, under this key's scope; a stream cut by the network is
+    /// resumed from the task's log.
+    Mcp(mcp::McpArgs),
     /// Print shell completions (or write every shell's with --dir).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -121,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
         Command::Keys(args) => keys::run(args, cli.config.as_deref()).await,
         Command::Remote(args) => remote::run(args, cli.config.as_deref()).await,
         Command::Render(args) => render::run(args, cli.config.as_deref()).await,
+        Command::Mcp(args) => mcp::run(args, cli.config.as_deref()).await,
         Command::Completions { shell, dir } => {
             write_completions(shell, dir)?;
             Ok(Exit::Success)

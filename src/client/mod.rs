@@ -3,6 +3,7 @@
 
 mod follow;
 mod sessions;
+mod mcp;
 mod tls;
 mod ws;
 
@@ -22,6 +23,7 @@ use crate::proto::{
 };
 
 pub use follow::{Follow, Topic};
+pub use mcp::McpLink;
 pub use tls::presented_fingerprint;
 pub use ws::{WsConnection, WsMessage};
 

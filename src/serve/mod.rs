@@ -9,6 +9,8 @@ mod connections;
 mod error;
 mod guard;
 mod limits;
+mod mcp;
+mod mcp_tools;
 mod openai;
 mod openapi;
 mod render;
@@ -204,6 +206,8 @@ struct AppState {
     task_workspaces: PathBuf,
     /// Seed 004's Socket.IO server, behind `/socket.io/`.
     socket_io: seed004::SocketIoSlot,
+    /// MCP sessions and the MCP tool calls under way.
+    mcp: Arc<mcp::McpState>,
 }
 
 /// Runs the server until `stop` completes, then shuts down in order: stop accepting, tell open
@@ -300,6 +304,7 @@ pub async fn run(
         tls: tls.is_some(),
         task_workspaces,
         socket_io: Default::default(),
+        mcp: Arc::default(),
     };
     let socket_io = seed004::start(&state);
     let sweeper = tokio::spawn(sweep(access.clone(), limits, closing.clone()));
@@ -741,6 +746,12 @@ fn routes() -> Routes {
         .compat(read, "/render/{kind}", post(render::text_body))
         .compat(read, "/{kind}/svg", post(render::text_body))
         .compat(read, "/{kind}/svg/{encoded}", get(render::kroki_get))
+        // MCP's Streamable HTTP: each tool asks for the scope its REST route needs.
+        .compat(
+            read,
+            "/mcp",
+            get(mcp::get).post(mcp::post).delete(mcp::delete),
+        )
 }
 
 /// The native API's routes and its OpenAPI document, completed with what every operation
