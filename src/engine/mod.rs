@@ -26,7 +26,8 @@ use self::runner::{Context, Control, Kind, Message, Request, Slot, Stop, encode}
 use crate::bus::Bus;
 use crate::llm::{LlmError, Providers};
 use crate::proto::{
-    ApprovalStatus, CreateTask, Input, StateData, Task, TaskPage, TaskResult, TaskState, Unanswered,
+    ApprovalStatus, CreateTask, Input, NodeInfo, StateData, Task, TaskPage, TaskResult, TaskState,
+    Unanswered,
 };
 use crate::store::{ConversationAppend, NewTask, SharedStore, StoreError, TaskQuery, Transition};
 
@@ -314,6 +315,7 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(Task, bool), EngineError> {
         validate_name(request.name.as_deref())?;
+        validate_labels(&request.requires)?;
         let kind = self.kind_of(request.spec.kind())?;
         kind.prepare(self, &mut request.spec).await?;
         // Carried through on its own, even when whoever asked goes away meanwhile: what
@@ -410,6 +412,9 @@ impl Engine {
             finished_at: None,
             result: None,
             last_seq: 0,
+            requires: request.requires.clone(),
+            node: None,
+            waiting: None,
         };
         Ok(self
             .store
@@ -453,6 +458,11 @@ impl Engine {
 
     pub async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, EngineError> {
         Ok(self.store.count_by_state().await?)
+    }
+
+    /// This node's id, and every node sharing the store with it.
+    pub async fn nodes(&self) -> Result<(String, Vec<NodeInfo>), EngineError> {
+        Ok((self.store.node().to_string(), self.store.nodes().await?))
     }
 
     /// Cancels a queued task at once, or sends SIGTERM (then SIGKILL after the grace period) to a
@@ -786,6 +796,29 @@ fn validate_name(name: Option<&str>) -> Result<(), EngineError> {
         return Err(EngineError::Invalid(
             "name must be at most 200 characters with no NUL".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses labels a node could not advertise (`victor serve --label`).
+pub fn validate_labels(labels: &[String]) -> Result<(), EngineError> {
+    const MAX_LABELS: usize = 16;
+    if labels.len() > MAX_LABELS {
+        return Err(EngineError::Invalid(format!(
+            "at most {MAX_LABELS} labels, not {}",
+            labels.len()
+        )));
+    }
+    for label in labels {
+        let fits = (1..=64).contains(&label.len())
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        if !fits {
+            return Err(EngineError::Invalid(format!(
+                "label `{label}` must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`"
+            )));
+        }
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ pub async fn health() -> Json<Health> {
         status: "healthy".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
+        reason: None,
     })
 }
 
@@ -34,6 +35,7 @@ pub async fn health() -> Json<Health> {
 #[utoipa::path(get, path = "/api/v1/status", tag = "server",
     responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    let (node, nodes) = state.engine.nodes().await?;
     Ok(Json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
@@ -41,6 +43,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         connected_clients: state.clients.load(Ordering::Relaxed),
         tasks: state.engine.count_by_state().await?,
         max_concurrent: state.engine.config().max_concurrent,
+        node,
+        nodes,
     }))
 }
 
