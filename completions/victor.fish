@@ -43,6 +43,8 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l data-dir -d 'Whe
 complete -c victor -n "__fish_victor_using_subcommand serve" -l store -d 'Where tasks and their logs are kept: sqlite://PATH, PATH the database file [default: victor.db in the data dir]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l ready-file -d 'Once listening, write where to FILE as JSON (`url`, `socket`, `fingerprint`, `pid`), for a program that starts the server with --port 0; removed when the server stops' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-concurrent -d 'Tasks running at once; the rest wait in a queue [default: 4]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l label -d 'A label this node advertises to the nodes sharing its store (repeatable): tasks started with `--require LABEL` run only on nodes that have it' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l lease-secs -d 'Seconds this node\'s lease lasts in a shared store: a node silent that long counts as gone, and the others mark its running tasks interrupted [default: 15]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l api-key -d 'Require this key from every client (`Authorization: Bearer KEY`). Also read from VICTOR_SERVER_API_KEY (seed 000\'s name)' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l log-format -d 'Log as text for people or JSON lines for machines [default: text]' -r -f -a "text\t''
 json\t''"
@@ -117,6 +119,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -s e -l env -d 'Environment variable for the task (repeatable)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l timeout -d 'Stop the task after this long running: 90, 90s, 5m, 1h' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l priority -d 'Higher runs first when tasks queue' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l require -d 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l agent -d 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands' -r
@@ -139,6 +142,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -s e -l env -d 'Environment variable for the task (repeatable)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l timeout -d 'Stop the task after this long running: 90, 90s, 5m, 1h' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first when tasks queue' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l require -d 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l agent -d 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands' -r

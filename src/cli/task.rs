@@ -844,6 +844,15 @@ fn describe(task: &Task) -> String {
     if task.priority != 0 {
         lines.push(("priority", task.priority.to_string()));
     }
+    if !task.requires.is_empty() {
+        lines.push(("requires", task.requires.join(", ")));
+    }
+    if let Some(node) = &task.node {
+        lines.push(("node", node.clone()));
+    }
+    if let Some(waiting) = &task.waiting {
+        lines.push(("waiting", waiting.clone()));
+    }
     lines.push((
         "created",
         format!("{} ({})", task.created_at, ago(task.created_at, now)),

@@ -45,7 +45,7 @@ use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::llm::{ProviderConfig, ProviderConfigError, ProviderSettings, Providers};
 use crate::proto::Scope;
 use crate::render::{RenderConfig, Renderer, Tools};
-use crate::store::{self, Node, StoreError};
+use crate::store::{self, Advert, Node, StoreError};
 
 pub use auth::SessionPolicy;
 pub use error::ApiError;
@@ -215,7 +215,13 @@ pub async fn run(
     raise_open_files_limit();
 
     // Held until the server ends: one server per data dir.
-    let node = Node::claim(&config.data_dir)?;
+    let node = Node::claim(&config.data_dir)?.advertising(
+        Advert {
+            labels: config.engine.labels.clone(),
+            max_concurrent: config.engine.max_concurrent,
+        },
+        config.engine.lease,
+    );
     let hub = Hub::new();
     let store = store::open(config.store.as_deref(), &node, hub.clone()).await?;
     let access = Arc::new(

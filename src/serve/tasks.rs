@@ -160,7 +160,7 @@ pub async fn get_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.engine.get(&id).await?))
+    Ok(Json(state.engine.describe(&id).await?))
 }
 
 /// Deletes a finished task and its events.

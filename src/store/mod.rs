@@ -11,7 +11,7 @@
 //! nodes that are gone ([`TaskStore::orphaned_tasks`]), never those another live node runs.
 //!
 //! A store that several nodes share also carries what they tell each other ([`Cluster`]):
-//! controls for the node that runs a task, and changes to keys and sessions.
+//! controls for the node that runs a task.
 //!
 //! A backend is a folder here with an `open` function, registered in `BACKENDS`, and passes the
 //! conformance suite (`conformance.rs`) written once against these traits.
@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::{
     Approval, ApprovalStatus, Checkpoint, ConversationSummary, Event, NodeInfo, Scope,
@@ -377,9 +377,6 @@ pub trait Cluster: Send + Sync {
     /// The questions other nodes ask this one, each with where its answer goes. Handed out
     /// once: the first caller answers them all.
     fn questions(&self) -> Option<mpsc::Receiver<Question>>;
-
-    /// Changes to keys and sessions made by any node, for those that keep them in memory.
-    fn access_changes(&self) -> broadcast::Receiver<AccessChange>;
 }
 
 /// A question from another node, and where its answer goes.
@@ -387,15 +384,6 @@ pub trait Cluster: Send + Sync {
 pub struct Question {
     pub text: String,
     pub answer: oneshot::Sender<String>,
-}
-
-/// A key or session as it is now, after a change by any node: `None` once it is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessChange {
-    Key(String, Option<StoredKey>),
-    Session(String, Option<StoredSession>),
-    /// Changes may have been missed (the store was out of reach): read everything again.
-    Reload,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

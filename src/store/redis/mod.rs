@@ -21,6 +21,7 @@
 //! Redis keeps what it acknowledged across its own restart only with persistence on
 //! (`appendonly yes`); see docs/several-machines.md.
 
+mod cluster;
 mod records;
 mod scripts;
 mod tasks;
@@ -38,7 +39,7 @@ use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisError};
 use tokio_util::sync::CancellationToken;
 
-use super::{Advert, EventSink, Node, SharedStore, Store, StoreError};
+use super::{Advert, Cluster, EventSink, Node, SharedStore, Store, StoreError};
 use crate::proto::Event;
 
 /// The key prefix unless the setting names one.
@@ -66,8 +67,10 @@ struct Shared {
     closed: AtomicBool,
     /// Why Redis cannot be reached now, while it cannot.
     degraded: Mutex<Option<String>>,
-    /// Stops the follower of the shared log.
+    /// Stops the follower of the shared log and the reader of this node's inbox.
     stop: CancellationToken,
+    /// Whether this node's questions were handed out (to its engine).
+    questions_taken: Mutex<bool>,
 }
 
 pub(super) fn open<'a>(
@@ -115,6 +118,7 @@ impl RedisStore {
             closed: AtomicBool::new(false),
             degraded: Mutex::new(None),
             stop: CancellationToken::new(),
+            questions_taken: Mutex::new(false),
         });
         tokio::spawn(follow(shared.clone(), start.unwrap_or(0), sink));
         Ok(RedisStore {
@@ -323,6 +327,10 @@ fn now() -> Timestamp {
 impl Store for RedisStore {
     fn node(&self) -> &str {
         &self.node
+    }
+
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        Some(self)
     }
 
     fn degraded(&self) -> Option<String> {
