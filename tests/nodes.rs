@@ -357,3 +357,118 @@ async fn a_survivor_interrupts_the_tasks_of_a_node_killed_mid_run() {
     let done = finished(&b.client(), &queued.id).await;
     assert_eq!(done.state, TaskState::Succeeded);
 }
+
+/// A Redis of the test's own, on a free loopback port, keeping its data in `dir`.
+struct OwnRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let process = OwnRedis::spawn(port, dir.path());
+        OwnRedis { port, dir, process }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--dir", dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    fn restart(&mut self) {
+        self.process = OwnRedis::spawn(self.port, self.dir.path());
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn health(server: &Server) -> (u16, serde_json::Value) {
+    let response = reqwest::get(format!("{}/api/v1/health", server.url))
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_node_rides_out_a_redis_restart_degraded_and_keeps_what_redis_acknowledged() {
+    if redis().is_none() {
+        return;
+    }
+    let mut redis = OwnRedis::start();
+    let a = node(&fresh_store(&redis.url()), &[]);
+    let ca = a.client();
+    let before = ca.create_task(&shell("echo kept"), None).await.unwrap();
+    assert_eq!(finished(&ca, &before.id).await.state, TaskState::Succeeded);
+    assert_eq!(health(&a).await.0, 200);
+
+    redis.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = health(&a).await;
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((status, body["status"].as_str()), (503, Some("degraded")));
+    assert!(body["reason"].as_str().unwrap().contains("Redis"), "{body}");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while health(&a).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "still degraded after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(common::output_of(&ca, &before.id).await.0, "kept\n");
+    let after = ca.create_task(&shell("echo again"), None).await.unwrap();
+    let mut follow = ca.follow(Topic::Task(after.id.clone()), Some(0));
+    let mut last = None;
+    while let Some(event) = follow.next().await {
+        last = Some(event.unwrap());
+    }
+    assert_eq!(
+        last.and_then(|e| e.final_state()),
+        Some(TaskState::Succeeded),
+        "streams work again"
+    );
+}

@@ -19,16 +19,31 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// Liveness; never needs a key.
+/// Liveness; never needs a key. A node that cannot reach the store it shares with other
+/// nodes answers 503 `degraded` (it retries meanwhile), so that a load balancer sends clients
+/// to another node.
 #[utoipa::path(get, path = "/api/v1/health", tag = "server", security(()),
-    responses((status = 200, body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "healthy".to_string(),
+    responses((status = 200, body = Health),
+        (status = 503, description = "The shared store is out of reach", body = Health)))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let reason = state.engine.bus().store().degraded();
+    let status = if reason.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let health = Health {
+        status: if reason.is_some() {
+            "degraded"
+        } else {
+            "healthy"
+        }
+        .to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
-        reason: None,
-    })
+        reason,
+    };
+    (status, Json(health))
 }
 
 /// Tasks by state, uptime and connected clients.

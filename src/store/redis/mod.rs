@@ -217,6 +217,16 @@ async fn follow(shared: Arc<Shared>, mut after: u64, sink: Arc<dyn EventSink>) {
             }
         };
         backoff = Duration::from_millis(50);
+        // The shared connection finds out that Redis went away at its next call, and
+        // reconnects after it: make that call here, not in a client's request.
+        let mut shared_conn = shared.conn.clone();
+        while let Err(e) = redis::cmd("PING").query_async::<()>(&mut shared_conn).await {
+            shared.note(&e);
+            tokio::select! {
+                () = shared.stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
         let options = StreamReadOptions::default()
             .count(FOLLOW_BATCH)
             .block(FOLLOW_BLOCK.as_millis() as usize);
