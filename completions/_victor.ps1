@@ -33,7 +33,6 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
-            [CompletionResult]::new('mcp', 'mcp', [CompletionResultType]::ParameterValue, 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -84,7 +83,6 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--workspace-root', '--workspace-root', [CompletionResultType]::ParameterName, 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]')
             [CompletionResult]::new('--approval-timeout-secs', '--approval-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds an agent''s tool call waits for a person''s approval [default: 600]')
             [CompletionResult]::new('--on-unanswered', '--on-unanswered', [CompletionResultType]::ParameterName, 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]')
-            [CompletionResult]::new('--task-workspaces', '--task-workspaces', [CompletionResultType]::ParameterName, 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints')
             [CompletionResult]::new('--render-unsafe', '--render-unsafe', [CompletionResultType]::ParameterName, 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files')
@@ -617,17 +615,6 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
-        'victor;mcp' {
-            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
-            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
-            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
         'victor;completions' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Write the completions of every shell into this directory')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
@@ -654,7 +641,6 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
-            [CompletionResult]::new('mcp', 'mcp', [CompletionResultType]::ParameterValue, 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -767,9 +753,6 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;help;render' {
-            break
-        }
-        'victor;help;mcp' {
             break
         }
         'victor;help;completions' {

@@ -31,9 +31,6 @@ _victor() {
             victor,man)
                 cmd="victor__subcmd__man"
                 ;;
-            victor,mcp)
-                cmd="victor__subcmd__mcp"
-                ;;
             victor,remote)
                 cmd="victor__subcmd__remote"
                 ;;
@@ -63,9 +60,6 @@ _victor() {
                 ;;
             victor__subcmd__help,man)
                 cmd="victor__subcmd__help__subcmd__man"
-                ;;
-            victor__subcmd__help,mcp)
-                cmd="victor__subcmd__help__subcmd__mcp"
                 ;;
             victor__subcmd__help,remote)
                 cmd="victor__subcmd__help__subcmd__remote"
@@ -305,7 +299,7 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task watch chat keys remote render mcp completions man help"
+            opts="-h -V --config --help --version serve task watch chat keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,7 +385,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task watch chat keys remote render mcp completions man help"
+            opts="serve task watch chat keys remote render completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,20 +497,6 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help__subcmd__man)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        victor__subcmd__help__subcmd__mcp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1086,36 +1066,6 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        victor__subcmd__mcp)
-            opts="-h -V --server --api-key --data-dir --config --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --server)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --api-key)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --data-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
         victor__subcmd__remote)
             opts="-h -V --config --help --version add list remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1325,7 +1275,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --task-workspaces --config --help --version"
+            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1504,10 +1454,6 @@ _victor() {
                     return 0
                     ;;
                 --on-unanswered)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --task-workspaces)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

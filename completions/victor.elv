@@ -30,7 +30,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
-            cand mcp 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -80,7 +79,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --workspace-root 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]'
             cand --approval-timeout-secs 'Seconds an agent''s tool call waits for a person''s approval [default: 600]'
             cand --on-unanswered 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]'
-            cand --task-workspaces 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -556,16 +554,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
-        &'victor;mcp'= {
-            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
-            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
-            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
-            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
-            cand -h 'Print help (see more with ''--help'')'
-            cand --help 'Print help (see more with ''--help'')'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -590,7 +578,6 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
-            cand mcp 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -674,8 +661,6 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;remote;remove'= {
         }
         &'victor;help;render'= {
-        }
-        &'victor;help;mcp'= {
         }
         &'victor;help;completions'= {
         }

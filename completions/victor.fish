@@ -34,7 +34,6 @@ complete -c victor -n "__fish_victor_needs_command" -f -a "chat" -d 'Chat with t
 complete -c victor -n "__fish_victor_needs_command" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
 complete -c victor -n "__fish_victor_needs_command" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
-complete -c victor -n "__fish_victor_needs_command" -f -a "mcp" -d 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote\'s name)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -84,7 +83,6 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-retries -d '
 complete -c victor -n "__fish_victor_using_subcommand serve" -l workspace-root -d 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l approval-timeout-secs -d 'Seconds an agent\'s tool call waits for a person\'s approval [default: 600]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l on-unanswered -d 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]' -r
-complete -c victor -n "__fish_victor_using_subcommand serve" -l task-workspaces -d 'Where a task started through seed 001\'s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-unsafe -d 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -387,12 +385,6 @@ complete -c victor -n "__fish_victor_using_subcommand render" -s w -l watch -d '
 complete -c victor -n "__fish_victor_using_subcommand render" -l unsafe -d 'With --local: let diagrams include files and reach URLs (safe mode off)'
 complete -c victor -n "__fish_victor_using_subcommand render" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand render" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand mcp" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
-complete -c victor -n "__fish_victor_using_subcommand mcp" -l api-key -d 'API key, when the server requires one (overrides a remote\'s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine\'s server may be using' -r
-complete -c victor -n "__fish_victor_using_subcommand mcp" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
-complete -c victor -n "__fish_victor_using_subcommand mcp" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
-complete -c victor -n "__fish_victor_using_subcommand mcp" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c victor -n "__fish_victor_using_subcommand mcp" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand completions" -l dir -d 'Write the completions of every shell into this directory' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -s h -l help -d 'Print help'
@@ -401,17 +393,16 @@ complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a pa
 complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "serve" -d 'Run the task server on this machine'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "mcp" -d 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote\'s name)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render mcp completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'

@@ -184,6 +184,9 @@ fn bench_task(n: usize, now: Timestamp) -> Task {
             ..Default::default()
         }),
         last_seq: 3,
+        requires: Vec::new(),
+        node: None,
+        waiting: None,
     }
 }
 
@@ -437,6 +440,7 @@ fn shell_task(script: &str) -> CreateTask {
     CreateTask {
         name: None,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Exec(ExecSpec::new(TaskCommand::Shell(script.to_string()))),
     }
 }

@@ -57,6 +57,7 @@ async fn start(client: &Client, spec: AgentSpec) -> String {
     let request = CreateTask {
         name: None,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Agent(spec),
     };
     client.create_task(&request, None).await.unwrap().id
@@ -792,6 +793,7 @@ async fn bad_agent_requests_get_clear_errors() {
         let request = CreateTask {
             name: None,
             priority: 0,
+            requires: Vec::new(),
             spec: TaskSpec::Agent(spec),
         };
         match client.create_task(&request, None).await {

@@ -437,6 +437,7 @@ async fn argv_runs_without_a_shell_and_a_timeout_fails_the_task() {
     let request = CreateTask {
         name: Some("literal".into()),
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Exec(exec(Command::Argv(vec!["echo".into(), "$HOME; ls".into()]))),
     };
     let task = client.create_task(&request, None).await.unwrap();

@@ -207,7 +207,8 @@ async fn a_data_dir_from_before_nodes_opens_and_its_tasks_recover() {
     // Make it the data dir that the release before nodes leaves behind: schema 4, no node id.
     let db = rusqlite::Connection::open(server.data_dir.join("victor.db")).unwrap();
     db.execute_batch(
-        "ALTER TABLE tasks DROP COLUMN node; DROP TABLE nodes; PRAGMA user_version = 4;",
+        "ALTER TABLE tasks DROP COLUMN node; ALTER TABLE tasks DROP COLUMN requires;
+         DROP TABLE nodes; PRAGMA user_version = 4;",
     )
     .unwrap();
     drop(db);

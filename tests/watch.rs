@@ -287,6 +287,7 @@ fn an_agents_call_is_approved_and_the_agent_guided_from_the_view() {
     let agent = CreateTask {
         name: None,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Agent(AgentSpec {
             prompt: "Run the check".into(),
             workspace,

@@ -21,6 +21,11 @@ pub struct Settings {
     /// Where tasks and their logs are kept: `sqlite://PATH`; none: SQLite in the data dir.
     pub store: Option<String>,
     pub max_concurrent: usize,
+    /// What this node advertises to the others sharing its store: tasks that `--require`
+    /// labels run only on nodes that have them all.
+    pub labels: Vec<String>,
+    /// Seconds a node's lease lasts: silent that long, the others take over its tasks.
+    pub lease_secs: f64,
     /// The key the server requires and clients send.
     pub api_key: Option<String>,
     /// `text` or `json`.
@@ -127,6 +132,8 @@ impl Default for Settings {
             data_dir: None,
             store: None,
             max_concurrent: 4,
+            labels: Vec::new(),
+            lease_secs: 15.0,
             api_key: None,
             log_format: "text".into(),
             heartbeat_secs: 5.0,

@@ -45,7 +45,7 @@ pub enum Command {
     /// Run the task server on this machine.
     Serve(Box<serve::ServeArgs>),
     /// Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes).
-    Task(task::TaskArgs),
+    Task(Box<task::TaskArgs>),
     /// Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped).
     ///
     /// On a terminal: the server and the connection, the tasks by state, a table of tasks, the
@@ -123,7 +123,7 @@ pub fn needs_worker_threads(cli: &Cli) -> bool {
 pub async fn run(cli: Cli) -> Result<Exit, anyhow::Error> {
     match cli.command {
         Command::Serve(args) => serve::run(*args, cli.config.as_deref()).await,
-        Command::Task(args) => task::run(args, cli.config.as_deref()).await,
+        Command::Task(args) => task::run(*args, cli.config.as_deref()).await,
         Command::Watch(args) => watch::run(args, cli.config.as_deref()).await,
         Command::Chat(args) => chat::run(args, cli.config.as_deref()).await,
         Command::Repl(args) => repl::run(args, cli.config.as_deref()).await,

@@ -173,6 +173,9 @@ mod tests {
             finished_at: None,
             result,
             last_seq: 1,
+            requires: Vec::new(),
+            node: None,
+            waiting: None,
         }
     }
 

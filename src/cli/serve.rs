@@ -53,6 +53,21 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_CONCURRENT", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_concurrent: Option<usize>,
+    /// A label this node advertises to the nodes sharing its store (repeatable): tasks
+    /// started with `--require LABEL` run only on nodes that have it.
+    #[arg(
+        long = "label",
+        env = "VICTOR_LABELS",
+        value_delimiter = ',',
+        value_name = "LABEL"
+    )]
+    #[serde(rename = "labels", skip_serializing_if = "Vec::is_empty")]
+    label: Vec<String>,
+    /// Seconds this node's lease lasts in a shared store: a node silent that long counts as
+    /// gone, and the others mark its running tasks interrupted [default: 15].
+    #[arg(long, env = "VICTOR_LEASE_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_secs: Option<f64>,
     /// Require this key from every client (`Authorization: Bearer KEY`). Also read from
     /// VICTOR_SERVER_API_KEY (seed 000's name).
     #[arg(
@@ -405,6 +420,11 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
         engine: EngineConfig {
             max_concurrent: settings.max_concurrent,
+            labels: {
+                crate::engine::validate_labels(&settings.labels)?;
+                settings.labels.clone()
+            },
+            lease: seconds(settings.lease_secs, "lease_secs")?,
             kill_grace: seconds(settings.kill_grace_secs, "kill_grace_secs")?,
             shutdown_grace: seconds(settings.shutdown_grace_secs, "shutdown_grace_secs")?,
             max_output_bytes: settings.max_output_bytes,

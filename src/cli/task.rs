@@ -187,6 +187,10 @@ struct StartArgs {
     /// Higher runs first when tasks queue.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     priority: i32,
+    /// Run only on a node that has this label (`victor serve --label`; repeatable):
+    /// --require gpu.
+    #[arg(long = "require", value_name = "LABEL")]
+    requires: Vec<String>,
     /// Feed this file to the task's stdin (`-`: this command's stdin), then close it.
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
@@ -526,6 +530,7 @@ fn agent_request(start: StartArgs, prompt: String) -> anyhow::Result<CreateTask>
     Ok(CreateTask {
         name: start.name,
         priority: start.priority,
+        requires: start.requires,
         spec: TaskSpec::Agent(AgentSpec {
             prompt,
             workspace,
@@ -589,6 +594,7 @@ async fn start_task(client: &Client, mut start: StartArgs) -> anyhow::Result<Tas
     let request = CreateTask {
         name: start.name,
         priority: start.priority,
+        requires: start.requires,
         spec: TaskSpec::Exec(ExecSpec {
             command,
             cwd,
@@ -837,6 +843,15 @@ fn describe(task: &Task) -> String {
     lines.extend(task.spec.of_kind().details());
     if task.priority != 0 {
         lines.push(("priority", task.priority.to_string()));
+    }
+    if !task.requires.is_empty() {
+        lines.push(("requires", task.requires.join(", ")));
+    }
+    if let Some(node) = &task.node {
+        lines.push(("node", node.clone()));
+    }
+    if let Some(waiting) = &task.waiting {
+        lines.push(("waiting", waiting.clone()));
     }
     lines.push((
         "created",

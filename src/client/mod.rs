@@ -2,8 +2,8 @@
 //! themselves, and the WebSocket.
 
 mod follow;
-mod sessions;
 mod mcp;
+mod sessions;
 mod tls;
 mod ws;
 

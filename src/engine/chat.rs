@@ -149,6 +149,7 @@ impl Engine {
         let request = crate::proto::CreateTask {
             name: None,
             priority: 0,
+            requires: Vec::new(),
             spec: crate::proto::TaskSpec::Chat(spec),
         };
         Ok(self.create(request, None).await?.0)

@@ -7,6 +7,7 @@
 mod agent;
 mod chat;
 mod exec;
+mod nodes;
 mod process;
 mod runner;
 mod session;
@@ -28,7 +29,8 @@ use self::runner::{Context, Control, Kind, Message, Request, Slot, Stop, encode}
 use crate::bus::Bus;
 use crate::llm::{LlmError, Providers};
 use crate::proto::{
-    ApprovalStatus, CreateTask, Input, StateData, Task, TaskPage, TaskResult, TaskState, Unanswered,
+    ApprovalStatus, CreateTask, Input, NodeInfo, StateData, Task, TaskPage, TaskResult, TaskState,
+    Unanswered,
 };
 use crate::store::{ConversationAppend, NewTask, SharedStore, StoreError, TaskQuery, Transition};
 
@@ -65,6 +67,10 @@ kinds! {
 pub struct EngineConfig {
     /// Tasks running (or paused) at once; the rest wait in the queue.
     pub max_concurrent: usize,
+    /// What this node advertises: it takes only the tasks whose `requires` are all here.
+    pub labels: Vec<String>,
+    /// How long this node's lease lasts; a node silent that long counts as gone.
+    pub lease: Duration,
     /// Between SIGTERM and SIGKILL when a task is cancelled or times out.
     pub kill_grace: Duration,
     /// Between SIGTERM and SIGKILL for tasks still running when the server stops.
@@ -90,6 +96,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_concurrent: 4,
+            labels: Vec::new(),
+            lease: crate::store::LEASE,
             kill_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             max_output_bytes: 64 * 1024 * 1024,
@@ -242,6 +250,7 @@ impl Engine {
         process::adopt_orphans();
         engine.recover().await?;
         engine.schedule();
+        engine.join_cluster();
         Ok(engine)
     }
 
@@ -328,6 +337,7 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(Task, bool), EngineError> {
         validate_name(request.name.as_deref())?;
+        validate_labels(&request.requires)?;
         let kind = self.kind_of(request.spec.kind())?;
         kind.prepare(self, &mut request.spec).await?;
         // Carried through on its own, even when whoever asked goes away meanwhile: what
@@ -377,6 +387,10 @@ impl Engine {
     /// kind holds no slot. Once the server is stopping, a queued task waits for the next start
     /// and one that would start at once is refused: the shutdown would not reach it.
     fn admit(self: &Arc<Self>, task: &Task, schedule: bool) -> Result<(), EngineError> {
+        if !self.can_run(task) {
+            // Another node that has the labels takes it; until then it waits, and says why.
+            return Ok(());
+        }
         let kind = task.spec.kind();
         let slot = self.kinds.of(kind).map_or(Slot::Queued, |k| k.slot());
         match slot {
@@ -424,6 +438,9 @@ impl Engine {
             finished_at: None,
             result: None,
             last_seq: 0,
+            requires: request.requires.clone(),
+            node: None,
+            waiting: None,
         };
         Ok(self
             .store
@@ -433,6 +450,13 @@ impl Engine {
                 request_fingerprint: fingerprint,
             })
             .await?)
+    }
+
+    /// A task as people look at it: a queued one says why it still waits.
+    pub async fn describe(&self, id: &str) -> Result<Task, EngineError> {
+        let mut task = self.get(id).await?;
+        task.waiting = self.why_waiting(&task).await;
+        Ok(task)
     }
 
     pub async fn get(&self, id: &str) -> Result<Task, EngineError> {
@@ -467,6 +491,11 @@ impl Engine {
 
     pub async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, EngineError> {
         Ok(self.store.count_by_state().await?)
+    }
+
+    /// This node's id, and every node sharing the store with it.
+    pub async fn nodes(&self) -> Result<(String, Vec<NodeInfo>), EngineError> {
+        Ok((self.store.node().to_string(), self.store.nodes().await?))
     }
 
     /// Cancels a queued task at once, or sends SIGTERM (then SIGKILL after the grace period) to a
@@ -539,7 +568,24 @@ impl Engine {
         }
     }
 
+    /// Steers a task wherever it runs: here, or on the node sharing the store that took it.
     async fn control(&self, id: &str, request: Request) -> Result<Task, EngineError> {
+        if let Some(cluster) = self.store.cluster()
+            && !self.lock().running.contains_key(id)
+        {
+            let task = self.get(id).await?;
+            if let Some(node) = task.node.as_deref()
+                && node != self.store.node()
+                && !task.state.is_final()
+            {
+                return self.forward(cluster, node, id, &request).await;
+            }
+        }
+        self.control_here(id, request).await
+    }
+
+    /// Steers a task that this node runs or has queued.
+    async fn control_here(&self, id: &str, request: Request) -> Result<Task, EngineError> {
         enum Found {
             Runner(mpsc::Sender<Message>, &'static str),
             Dequeued,
@@ -580,6 +626,18 @@ impl Engine {
                     if task.state != TaskState::Queued {
                         return Err(wrong_state(task.state));
                     }
+                    // Queued for other nodes only (its labels, or another node's queue): no
+                    // runner of this node will look for it.
+                    let not_ours = !self.can_run(&task) || self.store.cluster().is_some();
+                    if not_ours && task.node.is_none() {
+                        if !matches!(request, Request::Stop(Stop::Cancel)) {
+                            return Err(wrong_state(TaskState::Queued));
+                        }
+                        let reason = "cancelled before it started";
+                        return self
+                            .finish(id, TaskState::Cancelled, error_result(reason), reason)
+                            .await;
+                    }
                     // Created a moment ago and not in the queue yet: look again.
                 }
                 Found::Runner(runner, kind) => {
@@ -605,6 +663,12 @@ impl Engine {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Err(wrong_state(self.get(id).await?.state))
+    }
+
+    /// Whether this node has the task queued or running.
+    fn knows(&self, id: &str) -> bool {
+        let scheduler = self.lock();
+        scheduler.queued.contains_key(id) || scheduler.running.contains_key(id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Scheduler> {
@@ -671,11 +735,12 @@ impl Engine {
     }
 
     async fn run(self: &Arc<Self>, id: &str, inbox: mpsc::Receiver<Message>) {
-        let task = match self.get(id).await {
-            Ok(task) if task.state == TaskState::Queued => task,
-            Ok(_) => return,
+        // Taken for this node first: of the nodes sharing the store, one runs it.
+        let task = match self.store.claim(id).await {
+            Ok(Some(task)) => task,
+            Ok(None) => return,
             Err(e) => {
-                tracing::error!(task = %id, error = %e, "cannot load task to run it");
+                tracing::error!(task = %id, error = %e, "cannot take task to run it");
                 return;
             }
         };
@@ -800,6 +865,29 @@ fn validate_name(name: Option<&str>) -> Result<(), EngineError> {
         return Err(EngineError::Invalid(
             "name must be at most 200 characters with no NUL".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses labels a node could not advertise (`victor serve --label`).
+pub fn validate_labels(labels: &[String]) -> Result<(), EngineError> {
+    const MAX_LABELS: usize = 16;
+    if labels.len() > MAX_LABELS {
+        return Err(EngineError::Invalid(format!(
+            "at most {MAX_LABELS} labels, not {}",
+            labels.len()
+        )));
+    }
+    for label in labels {
+        let fits = (1..=64).contains(&label.len())
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        if !fits {
+            return Err(EngineError::Invalid(format!(
+                "label `{label}` must be 1 to 64 letters, digits, `-`, `_`, `.` or `:`"
+            )));
+        }
     }
     Ok(())
 }

@@ -404,6 +404,7 @@ impl Engine {
         let request = crate::proto::CreateTask {
             name: None,
             priority: 0,
+            requires: Vec::new(),
             spec: TaskSpec::Session(SessionSpec {
                 client: Some(client.to_string()),
                 ..SessionSpec::default()

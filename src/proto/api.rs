@@ -24,6 +24,11 @@ pub struct CreateTask {
     #[serde(default)]
     pub priority: i32,
     pub spec: TaskSpec,
+    /// Labels a node must have (`victor serve --label`) to run the task: 1 to 64 letters,
+    /// digits, `-`, `_`, `.` or `:` each, at most 16. Nodes without them leave it queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
+    pub requires: Vec<String>,
 }
 
 /// A page of `GET /api/v1/tasks`, newest first.
@@ -49,10 +54,14 @@ pub struct Input {
 /// `GET /health`: answered without auth, for load balancers and "is it up?".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// Always `healthy` when the server answers.
+    /// `healthy`, or `degraded` (with status 503) while the server cannot reach its store
+    /// (a Redis it shares with other nodes): it retries, and streams resume once it can.
     pub status: String,
     pub version: String,
     pub protocol: u32,
+    /// Why the server is degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `GET /api/v1/status`.
@@ -67,6 +76,28 @@ pub struct Status {
     #[schema(value_type = BTreeMap<String, u64>)]
     pub tasks: BTreeMap<TaskState, u64>,
     pub max_concurrent: usize,
+    /// The node that answered: the server's id in the store it shares with other nodes.
+    #[serde(default)]
+    pub node: String,
+    /// The nodes that keep a lease in the store, this one included, live ones first.
+    #[serde(default)]
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A server sharing the store, as `/api/v1/status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeInfo {
+    pub id: String,
+    /// What it advertises (`victor serve --label`): tasks that require them run only there.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Its `--max-concurrent`.
+    pub max_concurrent: usize,
+    /// Its tasks running or paused now.
+    pub running: u64,
+    /// Its lease is current; a node whose lease ran out counts as gone and its tasks were
+    /// (or are about to be) marked `interrupted`.
+    pub alive: bool,
 }
 
 /// The one error shape of the native API: `{"error": {"code", "message"}}`.

@@ -22,8 +22,8 @@ pub use agent::{
     ToolCallEvent, ToolResultEvent, Unanswered, agent_types,
 };
 pub use api::{
-    CreateTask, ErrorBody, ErrorInfo, Health, Input, PROTOCOL_VERSION, START_POS_HEADER, Status,
-    TaskPage, WsReply, WsRequest,
+    CreateTask, ErrorBody, ErrorInfo, Health, Input, NodeInfo, PROTOCOL_VERSION, START_POS_HEADER,
+    Status, TaskPage, WsReply, WsRequest,
 };
 pub use auth::{CreateKey, CreatedKey, KeyInfo, Scope, SessionRequest, SessionToken};
 pub use chat::{

@@ -415,6 +415,15 @@ pub struct Task {
     pub result: Option<TaskResult>,
     /// The seq of the task's newest event: a client that has seen it is up to date.
     pub last_seq: u64,
+    /// Labels a node must have to run the task (see `CreateTask`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// The node that took the task from the queue: the one that runs it, or ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Why a queued task is still waiting (on `GET /api/v1/tasks/{id}`, for people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 #[cfg(test)]

@@ -161,7 +161,10 @@ impl Access {
         policy: SessionPolicy,
         store: SharedStore,
     ) -> Result<Access, AccessError> {
-        let secret = load_secret(&data_dir.join("session.secret"))?;
+        // Shared with the other nodes of a shared store, so that their tokens hold here.
+        let secret = store
+            .session_secret(load_secret(&data_dir.join("session.secret"))?)
+            .await?;
         let mut keys = HashMap::new();
         for key in store.list_keys().await? {
             let Some(hash) = decode_hash(&key.hash) else {

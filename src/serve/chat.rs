@@ -246,6 +246,7 @@ impl Turn {
         let request = CreateTask {
             name: None,
             priority: 0,
+            requires: Vec::new(),
             spec: TaskSpec::Chat(spec),
         };
         let (task, _) = engine.create(request, None).await?;

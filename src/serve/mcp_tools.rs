@@ -473,6 +473,7 @@ async fn create(state: &AppState, name: Option<String>, spec: TaskSpec) -> Resul
     let request = CreateTask {
         name,
         priority: 0,
+        requires: Vec::new(),
         spec,
     };
     let (task, _) = state

@@ -16,18 +16,18 @@ mod openapi;
 mod render;
 mod seed000;
 mod seed000_agents;
-mod seed003;
-mod sessions;
 mod seed001;
+mod seed003;
 mod seed004;
 mod seed_events;
+mod sessions;
 mod socket;
 mod socket_native;
 mod socket_seed000;
 mod socket_seed000_events;
 mod socket_seed000_text;
-mod socket_seed003;
 mod socket_seed001;
+mod socket_seed003;
 mod stream;
 mod tasks;
 mod tls;
@@ -56,7 +56,7 @@ use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::llm::{ProviderConfig, ProviderConfigError, ProviderSettings, Providers};
 use crate::proto::Scope;
 use crate::render::{RenderConfig, Renderer, Tools};
-use crate::store::{self, Node, StoreError};
+use crate::store::{self, Advert, Node, StoreError};
 
 pub use announce::announced_socket;
 pub use auth::SessionPolicy;
@@ -246,7 +246,13 @@ pub async fn run(
     raise_open_files_limit();
 
     // Held until the server ends: one server per data dir.
-    let node = Node::claim(&config.data_dir)?;
+    let node = Node::claim(&config.data_dir)?.advertising(
+        Advert {
+            labels: config.engine.labels.clone(),
+            max_concurrent: config.engine.max_concurrent,
+        },
+        config.engine.lease,
+    );
     let hub = Hub::new();
     let store = store::open(config.store.as_deref(), &node, hub.clone()).await?;
     let access = Arc::new(

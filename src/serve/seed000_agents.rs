@@ -106,6 +106,7 @@ pub async fn start(
     let request = CreateTask {
         name: body.name,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Agent(AgentSpec {
             prompt: body.task,
             workspace,

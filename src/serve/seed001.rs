@@ -101,6 +101,7 @@ pub async fn start(State(state): State<AppState>, headers: HeaderMap, body: Byte
     let request = CreateTask {
         name: None,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Agent(AgentSpec {
             prompt: prompt_with_answers(&body.prompt, &body.answers),
             workspace: workspace.display().to_string(),

@@ -688,6 +688,7 @@ pub async fn create_session(AxumState(state): AxumState<AppState>, body: Bytes) 
     let request = CreateTask {
         name: None,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Agent(spec.clone()),
     };
     match state.engine.create(request, None).await {

@@ -50,6 +50,7 @@ pub async fn create_session(
     let request = CreateTask {
         name: request.name,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Session(request.spec),
     };
     let (task, _) = state.engine.create(request, None).await?;

@@ -19,21 +19,38 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// Liveness; never needs a key.
+/// Liveness; never needs a key. A node that cannot reach the store it shares with other
+/// nodes answers 503 `degraded` (it retries meanwhile), so that a load balancer sends clients
+/// to another node.
 #[utoipa::path(get, path = "/api/v1/health", tag = "server", security(()),
-    responses((status = 200, body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "healthy".to_string(),
+    responses((status = 200, body = Health),
+        (status = 503, description = "The shared store is out of reach", body = Health)))]
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let reason = state.engine.bus().store().degraded();
+    let status = if reason.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let health = Health {
+        status: if reason.is_some() {
+            "degraded"
+        } else {
+            "healthy"
+        }
+        .to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
-    })
+        reason,
+    };
+    (status, Json(health))
 }
 
 /// Tasks by state, uptime and connected clients.
 #[utoipa::path(get, path = "/api/v1/status", tag = "server",
     responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    let (node, nodes) = state.engine.nodes().await?;
     Ok(Json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
@@ -41,6 +58,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiEr
         connected_clients: state.clients.load(Ordering::Relaxed),
         tasks: state.engine.count_by_state().await?,
         max_concurrent: state.engine.config().max_concurrent,
+        node,
+        nodes,
     }))
 }
 
@@ -156,7 +175,7 @@ pub async fn get_task(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
-    Ok(Json(state.engine.get(&id).await?))
+    Ok(Json(state.engine.describe(&id).await?))
 }
 
 /// Deletes a finished task and its events.

@@ -29,6 +29,12 @@ pub(super) trait Backend {
     /// What keeps the fresh store's data alive until the test ends (a temporary directory).
     type Keep;
 
+    /// Whether the backend can be tested here (a server it needs may be missing); when not,
+    /// each case says so and passes.
+    fn available() -> bool {
+        true
+    }
+
     /// A fresh, empty store, as seen by each of `nodes` (one handle each, in that order, all on
     /// the same data). `sink` is the first node's feed: it hears every event committed through
     /// any of the handles.
@@ -52,6 +58,7 @@ macro_rules! store_conformance_tests {
             pending_approvals_expire_unless_a_live_node_runs_their_task,
             checkpoints_keep_their_files,
             recovery_takes_only_the_tasks_of_nodes_that_are_gone,
+            a_queued_task_is_taken_by_one_node,
             the_feed_hears_each_committed_event_once_in_commit_order,
             a_closed_store_refuses_calls
         );
@@ -60,6 +67,11 @@ macro_rules! store_conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
+                use crate::store::conformance::Backend as _;
+                if !<$backend>::available() {
+                    eprintln!("skipped: {} is not available here", stringify!($backend));
+                    return;
+                }
                 crate::store::conformance::$case::<$backend>().await;
             }
         )+
@@ -593,6 +605,16 @@ pub(super) async fn keys_and_sessions_are_kept_and_revoked_together<B: Backend>(
     let mut k1 = key("k1", 1, Scope::Read);
     store.put_key(k2.clone()).await.unwrap();
     store.put_key(k1.clone()).await.unwrap();
+    let namesake = StoredKey {
+        name: k1.name.clone(),
+        ..key("k3", 3, Scope::Read)
+    };
+    match store.put_key(namesake.clone()).await {
+        Err(StoreError::KeyNameTaken { name, id }) => {
+            assert_eq!((name.as_str(), id.as_str()), ("k1's name", "k1"));
+        }
+        other => panic!("a second key with a name taken: {other:?}"),
+    }
     assert_eq!(store.list_keys().await.unwrap(), [k1.clone(), k2.clone()]);
     for s in [
         session("s1", "k1", 1),
@@ -627,6 +649,7 @@ pub(super) async fn keys_and_sessions_are_kept_and_revoked_together<B: Backend>(
         .map(|s| s.id)
         .collect();
     assert_eq!(left, ["s2", "s3"], "a key's sessions go with it");
+    store.put_key(namesake).await.unwrap();
     store
         .delete_sessions(vec!["s2".into(), "none".into()])
         .await
@@ -970,4 +993,103 @@ pub(super) async fn a_closed_store_refuses_calls<B: Backend>() {
         store.renew_lease(Duration::from_secs(1)).await,
         Err(StoreError::Closed)
     ));
+}
+
+pub(super) async fn a_queued_task_is_taken_by_one_node<B: Backend>() {
+    let (stores, _keep) = B::open(&["node-a", "node-b"], Arc::new(Nowhere)).await;
+    let (a, b) = (&stores[0], &stores[1]);
+    for store in [a, b] {
+        store.renew_lease(Duration::from_secs(60)).await.unwrap();
+    }
+    let ids: Vec<String> = (0..20).map(|n| format!("t{n}")).collect();
+    for id in &ids {
+        create(a, id).await;
+    }
+    // Both nodes try to take every task, at once.
+    let mut takers = Vec::new();
+    for store in [a.clone(), b.clone()] {
+        let ids = ids.clone();
+        takers.push(tokio::spawn(async move {
+            let mut taken = Vec::new();
+            for id in ids {
+                if let Some(task) = store.claim(&id).await.unwrap() {
+                    taken.push(task);
+                }
+            }
+            taken
+        }));
+    }
+    let mut taken = Vec::new();
+    for taker in takers {
+        taken.extend(taker.await.unwrap());
+    }
+    let mut taken_ids: Vec<&str> = taken.iter().map(|t| t.id.as_str()).collect();
+    taken_ids.sort();
+    let mut all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    all.sort();
+    assert_eq!(taken_ids, all, "each task taken once");
+    for task in &taken {
+        assert_eq!(task.state, TaskState::Queued, "taken, not started yet");
+        assert!(matches!(task.node.as_deref(), Some("node-a" | "node-b")));
+    }
+    assert!(a.claim("t0").await.unwrap().is_none(), "taken already");
+    assert!(a.claim("missing").await.unwrap().is_none());
+    let first = taken.iter().find(|t| t.id == "t0").unwrap();
+    let (owner, other) = if first.node.as_deref() == Some("node-a") {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let running = start(owner, "t0").await;
+    assert_eq!(running.node, first.node, "run by the node that took it");
+    assert_eq!(
+        other.get_task("t0").await.unwrap().unwrap().node,
+        first.node
+    );
+
+    let mut gpu = new_task("gpu");
+    gpu.task.requires = vec!["gpu".into(), "cuda:12".into()];
+    let (stored, _) = a.create_task(gpu).await.unwrap();
+    assert_eq!(stored.requires, ["gpu", "cuda:12"]);
+    assert_eq!(stored.node, None);
+    assert_eq!(
+        b.get_task("gpu").await.unwrap().unwrap().requires,
+        ["gpu", "cuda:12"]
+    );
+
+    let nodes = a.nodes().await.unwrap();
+    let seen: Vec<(&str, u64, bool)> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.running, n.alive))
+        .collect();
+    let running_on = |node: &SharedStore| u64::from(node.node() == owner.node());
+    assert_eq!(
+        seen,
+        [
+            ("node-a", running_on(a), true),
+            ("node-b", running_on(b), true)
+        ]
+    );
+
+    // Node b goes silent: what it took, started or not, is for the survivors to end.
+    b.renew_lease(Duration::from_millis(300)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut orphans: Vec<(String, Option<String>)> = a
+        .orphaned_tasks()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.node.as_deref() == Some("node-b"))
+        .map(|o| (o.task.id, o.node))
+        .collect();
+    orphans.sort();
+    let mut of_b: Vec<(String, Option<String>)> = taken
+        .iter()
+        .filter(|t| t.node.as_deref() == Some("node-b"))
+        .map(|t| (t.id.clone(), t.node.clone()))
+        .collect();
+    of_b.sort();
+    assert_eq!(orphans, of_b);
+    let b_seen = a.nodes().await.unwrap();
+    assert!(b_seen.iter().any(|n| n.id == "node-b" && !n.alive));
 }

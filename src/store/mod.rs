@@ -1,5 +1,5 @@
 //! Durable storage of tasks and their event logs, behind traits that any backend implements:
-//! the embedded SQLite store ([`sqlite`]) and, later, a shared store for several nodes.
+//! the embedded SQLite store ([`sqlite`]) and Redis ([`redis`]), which several nodes share.
 //!
 //! The store is the single place that assigns `seq` (per task, from 1, without gaps) and `pos`
 //! (store-wide). It hands every committed event, whichever node committed it, to an
@@ -10,6 +10,9 @@
 //! and the node keeps a lease while it lives. Recovery after a crash takes over only the tasks of
 //! nodes that are gone ([`TaskStore::orphaned_tasks`]), never those another live node runs.
 //!
+//! A store that several nodes share also carries what they tell each other ([`Cluster`]):
+//! controls for the node that runs a task.
+//!
 //! A backend is a folder here with an `open` function, registered in `BACKENDS`, and passes the
 //! conformance suite (`conformance.rs`) written once against these traits.
 
@@ -17,6 +20,7 @@
 #[macro_use]
 mod conformance;
 mod node;
+pub mod redis;
 pub mod sqlite;
 
 use std::collections::BTreeMap;
@@ -26,13 +30,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::{
-    Approval, ApprovalStatus, Checkpoint, ConversationSummary, Event, Scope, StoredMessage, Task,
-    TaskResult, TaskState,
+    Approval, ApprovalStatus, Checkpoint, ConversationSummary, Event, NodeInfo, Scope,
+    StoredMessage, Task, TaskResult, TaskState,
 };
 
-pub use node::Node;
+pub use node::{Advert, Node};
 
 /// Errors of every backend alike: a backend converts its own errors at its edge, keeping their
 /// message, so that nothing above the store depends on which backend runs.
@@ -48,6 +53,12 @@ pub enum StoreError {
     WrongState { id: String, state: TaskState },
     #[error("the Idempotency-Key was already used for a different request")]
     IdempotencyMismatch,
+    /// Key names are unique across every node that shares the store.
+    #[error("a key named `{name}` exists already (id {id})")]
+    KeyNameTaken { name: String, id: String },
+    /// Another node was asked and did not answer (it is gone, or the store is unreachable).
+    #[error("node {node} did not answer: {message}")]
+    NodeUnreachable { node: String, message: String },
     /// The backend failed (I/O, a lost connection, a constraint): its own message.
     #[error("database error: {0}")]
     Backend(String),
@@ -210,13 +221,21 @@ pub trait TaskStore: Send + Sync + 'static {
 
     async fn count_by_state(&self) -> Result<BTreeMap<TaskState, u64>, StoreError>;
 
-    /// Says this handle's node is alive for `ttl` from now.
+    /// Takes a queued task for this handle's node to start, so that no other node starts it:
+    /// the task, recorded as this node's; `None` when it is no longer queued or another node
+    /// took it first.
+    async fn claim(&self, id: &str) -> Result<Option<Task>, StoreError>;
+
+    /// Says this handle's node is alive for `ttl` from now, with what it advertises.
     async fn renew_lease(&self, ttl: Duration) -> Result<(), StoreError>;
 
-    /// Running and paused tasks whose node is gone, oldest first: this node's own (it has just
-    /// started, so whatever it ran before died with it), those of nodes whose lease expired,
-    /// and those recorded without a node. For recovery when the node starts.
+    /// Running and paused tasks whose node is gone, and queued ones such a node had taken,
+    /// oldest first: this node's own (it has just started, so whatever it ran before died
+    /// with it), those of nodes whose lease expired, and those recorded without a node.
     async fn orphaned_tasks(&self) -> Result<Vec<OrphanedTask>, StoreError>;
+
+    /// Every node with a lease on record, with its tasks running or paused now.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError>;
 }
 
 /// API keys and the sessions made with them.
@@ -242,6 +261,13 @@ pub trait AccessStore: Send + Sync + 'static {
         keys: Vec<(String, Timestamp)>,
         sessions: Vec<(String, Timestamp)>,
     ) -> Result<(), StoreError>;
+
+    /// The secret that signs session tokens, the same for every node of the store, so that a
+    /// token one node issued holds on the others: the first node's `own` becomes everyone's.
+    /// A store that one node has alone keeps none and answers `own`.
+    async fn session_secret(&self, own: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        Ok(own)
+    }
 }
 
 /// Chat conversations and their messages.
@@ -322,17 +348,84 @@ pub trait Store: TaskStore + AccessStore + ConversationStore + AgentStore {
     /// The id of the node this handle acts for.
     fn node(&self) -> &str;
 
+    /// What the nodes sharing the store tell each other; `None` for a store that one node
+    /// has alone.
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+
+    /// Why the store cannot be reached now (it retries meanwhile); `None` while it works.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
+
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     async fn close(&self);
+}
+
+/// Messages between the nodes that share a store.
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    /// Sends `question` to `node` and waits up to `patience` for its answer.
+    async fn ask(
+        &self,
+        node: &str,
+        question: String,
+        patience: Duration,
+    ) -> Result<String, StoreError>;
+
+    /// The questions other nodes ask this one, each with where its answer goes. Handed out
+    /// once: the first caller answers them all.
+    fn questions(&self) -> Option<mpsc::Receiver<Question>>;
+}
+
+/// A question from another node, and where its answer goes.
+#[derive(Debug)]
+pub struct Question {
+    pub text: String,
+    pub answer: oneshot::Sender<String>,
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The cursor of a page of conversations: where the last one shown sits in the order.
+pub(super) fn conversation_cursor(conversation: &ConversationSummary, num: u64) -> String {
+    format!("{}.{num}", conversation.updated_at.as_microsecond())
+}
+
+pub(super) fn parse_conversation_cursor(cursor: &str) -> Result<(i64, i64), StoreError> {
+    let bad = || StoreError::BadCursor(cursor.to_string());
+    let (updated, num) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((
+        updated.parse().map_err(|_| bad())?,
+        num.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// An approval that nobody waits for any more: its agent died with its node.
+fn expired(mut approval: Approval) -> Approval {
+    approval.status = ApprovalStatus::Expired;
+    approval.resolved_at = Some(Timestamp::now());
+    approval.reason = Some("the server restarted while it waited".into());
+    approval
 }
 
 /// The store as the rest of victor holds it.
 pub type SharedStore = Arc<dyn Store>;
 
-/// How long a node's lease lasts: a node silent this long counts as dead.
+/// How long a node's lease lasts unless it says otherwise: a node silent this long counts as
+/// dead. It renews it three times a lease, so that a few renewals may fail before it runs out.
 pub const LEASE: Duration = Duration::from_secs(15);
-/// How often a node renews its lease: a few renewals may fail before it runs out.
-const LEASE_RENEWAL: Duration = Duration::from_secs(5);
 
 /// How a backend opens its store: from the whole `store` setting, for a node, feeding a sink.
 type OpenBackend = for<'a> fn(
@@ -350,11 +443,18 @@ struct Backend {
 }
 
 /// Every backend this victor has.
-const BACKENDS: &[Backend] = &[Backend {
-    scheme: "sqlite",
-    form: "sqlite://PATH (PATH: the database file)",
-    open: sqlite::open,
-}];
+const BACKENDS: &[Backend] = &[
+    Backend {
+        scheme: "sqlite",
+        form: "sqlite://PATH (PATH: the database file)",
+        open: sqlite::open,
+    },
+    Backend {
+        scheme: "redis",
+        form: "redis://HOST:PORT/DB[?prefix=NAME] (a Redis that several nodes share)",
+        open: redis::open,
+    },
+];
 
 /// Opens the store that `setting` names (`None`: SQLite in the node's data dir) for `node`,
 /// feeding `sink`, and keeps the node's lease renewed until the store is closed.
@@ -380,19 +480,19 @@ pub async fn open(
             }
         }
     };
-    store.renew_lease(LEASE).await?;
-    tokio::spawn(keep_lease(Arc::downgrade(&store)));
+    store.renew_lease(node.lease()).await?;
+    tokio::spawn(keep_lease(Arc::downgrade(&store), node.lease()));
     Ok(store)
 }
 
 /// Renews the node's lease until the store is closed or let go of.
-async fn keep_lease(store: Weak<dyn Store>) {
+async fn keep_lease(store: Weak<dyn Store>, lease: Duration) {
     loop {
-        tokio::time::sleep(LEASE_RENEWAL).await;
+        tokio::time::sleep(lease / 3).await;
         let Some(store) = store.upgrade() else {
             return;
         };
-        match store.renew_lease(LEASE).await {
+        match store.renew_lease(lease).await {
             Ok(()) => {}
             Err(StoreError::Closed) => return,
             Err(e) => tracing::warn!(error = %e, "cannot renew this node's lease"),

@@ -9,21 +9,40 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::StoreError;
+use super::{LEASE, StoreError};
 
 /// The file in the data dir that holds the node's id.
 const ID_FILE: &str = "node-id";
 /// The file in the data dir that a running server holds locked.
 const LOCK_FILE: &str = "victor.lock";
 
-/// This server as a node: the data dir it holds locked, and its id.
+/// This server as a node: the data dir it holds locked, its id, and what it tells the other
+/// nodes about itself with its lease.
 #[derive(Debug)]
 pub struct Node {
     id: String,
     dir: PathBuf,
+    advert: Advert,
+    lease: Duration,
     /// Held (locked) for as long as the node lives.
     _lock: File,
+}
+
+/// What a node advertises with its lease: which tasks it takes, and how many at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Advert {
+    /// Its labels (`--label`): it takes the tasks whose `requires` are all among them.
+    pub labels: Vec<String>,
+    pub max_concurrent: usize,
+}
+
+impl Advert {
+    /// Whether a node with this advert may run a task that requires `requires`.
+    pub fn can_run(&self, requires: &[String]) -> bool {
+        requires.iter().all(|label| self.labels.contains(label))
+    }
 }
 
 impl Node {
@@ -46,12 +65,30 @@ impl Node {
         Ok(Node {
             id,
             dir: data_dir.to_path_buf(),
+            advert: Advert::default(),
+            lease: LEASE,
             _lock: lock,
         })
     }
 
+    /// The node advertising `advert` and holding leases of `lease`.
+    pub fn advertising(mut self, advert: Advert, lease: Duration) -> Node {
+        self.advert = advert;
+        self.lease = lease;
+        self
+    }
+
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub fn advert(&self) -> &Advert {
+        &self.advert
+    }
+
+    /// How long its lease lasts: silent that long, it counts as gone.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     /// The data dir: what belongs to this node alone (the embedded database by default).

@@ -39,6 +39,9 @@ pub fn task(id: &str, state: TaskState) -> Task {
         finished_at: state.is_final().then(|| at(-20)),
         result: state.is_final().then(TaskResult::default),
         last_seq: if state == TaskState::Queued { 1 } else { 3 },
+        requires: Vec::new(),
+        node: None,
+        waiting: None,
     }
 }
 

@@ -164,6 +164,7 @@ pub fn shell(script: &str) -> CreateTask {
     CreateTask {
         name: None,
         priority: 0,
+        requires: Vec::new(),
         spec: TaskSpec::Exec(exec(TaskCommand::Shell(script.to_string()))),
     }
 }

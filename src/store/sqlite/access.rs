@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, scope_column, time_column};
 use crate::store::{AccessStore, StoreError, StoredKey, StoredSession};
@@ -11,6 +11,21 @@ use crate::store::{AccessStore, StoreError, StoredKey, StoredSession};
 impl AccessStore for SqliteStore {
     async fn put_key(&self, key: StoredKey) -> Result<(), StoreError> {
         self.record(move |conn| {
+            if let Some(name) = &key.name {
+                let holder: Option<String> = conn
+                    .query_row(
+                        "SELECT id FROM api_keys WHERE name = ?1 AND id != ?2",
+                        params![name, key.id],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(id) = holder {
+                    return Err(StoreError::KeyNameTaken {
+                        name: name.clone(),
+                        id,
+                    });
+                }
+            }
             Ok(conn.execute(
                 "INSERT INTO api_keys (id, name, scope, hash, created_at, last_used_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

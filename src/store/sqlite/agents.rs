@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, from_json, to_json};
 use crate::proto::{Approval, ApprovalStatus, Checkpoint};
-use crate::store::{AgentStore, StoreError};
+use crate::store::{AgentStore, StoreError, expired};
 
 #[async_trait]
 impl AgentStore for SqliteStore {
@@ -84,11 +84,8 @@ impl AgentStore for SqliteStore {
             .filter(|approval| !live_elsewhere.contains(&approval.task_id))
             .collect();
         let count = pending.len();
-        for mut approval in pending {
-            approval.status = ApprovalStatus::Expired;
-            approval.resolved_at = Some(Timestamp::now());
-            approval.reason = Some("the server restarted while it waited".into());
-            self.put_approval(approval).await?;
+        for approval in pending {
+            self.put_approval(expired(approval)).await?;
         }
         Ok(count)
     }

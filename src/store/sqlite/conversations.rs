@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{SqliteStore, clamp, from_json, time_column, to_json};
 use crate::proto::{ConversationSummary, StoredMessage};
 use crate::store::{ConversationAppend, ConversationQuery, ConversationStore, StoreError};
+use crate::store::{conversation_cursor, parse_conversation_cursor};
 
 const CONVERSATION_COLUMNS: &str =
     "num, id, title, provider, model, system, message_count, created_at, updated_at";
@@ -213,19 +214,5 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<(u64, ConversationSu
             created_at: time_column(row, 7)?.unwrap_or(Timestamp::UNIX_EPOCH),
             updated_at: time_column(row, 8)?.unwrap_or(Timestamp::UNIX_EPOCH),
         },
-    ))
-}
-
-/// The cursor of a page of conversations: where the last one shown sits in the order.
-fn conversation_cursor(conversation: &ConversationSummary, num: u64) -> String {
-    format!("{}.{num}", conversation.updated_at.as_microsecond())
-}
-
-fn parse_conversation_cursor(cursor: &str) -> Result<(i64, i64), StoreError> {
-    let bad = || StoreError::BadCursor(cursor.to_string());
-    let (updated, num) = cursor.split_once('.').ok_or_else(bad)?;
-    Ok((
-        updated.parse().map_err(|_| bad())?,
-        num.parse().map_err(|_| bad())?,
     ))
 }

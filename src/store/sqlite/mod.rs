@@ -37,7 +37,9 @@ use rusqlite::{Connection, OpenFlags, Row};
 use tokio::sync::oneshot;
 
 use super::node::{create_private_dir, hold_lock};
-use super::{EventSink, Node, SharedStore, Store, StoreError};
+use super::{
+    Advert, EventSink, Node, SharedStore, Store, StoreError, from_json, to_json, to_value,
+};
 use crate::proto::{Scope, TaskState};
 use writer::{RecordWrite, WriteOp};
 
@@ -50,6 +52,8 @@ const MAX_IDLE_READERS: usize = 8;
 pub struct SqliteStore {
     inner: Arc<Inner>,
     node: String,
+    /// What the node advertises with its lease.
+    advert: Advert,
 }
 
 struct Inner {
@@ -69,8 +73,9 @@ pub(super) fn open<'a>(
 ) -> BoxFuture<'a, Result<SharedStore, StoreError>> {
     Box::pin(async move {
         let path = database_path(setting)?;
-        let store: SharedStore = Arc::new(SqliteStore::open(&path, node.id(), sink)?);
-        Ok(store)
+        let mut store = SqliteStore::open(&path, node.id(), sink)?;
+        store.advert = node.advert().clone();
+        Ok(Arc::new(store) as SharedStore)
     })
 }
 
@@ -79,7 +84,8 @@ pub(super) fn open_default(
     node: &Node,
     sink: Arc<dyn EventSink>,
 ) -> Result<SharedStore, StoreError> {
-    let store = SqliteStore::open(&node.dir().join(DEFAULT_FILE), node.id(), sink)?;
+    let mut store = SqliteStore::open(&node.dir().join(DEFAULT_FILE), node.id(), sink)?;
+    store.advert = node.advert().clone();
     Ok(Arc::new(store))
 }
 
@@ -158,6 +164,7 @@ impl SqliteStore {
                 _lock: lock,
             }),
             node: node.to_string(),
+            advert: Advert::default(),
         })
     }
 
@@ -271,18 +278,6 @@ fn scope_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Scope> {
 /// A number from the API as SQLite's signed integer; past `i64::MAX` means "the end".
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
-    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn state_list(states: &[TaskState]) -> String {

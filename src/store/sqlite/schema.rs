@@ -107,6 +107,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
         lease_until INTEGER NOT NULL
     );
 "#,
+    // Labels: what a task requires of the node that runs it, and what each node advertises.
+    r#"
+    ALTER TABLE tasks ADD COLUMN requires TEXT;
+    ALTER TABLE nodes ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE nodes ADD COLUMN max_concurrent INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Brings the database to the current schema, in one transaction.

@@ -10,13 +10,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::conversations::append_messages;
 use super::writer::WriteOp;
 use super::{SqliteStore, clamp, from_json, state_list, time_column, to_json, to_value};
-use crate::proto::{Event, StateData, Task, TaskState, types};
+use crate::proto::{Event, NodeInfo, StateData, Task, TaskState, types};
 use crate::store::{
     EventRange, NewTask, OrphanedTask, READ_BYTES, StoreError, TaskQuery, TaskStore, Transition,
 };
 
-const TASK_COLUMNS: &str =
-    "num, id, name, spec, state, priority, created_at, started_at, finished_at, result, last_seq";
+const TASK_COLUMNS: &str = "num, id, name, spec, state, priority, created_at, started_at, \
+     finished_at, result, last_seq, requires, node";
 
 #[async_trait]
 impl TaskStore for SqliteStore {
@@ -166,16 +166,26 @@ impl TaskStore for SqliteStore {
         .await
     }
 
+    async fn claim(&self, id: &str) -> Result<Option<Task>, StoreError> {
+        let task_id = id.to_string();
+        let node = self.node.clone();
+        self.write(|reply| WriteOp::Claim(task_id, node, reply))
+            .await
+    }
+
     async fn renew_lease(&self, ttl: Duration) -> Result<(), StoreError> {
         let node = self.node.clone();
         let until = Timestamp::now()
             .checked_add(ttl)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let labels = to_json(&self.advert.labels)?;
+        let max_concurrent = clamp(self.advert.max_concurrent as u64);
         self.record(move |conn| {
             Ok(conn.execute(
-                "INSERT INTO nodes (id, lease_until) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
-                params![node, until.as_microsecond()],
+                "INSERT INTO nodes (id, lease_until, labels, max_concurrent) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until,
+                     labels = excluded.labels, max_concurrent = excluded.max_concurrent",
+                params![node, until.as_microsecond(), labels, max_concurrent],
             )?)
         })
         .await
@@ -187,21 +197,57 @@ impl TaskStore for SqliteStore {
         let now = Timestamp::now().as_microsecond();
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {TASK_COLUMNS}, node FROM tasks
-                 WHERE state IN ('running', 'paused')
+                "SELECT {TASK_COLUMNS} FROM tasks
+                 WHERE (state IN ('running', 'paused')
+                        OR (state = 'queued' AND node IS NOT NULL))
                    AND (node IS NULL OR node = ?1
                         OR node NOT IN (SELECT id FROM nodes WHERE lease_until > ?2))
                  ORDER BY num"
             ))?;
-            let rows = stmt.query_map(params![node, now], |row| {
-                Ok((task_from_row(row)?.1, row.get::<_, Option<String>>(11)?))
-            })?;
+            let rows = stmt.query_map(params![node, now], task_from_row)?;
             let mut orphans = Vec::new();
             for row in rows {
-                let (task, node) = row?;
-                orphans.push(OrphanedTask { task: task?, node });
+                let task = row?.1?;
+                orphans.push(OrphanedTask {
+                    node: task.node.clone(),
+                    task,
+                });
             }
             Ok(orphans)
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        let now = Timestamp::now().as_microsecond();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, labels, max_concurrent, lease_until > ?1,
+                     (SELECT COUNT(*) FROM tasks
+                      WHERE tasks.node = nodes.id AND state IN ('running', 'paused'))
+                 FROM nodes ORDER BY lease_until > ?1 DESC, id",
+            )?;
+            let rows = stmt.query_map([now], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, u64>(2)?,
+                    row.get::<_, bool>(3)?,
+                    row.get::<_, u64>(4)?,
+                ))
+            })?;
+            let mut nodes = Vec::new();
+            for row in rows {
+                let (id, labels, max_concurrent, alive, running) = row?;
+                nodes.push(NodeInfo {
+                    id,
+                    labels: from_json(&labels)?,
+                    max_concurrent: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
+                    running,
+                    alive,
+                });
+            }
+            Ok(nodes)
         })
         .await
     }
@@ -229,9 +275,13 @@ pub(super) fn insert_task(
         }
     }
     let task = &new.task;
+    let requires = (!task.requires.is_empty())
+        .then(|| to_json(&task.requires))
+        .transpose()?;
     conn.execute(
-        "INSERT INTO tasks (id, name, kind, spec, state, priority, created_at, idempotency_key, fingerprint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO tasks (id, name, kind, spec, state, priority, created_at, idempotency_key,
+                            fingerprint, requires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             task.id,
             task.name,
@@ -242,6 +292,7 @@ pub(super) fn insert_task(
             task.created_at.as_microsecond(),
             new.idempotency_key,
             new.request_fingerprint,
+            requires,
         ],
     )?;
     let data = to_value(&StateData {
@@ -343,6 +394,23 @@ pub(super) fn apply_transition(
     select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))
 }
 
+/// Takes a queued task that no node has taken yet for `node`.
+pub(super) fn claim(
+    conn: &Connection,
+    task_id: &str,
+    node: &str,
+) -> Result<Option<Task>, StoreError> {
+    let taken = conn
+        .prepare_cached(
+            "UPDATE tasks SET node = ?2 WHERE id = ?1 AND state = 'queued' AND node IS NULL",
+        )?
+        .execute(params![task_id, node])?;
+    if taken == 0 {
+        return Ok(None);
+    }
+    select_task(conn, task_id)
+}
+
 pub(super) fn delete(conn: &Connection, task_id: &str) -> Result<(), StoreError> {
     let task = select_task(conn, task_id)?.ok_or_else(|| StoreError::NotFound(task_id.into()))?;
     if !task.state.is_final() {
@@ -382,6 +450,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
     let name: Option<String> = row.get(2)?;
     let priority: i32 = row.get(5)?;
     let last_seq: u64 = row.get(10)?;
+    let requires: Option<String> = row.get(11)?;
+    let node: Option<String> = row.get(12)?;
     let task = (|| {
         Ok(Task {
             spec: from_json(&spec)?,
@@ -398,6 +468,13 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
             started_at,
             finished_at,
             last_seq,
+            requires: requires
+                .as_deref()
+                .map(from_json)
+                .transpose()?
+                .unwrap_or_default(),
+            node,
+            waiting: None,
         })
     })();
     Ok((num, task))

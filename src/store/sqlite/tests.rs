@@ -28,6 +28,7 @@ impl Backend for Sqlite {
                 Arc::new(SqliteStore {
                     inner: first.inner.clone(),
                     node: node.to_string(),
+                    advert: first.advert.clone(),
                 }) as SharedStore
             })
             .collect();

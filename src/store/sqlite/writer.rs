@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::tasks::{append_event, apply_transition, delete, insert_task};
+use super::tasks::{append_event, apply_transition, claim, delete, insert_task};
 use crate::proto::{Event, Task};
 use crate::store::{EventSink, NewTask, StoreError, Transition};
 
@@ -36,6 +36,12 @@ pub(super) enum WriteOp {
         oneshot::Sender<Result<Task, StoreError>>,
     ),
     Delete(String, oneshot::Sender<Result<(), StoreError>>),
+    /// A queued task taken by the node named second.
+    Claim(
+        String,
+        String,
+        oneshot::Sender<Result<Option<Task>, StoreError>>,
+    ),
     /// A write without events (keys, sessions); answers the number of rows it changed.
     Record(RecordWrite, oneshot::Sender<Result<usize, StoreError>>),
 }
@@ -59,6 +65,10 @@ enum Applied {
     Delete(
         oneshot::Sender<Result<(), StoreError>>,
         Result<(), StoreError>,
+    ),
+    Claim(
+        oneshot::Sender<Result<Option<Task>, StoreError>>,
+        Result<Option<Task>, StoreError>,
     ),
     Record(
         oneshot::Sender<Result<usize, StoreError>>,
@@ -180,6 +190,10 @@ fn apply_in_savepoint(
             reply,
             in_savepoint(tx, committed, |conn, _| delete(conn, &task_id)),
         ),
+        WriteOp::Claim(task_id, node, reply) => Applied::Claim(
+            reply,
+            in_savepoint(tx, committed, |conn, _| claim(conn, &task_id, &node)),
+        ),
         WriteOp::Record(write, reply) => {
             Applied::Record(reply, in_savepoint(tx, committed, |conn, _| write(conn)))
         }
@@ -208,6 +222,7 @@ impl Applied {
             WriteOp::Append(_, _, reply) => Applied::Append(reply, Err(lost())),
             WriteOp::Transition(_, _, _, reply) => Applied::Transition(reply, Err(lost())),
             WriteOp::Delete(_, reply) => Applied::Delete(reply, Err(lost())),
+            WriteOp::Claim(_, _, reply) => Applied::Claim(reply, Err(lost())),
             WriteOp::Record(_, reply) => Applied::Record(reply, Err(lost())),
         }
     }
@@ -219,6 +234,7 @@ impl Applied {
             Applied::Append(reply, r) => drop(reply.send(r)),
             Applied::Transition(reply, r) => drop(reply.send(r)),
             Applied::Delete(reply, r) => drop(reply.send(r)),
+            Applied::Claim(reply, r) => drop(reply.send(r)),
             Applied::Record(reply, r) => drop(reply.send(r)),
         }
     }
@@ -230,6 +246,7 @@ impl Applied {
             Applied::Append(reply, _) => drop(reply.send(Err(failed()))),
             Applied::Transition(reply, _) => drop(reply.send(Err(failed()))),
             Applied::Delete(reply, _) => drop(reply.send(Err(failed()))),
+            Applied::Claim(reply, _) => drop(reply.send(Err(failed()))),
             Applied::Record(reply, _) => drop(reply.send(Err(failed()))),
         }
     }
