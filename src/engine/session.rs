@@ -566,9 +566,6 @@ fn validate(spec: &SessionSpec, max_output_bytes: u64) -> Result<(), EngineError
     {
         return invalid("spec.idle_timeout_secs must be 0 (never) or a number of seconds".into());
     }
-    if spec.restore.is_some() {
-        return invalid("spec.restore: this server keeps no session checkpoints yet".into());
-    }
     match spec.max_output_bytes {
         Some(0) => invalid("spec.max_output_bytes must be at least 1".into()),
         Some(asked) if asked > max_output_bytes => invalid(format!(
@@ -706,7 +703,6 @@ impl Kernel {
             language_version: reply.language_info.version.clone(),
             implementation: reply.implementation.clone(),
             pid: kernel.processes.pid(),
-            warm: false,
             startup_ms: begun.elapsed().as_millis() as u64,
         };
         Ok((kernel, ready))
@@ -740,7 +736,7 @@ impl Kernel {
             Ok::<_, kernel_client::RuntimeError>((iopub, shell, stdin, control))
         };
         let (messages, incoming) = mpsc::channel(BATCH * 4);
-        match timeout(Duration::from_secs(10), connected).await {
+        match timeout(STARTUP_LIMIT, connected).await {
             Ok(Ok((iopub, shell, stdin, control))) => {
                 let (shell, shell_in) = shell.split();
                 let (stdin, stdin_in) = stdin.split();

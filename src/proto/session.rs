@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -43,10 +42,6 @@ pub mod session_types {
     /// The kernel is being replaced, and its variables are gone; data is
     /// [`super::SessionRestarting`].
     pub const SESSION_RESTARTING: &str = "session.restarting";
-    /// The variables were saved; data is [`super::CheckpointSaved`].
-    pub const CHECKPOINT_SAVED: &str = "session.checkpoint";
-    /// The variables were put back from a checkpoint; data is [`super::Restored`].
-    pub const RESTORED: &str = "session.restored";
 }
 
 /// The kernel a session runs when it names none.
@@ -84,10 +79,6 @@ pub struct SessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 18_446_744_073_709_551_615_u64)]
     pub max_output_bytes: Option<u64>,
-    /// A checkpoint to restore as soon as the kernel is ready.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1)]
-    pub restore: Option<String>,
 }
 
 impl SessionSpec {
@@ -120,9 +111,6 @@ impl KindSpec for SessionSpec {
                 format!("closed after {secs}s unused")
             };
             lines.push(("idle", idle));
-        }
-        if let Some(checkpoint) = &self.restore {
-            lines.push(("restore", checkpoint.clone()));
         }
         lines
     }
@@ -209,21 +197,6 @@ pub struct InputAnswer {
     /// The request answered (its `input_id`); the one pending when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_id: Option<String>,
-}
-
-/// Body of `POST /api/v1/sessions/{id}/checkpoints`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointRequest {
-    /// For people.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
-    pub name: Option<String>,
-}
-
-/// Body of `POST /api/v1/sessions/{id}/restore`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RestoreRequest {
-    pub checkpoint_id: String,
 }
 
 /// The answer of `POST /api/v1/sessions/{id}/interrupt`.
@@ -602,9 +575,6 @@ pub struct KernelReady {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub implementation: String,
     pub pid: u32,
-    /// Taken from the warm pool, started before the session was asked for.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub warm: bool,
     /// Milliseconds from the request to a kernel ready for code.
     pub startup_ms: u64,
 }
@@ -641,61 +611,6 @@ impl EventData for SessionRestarting {
     const TYPE: &'static str = session_types::SESSION_RESTARTING;
 }
 
-/// A variable a checkpoint could not save, or a restore could not bring back, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SkippedVariable {
-    pub name: String,
-    pub reason: String,
-}
-
-/// A session's variables saved in the server's data dir: restorable into the same session or
-/// another, also after the server restarted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct SessionCheckpoint {
-    pub id: String,
-    /// The session it was taken from.
-    pub session_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    pub kernel: String,
-    /// `dill` when the kernel had it, else `pickle` (which cannot keep functions and classes
-    /// defined in the session).
-    pub serializer: String,
-    /// The variables saved (modules as the name they are imported by).
-    pub saved: Vec<String>,
-    /// The variables that could not be saved.
-    #[serde(default)]
-    pub skipped: Vec<SkippedVariable>,
-    pub size_bytes: u64,
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-}
-
-/// Data of a `session.checkpoint` event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointSaved {
-    pub checkpoint: SessionCheckpoint,
-}
-
-impl EventData for CheckpointSaved {
-    const TYPE: &'static str = session_types::CHECKPOINT_SAVED;
-}
-
-/// The answer of a restore, and the data of the `session.restored` event: the variables are
-/// now the checkpoint's (those the session had before are gone).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Restored {
-    pub checkpoint_id: String,
-    pub restored: Vec<String>,
-    /// The variables the checkpoint holds that could not be brought back.
-    #[serde(default)]
-    pub failed: Vec<SkippedVariable>,
-}
-
-impl EventData for Restored {
-    const TYPE: &'static str = session_types::RESTORED;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,7 +621,7 @@ mod tests {
             task_id: "s".into(),
             seq,
             pos: seq,
-            ts: Timestamp::now(),
+            ts: jiff::Timestamp::now(),
             kind: kind.into(),
             data,
         }
