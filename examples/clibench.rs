@@ -273,6 +273,8 @@ impl Pueue {
             run = root.join("run").display(),
         );
         std::fs::write(root.join("pueue.yml"), config)?;
+        // pueued makes its state directory but not its runtime one.
+        std::fs::create_dir(root.join("run"))?;
         let mut pueue = Pueue {
             home,
             client: bins.client.clone(),
