@@ -274,6 +274,15 @@ fn refusal(status: StatusCode, code: i64, message: impl Into<String>) -> Respons
     (status, axum::Json(body)).into_response()
 }
 
+/// 404 for a session this server does not know, which tells the client to initialize again.
+fn no_session(id: &str) -> Response {
+    refusal(
+        StatusCode::NOT_FOUND,
+        codes::NO_SESSION,
+        format!("no session {id} here (it ended, or the server restarted): initialize again"),
+    )
+}
+
 /// One message from the client.
 #[derive(Debug, Deserialize)]
 struct Incoming {
@@ -335,13 +344,7 @@ pub(super) async fn post(
     if let Some(session) = &session
         && !mcp.session_of(session, &principal.holder)
     {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            codes::NO_SESSION,
-            format!(
-                "no session {session} here (it ended, or the server restarted): initialize again"
-            ),
-        );
+        return no_session(session);
     }
     let caller = Caller { principal, session };
     let Some(id) = incoming.id else {
@@ -458,13 +461,7 @@ pub(super) async fn get(
             None => !resumes_follow,
         };
         if refused {
-            return refusal(
-                StatusCode::NOT_FOUND,
-                codes::NO_SESSION,
-                format!(
-                    "no session {id} here (it ended, or the server restarted): initialize again"
-                ),
-            );
+            return no_session(id);
         }
     }
     let caller = Caller { principal, session };
@@ -500,11 +497,7 @@ pub(super) async fn delete(
             .into_response();
     };
     if !state.mcp.session_of(&session, &principal.holder) {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            codes::NO_SESSION,
-            format!("no session {session} here"),
-        );
+        return no_session(&session);
     }
     state.mcp.sessions().remove(&session);
     StatusCode::NO_CONTENT.into_response()
