@@ -184,6 +184,11 @@ async fn the_shared_queue_runs_each_task_once_within_each_nodes_limit() {
         );
     }
     assert!(ran_on.len() >= 2, "the work spread over nodes: {ran_on:?}");
+    let listed = common::stdout(&nodes[0].run(&["task", "list"]));
+    assert!(listed.lines().next().unwrap().contains("NODE"), "{listed}");
+    for node in ran_on.keys() {
+        assert!(listed.contains(node.as_str()), "{listed}");
+    }
 }
 
 #[tokio::test]
