@@ -112,6 +112,10 @@ struct Cli {
     #[arg(long, default_value_t = 3, global = true,
           value_parser = clap::value_parser!(u64).range(1..=10))]
     attempts: u64,
+    /// The servers' store (`redis://127.0.0.1:6379/0`) [default: SQLite in each server's
+    /// fresh data dir]. A Redis store gets a fresh key prefix per server.
+    #[arg(long, global = true, value_name = "URL")]
+    store: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -348,6 +352,7 @@ struct Ctx {
     wait_idle: Duration,
     pin: bool,
     attempts: u64,
+    store: Option<String>,
 }
 
 impl Ctx {
@@ -376,6 +381,7 @@ async fn run(cli: &Cli) -> Result<()> {
         wait_idle: Duration::from_secs(cli.wait_idle_secs),
         pin: cli.pin,
         attempts: cli.attempts,
+        store: cli.store.clone(),
     };
     let transports = cli.transport.list();
     let mut report = Report {
@@ -600,6 +606,13 @@ struct Server {
 impl Server {
     async fn start(ctx: &Ctx, extra: &[String]) -> Result<Server> {
         let mut launch = Launch::new(&ctx.bin).unlimited().args(extra);
+        if let Some(store) = &ctx.store {
+            let fresh = match store.strip_prefix("redis://") {
+                Some(_) => format!("{store}?prefix=bench-{}", uuid::Uuid::now_v7().simple()),
+                None => store.clone(),
+            };
+            launch = launch.args(["--store".to_string(), fresh]);
+        }
         // With --pin, taskset sets the CPU and then execs the server: the pid stays the same.
         if ctx.pin {
             launch = launch.through(["taskset", "-c", SERVER_CPU]);

@@ -184,6 +184,11 @@ async fn the_shared_queue_runs_each_task_once_within_each_nodes_limit() {
         );
     }
     assert!(ran_on.len() >= 2, "the work spread over nodes: {ran_on:?}");
+    let listed = common::stdout(&nodes[0].run(&["task", "list"]));
+    assert!(listed.lines().next().unwrap().contains("NODE"), "{listed}");
+    for node in ran_on.keys() {
+        assert!(listed.contains(node.as_str()), "{listed}");
+    }
 }
 
 #[tokio::test]
@@ -471,4 +476,30 @@ async fn a_node_rides_out_a_redis_restart_degraded_and_keeps_what_redis_acknowle
         Some(TaskState::Succeeded),
         "streams work again"
     );
+}
+
+#[tokio::test]
+async fn a_task_is_admitted_once_though_the_shared_log_announces_it_too() {
+    let Some(redis) = redis() else { return };
+    let a = node(&fresh_store(&redis), &[]);
+    let ca = a.client();
+    for _ in 0..5 {
+        let task = ca
+            .create_task(&shell("read line; echo got $line"), None)
+            .await
+            .unwrap();
+        wait_for(&ca, &task.id, Duration::from_secs(20), |t| {
+            t.state == TaskState::Running
+        })
+        .await;
+        let input = Input {
+            text: "it\n".into(),
+            eof: false,
+        };
+        ca.input(&task.id, &input).await.unwrap();
+        assert_eq!(finished(&ca, &task.id).await.state, TaskState::Succeeded);
+        assert_eq!(common::output_of(&ca, &task.id).await.0, "got it\n");
+    }
+    let status = ca.status().await.unwrap();
+    assert_eq!(status.nodes[0].running, 0);
 }

@@ -813,9 +813,18 @@ async fn list(
         return Ok(Exit::Success);
     }
     let now = Timestamp::now();
-    let mut table = Table::new(&["ID", "STATE", "EXIT", "CREATED", "ELAPSED", "COMMAND"]);
+    // Which node ran each task matters once there are several (servers sharing a store).
+    let nodes: std::collections::BTreeSet<&str> =
+        tasks.iter().filter_map(|t| t.node.as_deref()).collect();
+    let with_node = nodes.len() > 1;
+    let mut headers = vec!["ID", "STATE", "EXIT", "CREATED", "ELAPSED"];
+    if with_node {
+        headers.push("NODE");
+    }
+    headers.push("COMMAND");
+    let mut table = Table::new(&headers);
     for task in &tasks {
-        table.row(vec![
+        let mut row = vec![
             cell(task.id.clone()),
             state_cell(task.state),
             cell(exit_label(task)),
@@ -824,8 +833,12 @@ async fn list(
                 ago(task.created_at, now).dimmed().to_string(),
             ),
             cell(elapsed(task, now)),
-            cell(ellipsize(&title(task), 60)),
-        ]);
+        ];
+        if with_node {
+            row.push(cell(task.node.clone().unwrap_or_default()));
+        }
+        row.push(cell(ellipsize(&title(task), 60)));
+        table.row(row);
     }
     anstream::print!("{}", table.render());
     Ok(Exit::Success)

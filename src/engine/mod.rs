@@ -399,7 +399,9 @@ impl Engine {
                 if scheduler.stopping {
                     return Err(EngineError::ShuttingDown);
                 }
-                self.spawn_runner(&mut scheduler, task.id.clone(), kind, slot);
+                if !scheduler.running.contains_key(&task.id) {
+                    self.spawn_runner(&mut scheduler, task.id.clone(), kind, slot);
+                }
             }
             Slot::Queued => {
                 self.enqueue(task);
@@ -675,8 +677,13 @@ impl Engine {
         self.scheduler.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Queues a task once: a node sharing its store hears of the tasks it creates again from
+    /// the shared log, maybe before it queued them itself.
     fn enqueue(&self, task: &Task) {
         let mut scheduler = self.lock();
+        if scheduler.queued.contains_key(&task.id) || scheduler.running.contains_key(&task.id) {
+            return;
+        }
         let key = (Reverse(task.priority), scheduler.next_ticket);
         scheduler.next_ticket += 1;
         scheduler

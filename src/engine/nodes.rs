@@ -16,6 +16,9 @@ use crate::store::{Cluster, StoreError};
 
 /// How long a node waits for the node that runs a task to answer a control.
 const PATIENCE: Duration = Duration::from_secs(10);
+/// Bounds of how often a node looks for nodes whose lease ran out.
+const LEASE_CHECK_MIN: Duration = Duration::from_millis(100);
+const LEASE_CHECK_MAX: Duration = Duration::from_secs(1);
 
 /// A control as one node forwards it to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -206,11 +209,12 @@ async fn take_queued(engine: Weak<Engine>) {
     }
 }
 
-/// Every third of a lease: marks interrupted the tasks of nodes whose lease ran out, and takes
-/// queued tasks this node missed (while the store was out of reach).
+/// Often (a tenth of a lease, at most a second): marks interrupted the tasks of nodes whose
+/// lease ran out, so that they end within about a lease of their node's death, and takes queued
+/// tasks this node missed (while the store was out of reach).
 async fn watch_leases(engine: Weak<Engine>) {
     let every = match engine.upgrade() {
-        Some(engine) => engine.config.lease / 3,
+        Some(engine) => (engine.config.lease / 10).clamp(LEASE_CHECK_MIN, LEASE_CHECK_MAX),
         None => return,
     };
     loop {
