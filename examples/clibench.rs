@@ -604,6 +604,7 @@ fn hold_victor_tasks(victor: &Victor, held: usize) -> Result<Vec<String>> {
         let request = CreateTask {
             name: None,
             priority: 0,
+            requires: Vec::new(),
             spec: TaskSpec::Exec(ExecSpec {
                 command: TaskCommand::Argv(vec!["true".into()]),
                 cwd: None,
