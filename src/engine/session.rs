@@ -209,10 +209,33 @@ impl Session {
         self.places.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn data_dirs(&self) -> &[PathBuf] {
-        self.data_dirs
-            .get_or_init(kernel_client::data_dirs_with_jupyter_paths)
-            .await
+    /// The directories kernelspecs are looked for in: the standard ones and what `jupyter
+    /// --paths` adds (a virtualenv's or pyenv's prefix). Kept once `jupyter` has answered; a
+    /// failed ask (a shim being rewritten by a package install, a busy machine) is logged and
+    /// asked again next time, rather than hiding the kernels for the server's whole life.
+    async fn data_dirs(&self) -> Vec<PathBuf> {
+        let asked = self
+            .data_dirs
+            .get_or_try_init(|| async {
+                let answer = kernel_client::ask_jupyter().await?;
+                let mut dirs = kernel_client::data_dirs();
+                let listed = answer.get("data").and_then(|data| data.as_array());
+                for dir in listed.into_iter().flatten().filter_map(|dir| dir.as_str()) {
+                    let dir = PathBuf::from(dir);
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+                Ok::<_, kernel_client::RuntimeError>(dirs)
+            })
+            .await;
+        match asked {
+            Ok(dirs) => dirs.clone(),
+            Err(error) => {
+                tracing::warn!(%error, "`jupyter --paths` failed; looking for kernels in the standard places only");
+                kernel_client::data_dirs()
+            }
+        }
     }
 
     /// The kernels installed, as `jupyter kernelspec list` finds them (the first of a name
@@ -221,7 +244,7 @@ impl Session {
         let mut seen = HashSet::new();
         let mut found = Vec::new();
         for dir in self.data_dirs().await {
-            for spec in kernel_client::read_kernelspec_jsons(dir).await {
+            for spec in kernel_client::read_kernelspec_jsons(&dir).await {
                 if seen.insert(spec.kernel_name.clone()) {
                     found.push(spec);
                 }
