@@ -683,7 +683,7 @@ fn seed_004s_socket_io_client_recovers_its_connection_state_from_the_log() {
     let offsets = column(&report["full"], 2);
     let distinct: std::collections::HashSet<&&str> = offsets.iter().collect();
     assert_eq!(distinct.len(), offsets.len(), "{offsets:?}");
-    // A pid this server never gave recovers nothing: that connection starts from the start.
+    // A pid that is no socket id recovers nothing: that connection starts from the start.
     assert_eq!(report["forged"]["greeted"], json!([false]));
     assert_eq!(report["forged"]["first"], "agent:spawned");
     assert_eq!(

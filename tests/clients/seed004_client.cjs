@@ -104,7 +104,7 @@ function refusal(sessionId) {
   report.halt = live.halt;
   report.full = times((await follow(session.session_id)).seen);
   if (recovery) {
-    // A pid and offset this server never gave: a connection of its own, from the start.
+    // A pid that is no socket id, and an offset of no session: a connection of its own.
     const forged = await follow(session.session_id, { auth: { pid: "not-a-pid", offset: "x:1:0" } });
     report.forged = { greeted: forged.greeted, first: forged.seen[0][0], count: forged.seen.length };
   }
