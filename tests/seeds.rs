@@ -690,4 +690,9 @@ fn seed_004s_socket_io_client_recovers_its_connection_state_from_the_log() {
         report["forged"]["count"],
         report["full"].as_array().unwrap().len()
     );
+    // A client that had received nothing yet recovers too, and is sent nothing again.
+    assert_eq!(
+        report["quiet"],
+        json!({"recovered": [false, true], "events": []})
+    );
 }

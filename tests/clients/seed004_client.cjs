@@ -69,6 +69,34 @@ function follow(sessionId, { dropAfterDecision = false, auth = {} } = {}) {
   });
 }
 
+// Recovery before any event arrived: connected after the session's last seq, dropped at
+// once, back with a pid and no offset.
+function quiet(sessionId, after) {
+  return new Promise((resolve, reject) => {
+    const socket = io(base, {
+      query: { session_id: sessionId },
+      auth: { token: key, recovery: true, after },
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 100,
+      randomizationFactor: 0,
+    });
+    const events = [];
+    const recovered = [];
+    const timer = setTimeout(() => reject(new Error("no reconnection")), 10000);
+    socket.onAny((event) => event !== "connected" && events.push(event));
+    socket.on("connect_error", reject);
+    socket.on("connect", () => {
+      recovered.push(Boolean(socket.recovered));
+      if (recovered.length === 1) return socket.io.engine.close();
+      setTimeout(() => {
+        clearTimeout(timer);
+        socket.disconnect();
+        resolve({ recovered, events });
+      }, 300);
+    });
+  });
+}
+
 function refusal(sessionId) {
   return new Promise((resolve) => {
     const socket = io(base, { query: { session_id: sessionId }, auth: { token: key } });
@@ -107,6 +135,7 @@ function refusal(sessionId) {
     // A pid that is no socket id, and an offset of no session: a connection of its own.
     const forged = await follow(session.session_id, { auth: { pid: "not-a-pid", offset: "x:1:0" } });
     report.forged = { greeted: forged.greeted, first: forged.seen[0][0], count: forged.seen.length };
+    report.quiet = await quiet(session.session_id, live.seen[live.seen.length - 1][1]);
   }
   report.unknown_session = await refusal("no-such-session");
   console.log(JSON.stringify(report));
