@@ -4,7 +4,9 @@
 //! - Seed 004 (Socket.IO): C socket.io-client 4 connections (examples/support/
 //!   socketio_clients.cjs, Node.js) in one session's room: set-up time for all of them, `ping`
 //!   acknowledgements, HALT / RESUME acknowledgements and the delay from a command sent to its
-//!   event reaching each client, and the server's memory per connection; the same clients
+//!   event reaching each client, and the server's memory per connection (the clients come
+//!   from 127.0.0.2, 127.0.0.3..., 100 from each, under the server's default limit of
+//!   connections from one address that have not authenticated yet); the same clients
 //!   against python-socketio under uvicorn (examples/support/socketio_peer.py) serving the same
 //!   rooms and events, in the same run.
 //! - Seed 001 (task API): T tasks started at once with `POST /tasks` (time to the answer), each

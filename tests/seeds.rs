@@ -604,8 +604,19 @@ fn seed_004s_python_socketio_client_steers_a_session_and_recovers_what_it_missed
     );
 }
 
-#[test]
-fn seed_004s_socket_io_client_reconnects_by_itself_without_losing_or_repeating_an_event() {
+/// Field `i` of each event the node client reported (`[name, seq, offset]`).
+fn column(events: &Value, i: usize) -> Vec<&str> {
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[i].as_str().unwrap())
+        .collect()
+}
+
+/// The node client's run in `mode` (`cursor` or `recovery`) over a session that writes a.txt
+/// once its decision is answered, then ends a moment later; its report and the workspace root.
+fn node_client_reconnects(mode: &str) -> (Value, tempfile::TempDir) {
     let fake = FakeLlm::start();
     let workspaces = tempfile::tempdir().unwrap();
     let server = server_with(&fake, workspaces.path());
@@ -615,19 +626,14 @@ fn seed_004s_socket_io_client_reconnects_by_itself_without_losing_or_repeating_a
         &[&arguments(json!({"path": "a.txt", "content": "a\n"}))],
     ));
     fake.push(Reply::text(&["Done."]).first_byte_after(Duration::from_millis(300)));
-    let report = run_client("node", "seed004_client.cjs", &[&server.url, KEY]);
+    let report = run_client("node", "seed004_client.cjs", &[&server.url, KEY, mode]);
 
     assert_eq!(report["decision_ack"]["success"], true, "{report:#}");
     assert_eq!(report["connects"], 2, "the client did not reconnect");
     // What the dropped and reconnected client saw is what a client that watched it all
     // afterwards sees: every event once, in order.
     assert_eq!(report["live"], report["full"]);
-    let kinds: Vec<&str> = report["full"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e[0].as_str().unwrap())
-        .collect();
+    let kinds = column(&report["full"], 0);
     assert_eq!(kinds.first(), Some(&"agent:spawned"));
     assert!(kinds.contains(&"decision:made") && kinds.contains(&"file:created"));
     assert_eq!(kinds.last(), Some(&"agent:completed"));
@@ -649,5 +655,44 @@ fn seed_004s_socket_io_client_reconnects_by_itself_without_losing_or_repeating_a
         )
         .unwrap(),
         "a\n"
+    );
+    (report, workspaces)
+}
+
+#[test]
+fn seed_004s_socket_io_client_reconnects_by_itself_without_losing_or_repeating_an_event() {
+    let (report, _workspaces) = node_client_reconnects("cursor");
+    // Victor's cursor: no Socket.IO recovery, no offsets.
+    assert_eq!(report["recovered"], json!([false, false]));
+    assert!(report["live"][0][2].is_null(), "{:#}", report["live"]);
+}
+
+#[test]
+fn seed_004s_socket_io_client_recovers_its_connection_state_from_the_log() {
+    let (report, _workspaces) = node_client_reconnects("recovery");
+    // socket.io-client's own recovery handshake took place: the second connection recovered.
+    assert_eq!(report["recovered"], json!([false, true]), "{report:#}");
+    assert_eq!(report["greeted"], json!([false, true]));
+    // Events happened while it was away, and reached it once, after it came back.
+    let away = report["while_away"].as_array().unwrap();
+    assert!(
+        away.contains(&json!("agent:completed")),
+        "nothing happened while the client was away: {report:#}"
+    );
+    // Each event carried its own offset in the log.
+    let offsets = column(&report["full"], 2);
+    let distinct: std::collections::HashSet<&&str> = offsets.iter().collect();
+    assert_eq!(distinct.len(), offsets.len(), "{offsets:?}");
+    // A pid that is no socket id recovers nothing: that connection starts from the start.
+    assert_eq!(report["forged"]["greeted"], json!([false]));
+    assert_eq!(report["forged"]["first"], "agent:spawned");
+    assert_eq!(
+        report["forged"]["count"],
+        report["full"].as_array().unwrap().len()
+    );
+    // A client that had received nothing yet recovers too, and is sent nothing again.
+    assert_eq!(
+        report["quiet"],
+        json!({"recovered": [false, true], "events": []})
     );
 }

@@ -3,6 +3,7 @@
 // first client. It measures connection set-up (first io() to the last `connected`), `ping`
 // acknowledgements, command acknowledgements, and each client's delay from a command sent to
 // its effect's event (`execution:halted` / `execution:resumed`) arriving. Prints JSON.
+// The clients connect from several loopback addresses, 100 from each.
 //
 //   node socketio_clients.cjs URL TOKEN SESSION_ID CLIENTS CYCLES
 
@@ -12,6 +13,7 @@ const [url, token, session, clientsArg, cyclesArg] = process.argv.slice(2);
 const clients = Number(clientsArg);
 const cycles = Number(cyclesArg);
 const LIMIT_MS = 60000;
+const PER_ADDRESS = 100;
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const percentile = (values, p) => {
@@ -41,6 +43,9 @@ function deadline(promise, what) {
       transports: ["websocket"],
       forceNew: true,
       reconnection: false,
+      // 100 clients per loopback source address (127.0.0.2, 127.0.0.3...): a server counts
+      // the connections of one address that have not authenticated yet against a limit.
+      localAddress: `127.0.0.${2 + Math.floor(i / PER_ADDRESS)}`,
       query: { session_id: session },
       auth: { token },
     });

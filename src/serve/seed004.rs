@@ -12,6 +12,10 @@
 //! Every socket follows the durable log from its own cursor, so a client that reconnects with
 //! the last `seq` it saw (`auth: {after: SEQ}` or `?after=SEQ`) gets every event it missed,
 //! exactly once; a slow client is held back rather than dropped, its place kept in the log.
+//! A client that asks for it (`recovery: true` in `auth` or the query) gets Socket.IO v4's own
+//! connection state recovery instead: a `pid` in the CONNECT packet and each event's offset in
+//! the log as its last argument, which socket.io-client hands back when it reconnects; the
+//! events it missed then come from the log, and `socket.recovered` is true.
 //!
 //! Credentials are victor's: a key or session token in the `auth` payload (`token`,
 //! `api_key` or `session_token`), the `Authorization` header or the query. Origins are checked
@@ -31,7 +35,7 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
-use socketioxide::socket::DisconnectReason;
+use socketioxide::socket::{DisconnectReason, PrivateSessionId, Sid};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
@@ -95,10 +99,59 @@ pub async fn socket_io(AxumState(state): AxumState<AppState>, request: Request) 
     }
 }
 
-/// Who a socket is and which session it follows (its room).
+/// Who a socket is and how it follows a session's log.
 #[derive(Clone)]
 struct Client {
     principal: Principal,
+    /// Whether its events carry their offsets (it asked for Socket.IO's recovery).
+    offsets: bool,
+    /// Where its client's last connection left off, when this one recovered it.
+    recovered: Option<Recovered>,
+}
+
+/// A connection that took up where a dropped one left off.
+#[derive(Clone, Debug)]
+enum Recovered {
+    /// Its client had received nothing from the log yet.
+    Nothing,
+    After(Offset),
+}
+
+/// An event's place in a session's log, as Socket.IO's recovery hands it to the client: the
+/// `index`th (from 0) of the events made of log event `seq`, written `SESSION:SEQ:INDEX`.
+#[derive(Clone, Debug, PartialEq)]
+struct Offset {
+    session: String,
+    seq: u64,
+    index: usize,
+}
+
+impl Offset {
+    fn parse(text: &str) -> Option<Offset> {
+        let mut parts = text.rsplitn(3, ':');
+        let index = parts.next()?.parse().ok()?;
+        let seq = parts.next()?.parse().ok()?;
+        let session = parts.next().filter(|s| !s.is_empty())?;
+        Some(Offset {
+            session: session.to_string(),
+            seq,
+            index,
+        })
+    }
+}
+
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.session, self.seq, self.index)
+    }
+}
+
+/// Where a socket starts in a session's log: after seq `after`, and, of the events made of
+/// log event `skip.0`, after the first `skip.1` (those its client already has).
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    after: u64,
+    skip: Option<(u64, usize)>,
 }
 
 /// The following of one session's log for one socket; cancelled when it follows another or
@@ -126,6 +179,7 @@ fn handshake_field(socket: &SocketRef, auth: &Value, names: &[&str]) -> Option<S
         .find_map(|name| match &auth[name] {
             Value::String(text) => Some(text.clone()),
             Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
             _ => None,
         })
         .or_else(|| {
@@ -164,8 +218,42 @@ async fn authenticate(
     if let Some(connection) = socket.req_parts().extensions.get::<Unauthenticated>() {
         connection.authenticated();
     }
-    socket.extensions.insert(Client { principal });
+    let offsets = matches!(
+        handshake_field(&socket, &auth, &["recovery"]).as_deref(),
+        Some("true" | "1")
+    );
+    let recovered = match offsets {
+        true => recover(&state, &auth).await,
+        false => None,
+    };
+    if offsets {
+        // The pid it came back with when it recovered, else a new one.
+        let pid = match (&recovered, &auth["pid"]) {
+            (Some(_), Value::String(pid)) => pid.clone(),
+            _ => socket.id.to_string(),
+        };
+        socket.extensions.insert(PrivateSessionId(pid));
+    }
+    socket.extensions.insert(Client {
+        principal,
+        offsets,
+        recovered,
+    });
     Ok(())
+}
+
+/// Socket.IO's recovery handshake: a `pid` this server gave (a socket id) and the offset of the
+/// last event received, if any, in a session that is still there.
+async fn recover(state: &AppState, auth: &Value) -> Option<Recovered> {
+    auth["pid"].as_str()?.parse::<Sid>().ok()?;
+    match &auth["offset"] {
+        Value::String(offset) => {
+            let offset = Offset::parse(offset)?;
+            session_task(state, &offset.session).await.ok()?;
+            Some(Recovered::After(offset))
+        }
+        _ => Some(Recovered::Nothing),
+    }
 }
 
 /// The agent task a session id names.
@@ -181,13 +269,22 @@ async fn session_task(state: &AppState, session: &str) -> Result<Task, Refusal> 
 async fn connected(
     socket: SocketRef,
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     TryData(auth): TryData<Value>,
 ) {
     let auth = auth.unwrap_or(Value::Null);
-    let session = handshake_field(&socket, &auth, &["session_id"]);
+    let mut session = handshake_field(&socket, &auth, &["session_id"]);
     let after = handshake_field(&socket, &auth, &["after", "offset"])
         .and_then(|after| after.trim().parse::<u64>().ok())
         .unwrap_or(0);
+    let mut start = Start { after, skip: None };
+    if let Some(Recovered::After(offset)) = &client.recovered {
+        session = Some(offset.session.clone());
+        start = Start {
+            after: offset.seq.saturating_sub(1),
+            skip: Some((offset.seq, offset.index + 1)),
+        };
+    }
     socket.on("command", command);
     socket.on("ping", ping);
     socket.on("subscribe", subscribe);
@@ -200,18 +297,25 @@ async fn connected(
     let greeting = json!({
         "sid": socket.id.to_string(),
         "session_id": session,
+        "recovered": client.recovered.is_some(),
         "timestamp": jiff::Timestamp::now().to_string(),
     });
     if socket.emit("connected", &greeting).is_err() {
         return;
     }
     if let Some(session) = session {
-        follow(&socket, &state, session, after).await;
+        follow(&socket, &state, &client, session, start).await;
     }
 }
 
-/// Joins `session`'s room and follows its log after `after` (instead of any other session).
-async fn follow(socket: &SocketRef, state: &AppState, session: String, after: u64) {
+/// Joins `session`'s room and follows its log from `start` (instead of any other session).
+async fn follow(
+    socket: &SocketRef,
+    state: &AppState,
+    client: &Client,
+    session: String,
+    start: Start,
+) {
     if let Some(Following(previous)) = socket.extensions.get::<Following>() {
         previous.cancel();
     }
@@ -221,19 +325,21 @@ async fn follow(socket: &SocketRef, state: &AppState, session: String, after: u6
     socket.extensions.insert(Following(token.clone()));
     let socket = socket.clone();
     let state = state.clone();
+    let offsets = client.offsets;
     tokio::spawn(async move {
         tokio::select! {
             () = token.cancelled() => {}
-            () = forward(&socket, &state, &session, after) => {}
+            () = forward(&socket, &state, &session, start, offsets) => {}
         }
     });
 }
 
-/// Sends the session's events after `after` to the socket until its log ends.
-async fn forward(socket: &SocketRef, state: &AppState, session: &str, after: u64) {
+/// Sends the session's events from `start` to the socket until its log ends, each with its
+/// offset as its last argument when `offsets`.
+async fn forward(socket: &SocketRef, state: &AppState, session: &str, start: Start, offsets: bool) {
     let engine = &state.engine;
     let mut events = Events::default();
-    let subscription = subscribe_after(engine, session, after, |event| {
+    let subscription = subscribe_after(engine, session, start.after, |event| {
         events.feed(event);
     })
     .await;
@@ -258,7 +364,11 @@ async fn forward(socket: &SocketRef, state: &AppState, session: &str, after: u64
             }
         };
         let event = &published.event;
-        for (name, data) in events.feed(event) {
+        let had = match start.skip {
+            Some((seq, count)) if seq == event.seq => count,
+            _ => 0,
+        };
+        for (index, (name, data)) in events.feed(event).into_iter().enumerate().skip(had) {
             let envelope = json!({
                 "type": name,
                 "session_id": session,
@@ -266,7 +376,17 @@ async fn forward(socket: &SocketRef, state: &AppState, session: &str, after: u64
                 "seq": event.seq,
                 "data": data,
             });
-            if !emit_held_back(socket, name, &envelope).await {
+            let sent = if offsets {
+                let offset = Offset {
+                    session: session.to_string(),
+                    seq: event.seq,
+                    index,
+                };
+                emit_held_back(socket, name, &(envelope, offset.to_string())).await
+            } else {
+                emit_held_back(socket, name, &envelope).await
+            };
+            if !sent {
                 return;
             }
         }
@@ -274,7 +394,11 @@ async fn forward(socket: &SocketRef, state: &AppState, session: &str, after: u64
 }
 
 /// Emits, waiting while the socket's buffer is full; false once the socket is gone.
-async fn emit_held_back(socket: &SocketRef, name: &'static str, payload: &Value) -> bool {
+async fn emit_held_back(
+    socket: &SocketRef,
+    name: &'static str,
+    payload: &impl serde::Serialize,
+) -> bool {
     use socketioxide::{SendError, SocketError};
     loop {
         match socket.emit(name, payload) {
@@ -583,6 +707,7 @@ async fn ping(ack: AckSender) {
 async fn subscribe(
     socket: SocketRef,
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     TryData(data): TryData<Value>,
     ack: AckSender,
 ) {
@@ -591,8 +716,11 @@ async fn subscribe(
         None => json!({"success": false, "error": "subscribe needs a session_id"}),
         Some(session) => match session_task(&state, session).await {
             Ok(task) => {
-                let after = data["after"].as_u64().unwrap_or(0);
-                follow(&socket, &state, task.id.clone(), after).await;
+                let start = Start {
+                    after: data["after"].as_u64().unwrap_or(0),
+                    skip: None,
+                };
+                follow(&socket, &state, &client, task.id.clone(), start).await;
                 json!({"success": true, "session_id": task.id})
             }
             Err(refusal) => json!({"success": false, "error": refusal.to_string()}),
@@ -746,6 +874,20 @@ pub async fn delete_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_read_back_as_they_were_written() {
+        let offset = Offset {
+            session: "019af0c2-7e1d-7c3a-9f00-3b1d2f4a5c6e".into(),
+            seq: 42,
+            index: 1,
+        };
+        assert_eq!(Offset::parse(&offset.to_string()), Some(offset));
+        assert_eq!(Offset::parse("42:1"), None);
+        assert_eq!(Offset::parse(":42:1"), None);
+        assert_eq!(Offset::parse("s:x:1"), None);
+        assert_eq!(Offset::parse("s:42:-1"), None);
+    }
 
     #[test]
     fn commands_read_as_the_dashboards_send_them() {
