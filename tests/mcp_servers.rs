@@ -210,10 +210,15 @@ async fn an_agent_uses_an_http_servers_tool_after_approval() {
 }
 
 #[tokio::test]
-async fn a_server_that_dies_or_hangs_is_a_tool_error_and_the_agent_goes_on() {
+async fn a_server_that_dies_hangs_or_never_starts_is_an_error_the_model_reads() {
     let fake = FakeLlm::start();
     let root = tempfile::tempdir().unwrap();
-    let server = server_with(&fake, root.path(), &stdio_table("timeout_secs = 2"));
+    // And one that never starts: the run goes without it, and the model is told.
+    let config = format!(
+        "{}[mcp.broken]\ncommand = \"/nonexistent/mcp-server\"\n",
+        stdio_table("timeout_secs = 2")
+    );
+    let server = server_with(&fake, root.path(), &config);
     let client = server.client();
     fake.push(Reply::stream().then_tool_call("c1", "fixture__die", &["{}"]));
     fake.push(Reply::stream().then_tool_call("c2", "fixture__hang", &["{}"]));
@@ -240,6 +245,12 @@ async fn a_server_that_dies_or_hangs_is_a_tool_error_and_the_agent_goes_on() {
         ("fixture.add".into(), "1 + 1 = 2".into(), false)
     );
     let sent = chats(&fake);
+    let system = sent[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("The MCP server broken is unavailable")
+            && system.contains("cannot run /nonexistent/mcp-server"),
+        "{system}"
+    );
     assert!(sent[1].to_string().contains("exited"), "{}", sent[1]);
     assert!(
         sent[2].to_string().contains("did not answer"),
@@ -321,6 +332,12 @@ async fn seed_000_lists_connects_and_disconnects_mcp_servers() {
             .unwrap()
             .contains("cannot be reached")
     );
+    let (_, listed) = call(get()).await;
+    let nowhere = &listed["servers"][1];
+    assert_eq!(nowhere["name"], "nowhere", "{listed}");
+    assert_eq!(nowhere["connected"], false);
+    let error = nowhere["error"].as_str().unwrap();
+    assert!(error.contains("cannot be reached"), "{error}");
 
     // Bad input.
     for (path, body, expected) in [

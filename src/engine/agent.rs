@@ -259,7 +259,11 @@ async fn run(runner: &Agent, ctx: &mut Context, spec: &AgentSpec) -> Result<(), 
         }
     };
     let cancel = ctx.stopped().child_token();
-    let (mcp_tools, unavailable) = engine.mcp.tools().await;
+    // Connecting may take a while (a server starting); a stop does not wait for it.
+    let (mcp_tools, unavailable) = tokio::select! {
+        listed = engine.mcp.tools() => listed,
+        () = cancel.cancelled() => (Vec::new(), Vec::new()),
+    };
     let mcp_tools = mcp_tools
         .into_iter()
         .filter(|tool| spec.mode == AgentMode::Build || tool.read_only)

@@ -16,7 +16,7 @@ mod transport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,8 @@ pub fn is_event_stream(content_type: Option<&HeaderValue>) -> bool {
 
 /// How long connecting (starting the process, `initialize`, `tools/list`) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after a failed connection agents are told the same failure without a new try.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// How long a tool call may take when its server's table does not say.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest function name the providers accept.
@@ -201,7 +203,9 @@ struct Server {
     config: McpServerConfig,
     /// Held while connecting, so that one connection opens for many callers.
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
-    last_error: Mutex<Option<String>>,
+    /// The last failure to connect, and when: agent runs soon after it fail at once rather
+    /// than wait for the server again.
+    failed: Mutex<Option<(Instant, McpError)>>,
 }
 
 /// A server as `GET /mcp/servers` shows it.
@@ -247,13 +251,9 @@ impl McpServers {
     }
 
     /// Every server, and whether it is connected.
-    pub async fn statuses(&self) -> Vec<ServerStatus> {
+    pub fn statuses(&self) -> Vec<ServerStatus> {
         let servers: Vec<Arc<Server>> = self.servers().values().cloned().collect();
-        let mut statuses = Vec::new();
-        for server in servers {
-            statuses.push(server.status().await);
-        }
-        statuses
+        servers.iter().map(|server| server.status()).collect()
     }
 
     /// Adds an HTTP server at `url` under `name`; one of that name already there must be
@@ -279,15 +279,19 @@ impl McpServers {
     /// Connects `name` (when it is not): its status.
     pub async fn connect(&self, name: &str) -> Result<ServerStatus, McpError> {
         let server = self.server(name)?;
-        server.connection().await?;
-        Ok(server.status().await)
+        let connection = server.connection(true).await?;
+        let mut status = server.status();
+        // Another caller may hold the slot a moment longer; the connection is live.
+        status.connected = true;
+        status.tools = connection.tools.iter().map(|t| t.name.clone()).collect();
+        Ok(status)
     }
 
     /// Closes `name`'s connection (its process ends); it connects again when next needed.
     pub async fn disconnect(&self, name: &str) -> Result<ServerStatus, McpError> {
         let server = self.server(name)?;
         server.connection.lock().await.take();
-        Ok(server.status().await)
+        Ok(server.status())
     }
 
     /// The tools of every server, connecting those that are not; the servers that could not
@@ -295,7 +299,8 @@ impl McpServers {
     pub async fn tools(&self) -> (Vec<McpTool>, Vec<(String, McpError)>) {
         let servers: Vec<Arc<Server>> = self.servers().values().cloned().collect();
         let connected =
-            futures_util::future::join_all(servers.iter().map(|server| server.connection())).await;
+            futures_util::future::join_all(servers.iter().map(|server| server.connection(false)))
+                .await;
         let mut tools = Vec::new();
         let mut failed = Vec::new();
         for (server, connection) in servers.iter().zip(connected) {
@@ -317,7 +322,7 @@ impl McpServers {
     ) -> Result<String, String> {
         let failed = |error: McpError| format!("MCP server {}: {error}", tool.server);
         let server = self.server(&tool.server).map_err(failed)?;
-        let connection = server.connection().await.map_err(failed)?;
+        let connection = server.connection(false).await.map_err(failed)?;
         let arguments = match arguments {
             Value::Null => json!({}),
             other => other,
@@ -343,12 +348,17 @@ impl Server {
             name: name.to_string(),
             config,
             connection: tokio::sync::Mutex::new(None),
-            last_error: Mutex::new(None),
+            failed: Mutex::new(None),
         })
     }
 
-    async fn status(&self) -> ServerStatus {
-        let connection = self.connection.lock().await.clone();
+    /// Its status now: one that is connecting shows as not connected (yet), rather than
+    /// keeping the caller waiting.
+    fn status(&self) -> ServerStatus {
+        let connection = match self.connection.try_lock() {
+            Ok(slot) => slot.clone(),
+            Err(_) => None,
+        };
         let live = connection.filter(|c| !c.transport.is_gone());
         let endpoint = match (&self.config.url, &self.config.command) {
             (Some(url), _) => url.clone(),
@@ -366,16 +376,20 @@ impl Server {
                 .map(|c| c.tools.iter().map(|t| t.name.clone()).collect())
                 .unwrap_or_default(),
             endpoint,
-            error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            error: self.failure().map(|(_, error)| error.to_string()),
         }
     }
 
-    /// The live connection, opened (again) when there is none.
-    async fn connection(&self) -> Result<Arc<Connection>, McpError> {
+    fn failure(&self) -> Option<(Instant, McpError)> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The live connection, opened (again) when there is none. Unless `now`, a server that
+    /// failed to connect within [`RETRY_AFTER`] fails again at once.
+    async fn connection(&self, now: bool) -> Result<Arc<Connection>, McpError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref()
             && !connection.transport.is_gone()
@@ -383,20 +397,26 @@ impl Server {
             return Ok(connection.clone());
         }
         *slot = None;
+        if let Some((at, error)) = self.failure()
+            && !now
+            && at.elapsed() < RETRY_AFTER
+        {
+            return Err(error);
+        }
         let opened = tokio::time::timeout(CONNECT_TIMEOUT, self.open())
             .await
             .unwrap_or(Err(McpError::Timeout(CONNECT_TIMEOUT)));
-        let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         match opened {
             Ok(connection) => {
-                *last_error = None;
+                *failed = None;
                 let connection = Arc::new(connection);
                 *slot = Some(connection.clone());
                 Ok(connection)
             }
             Err(error) => {
                 tracing::warn!(server = %self.name, %error, "cannot connect to an MCP server");
-                *last_error = Some(error.to_string());
+                *failed = Some((Instant::now(), error.clone()));
                 Err(error)
             }
         }

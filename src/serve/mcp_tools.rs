@@ -28,7 +28,8 @@ pub(super) const INSTRUCTIONS: &str = "victor runs commands, agents and chats as
     machine it serves, and keeps every task's output in a durable log. Start a command with \
     start_task (wait=true to wait for it, with progress), follow one with wait_task or read_log \
     (from a cursor, as much as you need), and steer it with cancel_task, pause_task, \
-    resume_task and send_input. Task logs are also resources: victor://tasks/{id}/log.";
+    resume_task and send_input. run_code runs code in an interpreter session that keeps its \
+    variables between calls. Task logs are also resources: victor://tasks/{id}/log.";
 
 /// Most a `read_log` call returns; its default.
 const MAX_LOG_BYTES: usize = 256 * 1024;

@@ -36,7 +36,7 @@ fn refused(error: McpError) -> ApiError {
 
 /// `GET /mcp/servers`: `{"servers": [{name, connected, tools, endpoint}]}`.
 pub async fn servers(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"servers": state.engine.mcp().statuses().await}))
+    Json(json!({"servers": state.engine.mcp().statuses()}))
 }
 
 /// `POST /mcp/connect`: `{"success", "server"}`; a server that cannot be reached is
