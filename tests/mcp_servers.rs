@@ -317,6 +317,12 @@ async fn seed_000_lists_connects_and_disconnects_mcp_servers() {
     assert_eq!(closed, json!({"success": true, "server": "fixture"}));
     let (_, listed) = call(get()).await;
     assert_eq!(listed["servers"][0]["connected"], false);
+    // The HTTP one ends its session, and opens a new one when connected again.
+    for path in ["/mcp/disconnect", "/mcp/connect"] {
+        let (status, answer) = call(post(path, json!({"server": "web"}))).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["success"], true, "{path}: {answer}");
+    }
 
     // A server that cannot be reached: success false, and why.
     let (status, failed) = call(post(

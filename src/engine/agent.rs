@@ -922,7 +922,8 @@ impl AgentRun<'_> {
                 .call(&tool, arguments, &cancel)
                 .await
                 .map(ToolOutput::new)
-                .map_err(ToolError)
+                // A server's error can be as long as its answers: cut alike.
+                .map_err(|text| ToolError(ToolOutput::new(text).text))
         };
         self.answering_controls(running).await
     }

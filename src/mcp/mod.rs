@@ -290,7 +290,10 @@ impl McpServers {
     /// Closes `name`'s connection (its process ends); it connects again when next needed.
     pub async fn disconnect(&self, name: &str) -> Result<ServerStatus, McpError> {
         let server = self.server(name)?;
-        server.connection.lock().await.take();
+        let closed = server.connection.lock().await.take();
+        if let Some(connection) = closed {
+            connection.transport.close().await;
+        }
         Ok(server.status())
     }
 

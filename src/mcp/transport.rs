@@ -87,6 +87,25 @@ impl Transport {
         }
     }
 
+    /// Ends the session on an HTTP server (`DELETE`); a stdio server ends with its process
+    /// when the transport is dropped.
+    pub(super) async fn close(&self) {
+        let Transport::Http(http) = self else {
+            return;
+        };
+        let session = lock(&http.session).take();
+        if let Some(session) = session {
+            let request = http
+                .client
+                .delete(&http.url)
+                .headers(http.headers.clone())
+                .header(SESSION_HEADER, session)
+                .timeout(Duration::from_secs(5));
+            // The server forgets idle sessions anyway; this only tells it sooner.
+            let _ = request.send().await;
+        }
+    }
+
     /// Whether the server is known to be gone (its process exited, its session ended).
     pub(super) fn is_gone(&self) -> bool {
         match self {
