@@ -381,3 +381,24 @@ async fn seed_000_lists_connects_and_disconnects_mcp_servers() {
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn cancelling_the_agent_stops_a_call_under_way() {
+    let fake = FakeLlm::start();
+    let root = tempfile::tempdir().unwrap();
+    // The call would wait two minutes for the server.
+    let server = server_with(&fake, root.path(), &stdio_table(""));
+    let client = server.client();
+    fake.push(Reply::stream().then_tool_call("c1", "fixture__hang", &["{}"]));
+    let id =
+        start_fixture_agent(&client, root.path(), &[("fixture.hang", Permission::Allow)]).await;
+    wait_event(&client, &id, agent_types::TOOL_CALL, 1).await;
+    let started = Instant::now();
+    client.cancel(&id).await.unwrap();
+    assert_eq!(finished(&client, &id).await.state, TaskState::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let results = results(&client, &id).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].2);
+    assert!(results[0].1.contains("cancelled"), "{results:?}");
+}
