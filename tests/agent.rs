@@ -8,11 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::fake_llm::{FakeLlm, Format, Reply};
-use common::{Server, finished, wait_for};
+use common::{
+    Server, chats, events, finished, of_kind, start_agent as start, wait_event, wait_for,
+};
 use serde_json::{Value, json};
 use victor::client::{Client, ClientError};
 use victor::proto::{
-    AgentMode, AgentSpec, ApprovalAnswer, ApprovalStatus, CreateTask, Decision, Event, Permission,
+    AgentMode, AgentSpec, ApprovalAnswer, ApprovalStatus, CreateTask, Decision, Permission,
     TaskSpec, TaskState, agent_types,
 };
 
@@ -51,51 +53,6 @@ fn agent(prompt: &str, workspace: &Path, provider: &str) -> AgentSpec {
         provider: Some(provider.into()),
         ..AgentSpec::default()
     }
-}
-
-async fn start(client: &Client, spec: AgentSpec) -> String {
-    let request = CreateTask {
-        name: None,
-        priority: 0,
-        requires: Vec::new(),
-        spec: TaskSpec::Agent(spec),
-    };
-    client.create_task(&request, None).await.unwrap().id
-}
-
-async fn events(client: &Client, task: &str) -> Vec<Event> {
-    client.events(task, 0, 100_000).await.unwrap()
-}
-
-fn of_kind<'a>(events: &'a [Event], kind: &str) -> Vec<&'a Event> {
-    events.iter().filter(|e| e.kind == kind).collect()
-}
-
-/// Waits until the task's log holds `count` events of `kind`; the last of them.
-async fn wait_event(client: &Client, task: &str, kind: &str, count: usize) -> Event {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let all = events(client, task).await;
-        let found = of_kind(&all, kind);
-        if found.len() >= count {
-            return found[count - 1].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {count} {kind} events; the log: {:#?}",
-            all.iter().map(|e| (&e.kind, &e.data)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The requests the fake got for chats (not model lists).
-fn chats(fake: &FakeLlm) -> Vec<Value> {
-    fake.requests()
-        .into_iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| r.body)
-        .collect()
 }
 
 /// A repository with a failing test: `add` subtracts.

@@ -67,12 +67,13 @@ fn names(value: &Value) -> Vec<&str> {
         .collect()
 }
 
-const CONTROL_TOOLS: [&str; 8] = [
+const CONTROL_TOOLS: [&str; 9] = [
     "answer_approval",
     "cancel_task",
     "chat",
     "pause_task",
     "resume_task",
+    "run_code",
     "send_input",
     "start_agent",
     "start_task",
@@ -585,4 +586,30 @@ async fn mcp_needs_a_key_and_a_live_session() {
     assert_eq!(ended.status(), 204);
     let (status, _) = call(rpc(&server, KEY, Some(&session), body)).await;
     assert_eq!(status, 404);
+}
+
+#[test]
+fn run_code_runs_in_a_session_it_starts_and_keeps() {
+    let server = keyed();
+    let seen = run_client(
+        &server,
+        "python3",
+        "mcp_client.py",
+        &["code", "http", &server.url, KEY],
+    );
+    let session = seen["session"].as_str().unwrap();
+    let first = seen["first"].as_str().unwrap();
+    assert!(first.contains(&format!("session {session}")), "{first}");
+    assert!(first.contains("stdout:\n42"), "{first}");
+    assert_eq!(seen["result"]["text/plain"], "43", "{seen}");
+    let failed = seen["failed"].as_str().unwrap();
+    assert!(failed.contains("ZeroDivisionError"), "{failed}");
+    assert_eq!(seen["failed_is_error"], true);
+    // The session is a task of the server's, still open for the next call.
+    let task: Value = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(server.client().get_task(session))
+        .map(|task| serde_json::to_value(task).unwrap())
+        .unwrap();
+    assert_eq!(task["state"], "running", "{task}");
 }

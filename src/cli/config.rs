@@ -97,6 +97,9 @@ pub struct Settings {
     pub providers: std::collections::BTreeMap<String, crate::llm::ProviderConfig>,
     /// The provider chats use when they name none.
     pub default_provider: Option<String>,
+    /// MCP servers whose tools agents use: `[mcp.NAME]` tables with a `command` (and `args`,
+    /// `env`) or a `url` (and `headers`), optionally `timeout_secs` and `approval`.
+    pub mcp: std::collections::BTreeMap<String, crate::mcp::McpServerConfig>,
     /// Seconds to wait for a connection to a provider.
     pub llm_connect_timeout_secs: f64,
     /// Seconds to wait for a provider's first byte.
@@ -169,6 +172,7 @@ impl Default for Settings {
             render_cache_max_bytes: 256 * 1024 * 1024,
             providers: std::collections::BTreeMap::new(),
             default_provider: None,
+            mcp: std::collections::BTreeMap::new(),
             llm_connect_timeout_secs: llm.connect_timeout.as_secs_f64(),
             llm_first_byte_timeout_secs: llm.first_byte_timeout.as_secs_f64(),
             llm_idle_timeout_secs: llm.idle_timeout.as_secs_f64(),

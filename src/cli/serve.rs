@@ -453,6 +453,12 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
                 max_per_client: settings.max_kernels_per_client,
                 ..SessionConfig::default()
             },
+            mcp_servers: {
+                for (name, server) in &settings.mcp {
+                    server.check(name)?;
+                }
+                settings.mcp.clone()
+            },
         },
         heartbeat: seconds(settings.heartbeat_secs, "heartbeat_secs")?,
         allowed_origins: AllowedOrigins::new(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sse_stream::SseByteStream;
@@ -16,9 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Client, ClientError};
+use crate::mcp::{SESSION_HEADER, VERSION_HEADER, is_event_stream};
 
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
 /// How long a cut stream is tried again before its call fails.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -390,12 +389,6 @@ impl McpLink {
     }
 }
 
-fn is_event_stream(content_type: Option<&HeaderValue>) -> bool {
-    content_type
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("text/event-stream"))
-}
-
 /// Waits before trying again; `false` once [`GIVE_UP_AFTER`] has passed since the first failure.
 async fn wait(since: &mut Option<Instant>, backoff: &mut Duration) -> bool {
     let first = *since.get_or_insert_with(Instant::now);
@@ -405,25 +398,4 @@ async fn wait(since: &mut Option<Instant>, backoff: &mut Duration) -> bool {
     tokio::time::sleep(*backoff).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     true
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_an_event_stream_is_relayed_as_one() {
-        for (value, streamed) in [
-            ("text/event-stream", true),
-            ("text/event-stream; charset=utf-8", true),
-            ("application/json", false),
-        ] {
-            assert_eq!(
-                is_event_stream(Some(&HeaderValue::from_static(value))),
-                streamed,
-                "{value}"
-            );
-        }
-        assert!(!is_event_stream(None));
-    }
 }

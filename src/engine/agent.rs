@@ -20,6 +20,7 @@ use super::runner::{Context, Control, DeltaWriter, Incoming, Request, Runner, St
 use super::workspace::{Tool, ToolError, ToolOutput, Workspace};
 use super::{Engine, EngineError, error_result};
 use crate::llm::{ChatRequest, Chunk, Provider};
+use crate::mcp::McpTool;
 use crate::proto::{
     AgentMessageData, AgentMode, AgentSpec, Approval, ApprovalAnswer, ApprovalRequested,
     ApprovalResolved, ApprovalStatus, BudgetExhausted, ChatMessage, Checkpoint, CheckpointCreated,
@@ -95,14 +96,16 @@ fn validate(spec: &AgentSpec) -> Result<(), EngineError> {
             return invalid(format!("spec.{name} must be a positive number of seconds"));
         }
     }
+    // An MCP server's tools (`server.tool`, `server.*`) are known once it is connected.
     if let Some(unknown) = spec
         .approvals
         .keys()
-        .find(|name| Tool::named(name).is_none())
+        .find(|name| Tool::named(name).is_none() && !name.contains('.'))
     {
         let known: Vec<&str> = Tool::ALL.iter().map(|t| t.name()).collect();
         return invalid(format!(
-            "spec.approvals names `{unknown}`, which is not a tool (tools: {})",
+            "spec.approvals names `{unknown}`, which is not a tool (tools: {}, or an MCP \
+             server's as SERVER.tool or SERVER.*)",
             known.join(", ")
         ));
     }
@@ -256,13 +259,30 @@ async fn run(runner: &Agent, ctx: &mut Context, spec: &AgentSpec) -> Result<(), 
         }
     };
     let cancel = ctx.stopped().child_token();
+    // Connecting may take a while (a server starting); a stop does not wait for it.
+    let (mcp_tools, unavailable) = tokio::select! {
+        listed = engine.mcp.tools() => listed,
+        () = cancel.cancelled() => (Vec::new(), Vec::new()),
+    };
+    let mcp_tools = mcp_tools
+        .into_iter()
+        .filter(|tool| spec.mode == AgentMode::Build || tool.read_only)
+        .map(Arc::new)
+        .collect();
+    let mut prompt = system_prompt(spec, &workspace);
+    for (server, error) in unavailable {
+        prompt.push_str(&format!(
+            " The MCP server {server} is unavailable, so its tools are missing: {error}."
+        ));
+    }
     let mut agent = AgentRun {
         runner,
         ctx,
         spec: spec.clone(),
         tools: Tool::of_mode(spec.mode),
+        mcp_tools,
         messages: vec![
-            ChatMessage::new(Role::System, system_prompt(spec, &workspace)),
+            ChatMessage::new(Role::System, prompt),
             ChatMessage::new(Role::User, spec.prompt.clone()),
         ],
         workspace,
@@ -323,11 +343,13 @@ struct AgentRun<'a> {
     workspace: Workspace,
     provider: Arc<dyn Provider>,
     tools: Vec<Tool>,
+    /// The MCP servers' tools this run offers.
+    mcp_tools: Vec<Arc<McpTool>>,
     messages: Vec<ChatMessage>,
     /// People's messages not yet sent to the model.
     guidance: VecDeque<String>,
-    /// Tools allowed for the rest of the task by an `allow_always`.
-    allowed: HashSet<Tool>,
+    /// Tools allowed for the rest of the task by an `allow_always`, by name.
+    allowed: HashSet<String>,
     /// Fired on cancel and shutdown, and by a person's `cancel` answer to an approval: stops
     /// the model stream and any running command.
     cancel: CancellationToken,
@@ -450,7 +472,12 @@ impl AgentRun<'_> {
         let request = ChatRequest {
             model: self.spec.model.clone().unwrap_or_default(),
             messages: self.messages.clone(),
-            tools: self.tools.iter().map(|tool| tool.spec()).collect(),
+            tools: self
+                .tools
+                .iter()
+                .map(|tool| tool.spec())
+                .chain(self.mcp_tools.iter().map(|tool| tool.spec.clone()))
+                .collect(),
             temperature: None,
             max_tokens: None,
             stop: Vec::new(),
@@ -532,25 +559,30 @@ impl AgentRun<'_> {
         &mut self,
         call: &ToolCall,
     ) -> Result<Result<ChatMessage, Ending>, EngineError> {
+        let offered = self.offered(&call.name);
+        let name = offered
+            .as_ref()
+            .map_or(call.name.clone(), |tool| tool.name().to_string());
         self.ctx
             .append(&ToolCallEvent {
                 id: call.id.clone(),
-                name: call.name.clone(),
+                name: name.clone(),
                 arguments: call.arguments.clone(),
             })
             .await?;
-        let outcome = match Tool::named(&call.name).filter(|tool| self.tools.contains(tool)) {
+        let outcome = match offered {
             None => Err(ToolError(format!(
                 "there is no tool `{}` here (tools: {})",
                 call.name,
                 self.tools
                     .iter()
                     .map(|t| t.name())
+                    .chain(self.mcp_tools.iter().map(|t| t.spec.name.as_str()))
                     .collect::<Vec<_>>()
                     .join(", ")
             ))),
-            Some(tool) => match self.permit(tool, call).await? {
-                Permit::Run => self.run_tool(tool, call).await?,
+            Some(tool) => match self.permit(&tool, call).await? {
+                Permit::Run => self.run_tool(&tool, call).await?,
                 Permit::Refused(reason) => Err(ToolError(reason)),
                 Permit::End(ending) => return Ok(Err(ending)),
             },
@@ -568,7 +600,7 @@ impl AgentRun<'_> {
         };
         let result = ToolResultEvent {
             id: call.id.clone(),
-            name: call.name.clone(),
+            name,
             output: output.text.clone(),
             error,
             truncated: output.truncated,
@@ -585,6 +617,31 @@ impl AgentRun<'_> {
     }
 }
 
+/// A tool a run offers: one of victor's own, or an MCP server's.
+#[derive(Clone)]
+enum Offered {
+    Own(Tool),
+    Mcp(Arc<McpTool>),
+}
+
+impl Offered {
+    /// Its name in events, approvals and policies (`server.tool` for an MCP server's).
+    fn name(&self) -> &str {
+        match self {
+            Offered::Own(tool) => tool.name(),
+            Offered::Mcp(tool) => &tool.qualified,
+        }
+    }
+
+    /// What a call needs when the task's policy does not say.
+    fn default_permission(&self) -> Permission {
+        match self {
+            Offered::Own(tool) => tool.default_permission(),
+            Offered::Mcp(tool) => tool.permission,
+        }
+    }
+}
+
 /// Whether a tool call may run.
 enum Permit {
     Run,
@@ -594,40 +651,60 @@ enum Permit {
 }
 
 impl AgentRun<'_> {
-    async fn permit(&mut self, tool: Tool, call: &ToolCall) -> Result<Permit, EngineError> {
-        let permission = if self.allowed.contains(&tool) {
+    /// The tool a model's call names: by the name it was offered under, or an MCP tool's
+    /// `server.tool`.
+    fn offered(&self, name: &str) -> Option<Offered> {
+        if let Some(tool) = Tool::named(name).filter(|tool| self.tools.contains(tool)) {
+            return Some(Offered::Own(tool));
+        }
+        self.mcp_tools
+            .iter()
+            .find(|tool| tool.spec.name == name || tool.qualified == name)
+            .map(|tool| Offered::Mcp(tool.clone()))
+    }
+
+    async fn permit(&mut self, tool: &Offered, call: &ToolCall) -> Result<Permit, EngineError> {
+        let name = tool.name();
+        let server_wide = match tool {
+            Offered::Mcp(tool) => self.spec.approvals.get(&format!("{}.*", tool.server)),
+            Offered::Own(_) => None,
+        };
+        let permission = if self.allowed.contains(name) {
             Permission::Allow
         } else {
             self.spec
                 .approvals
-                .get(tool.name())
+                .get(name)
+                .or(server_wide)
                 .copied()
                 .unwrap_or_else(|| tool.default_permission())
         };
         match permission {
             Permission::Allow => Ok(Permit::Run),
             Permission::Deny => Ok(Permit::Refused(format!(
-                "{} is denied by this task's policy",
-                tool.name()
+                "{name} is denied by this task's policy"
             ))),
             Permission::Ask => self.ask(tool, call).await,
         }
     }
 
     /// Stores an approval, says so, and waits for a person (or the fallback).
-    async fn ask(&mut self, tool: Tool, call: &ToolCall) -> Result<Permit, EngineError> {
+    async fn ask(&mut self, tool: &Offered, call: &ToolCall) -> Result<Permit, EngineError> {
         let diff = match tool {
-            Tool::WriteFile | Tool::EditFile => match self.workspace.plan(tool, &call.arguments) {
-                Ok(change) => Some(change.diff),
-                // Nothing to approve: the model hears what is wrong with the call.
-                Err(error) => return Ok(Permit::Refused(error.0)),
-            },
+            Offered::Own(tool @ (Tool::WriteFile | Tool::EditFile)) => {
+                match self.workspace.plan(*tool, &call.arguments) {
+                    Ok(change) => Some(change.diff),
+                    // Nothing to approve: the model hears what is wrong with the call.
+                    Err(error) => return Ok(Permit::Refused(error.0)),
+                }
+            }
             _ => None,
         };
+        let name = tool.name();
         let mut approval = Approval {
             id: uuid::Uuid::now_v7().to_string(),
             task_id: self.ctx.id().to_string(),
-            tool: tool.name().to_string(),
+            tool: name.to_string(),
             arguments: call.arguments.clone(),
             diff,
             status: ApprovalStatus::Pending,
@@ -682,12 +759,12 @@ impl AgentRun<'_> {
                     return Ok(match answer.decision {
                         Decision::AllowOnce => Permit::Run,
                         Decision::AllowAlways => {
-                            self.allowed.insert(tool);
+                            self.allowed.insert(name.to_string());
                             Permit::Run
                         }
                         Decision::Deny => Permit::Refused(match &answer.reason {
-                            Some(reason) => format!("a person denied this {}: {reason}", tool.name()),
-                            None => format!("a person denied this {}", tool.name()),
+                            Some(reason) => format!("a person denied this {name}: {reason}"),
+                            None => format!("a person denied this {name}"),
                         }),
                         Decision::Cancel => {
                             self.cancel.cancel();
@@ -713,12 +790,10 @@ impl AgentRun<'_> {
                     self.resolve(&approval).await?;
                     return Ok(match unanswered {
                         Unanswered::Fail => Permit::End(Ending::Failed(format!(
-                            "the {} call waited for approval and {why}",
-                            tool.name()
+                            "the {name} call waited for approval and {why}"
                         ))),
                         Unanswered::Deny | Unanswered::Wait => Permit::Refused(format!(
-                            "this {} was not approved: {why}",
-                            tool.name()
+                            "this {name} was not approved: {why}"
                         )),
                     });
                 }
@@ -755,16 +830,19 @@ impl AgentRun<'_> {
     /// Runs a permitted tool: its output and how long it took, or its error.
     async fn run_tool(
         &mut self,
-        tool: Tool,
+        tool: &Offered,
         call: &ToolCall,
     ) -> Result<Result<(ToolOutput, Duration), ToolError>, EngineError> {
         let started = Instant::now();
         let outcome = match tool {
-            Tool::ReadFile | Tool::ListDir | Tool::Search => {
-                self.workspace.read(tool, &call.arguments).await
+            Offered::Own(tool @ (Tool::ReadFile | Tool::ListDir | Tool::Search)) => {
+                self.workspace.read(*tool, &call.arguments).await
             }
-            Tool::WriteFile | Tool::EditFile => self.change(tool, call).await?,
-            Tool::RunCommand => self.command(call).await?,
+            Offered::Own(tool @ (Tool::WriteFile | Tool::EditFile)) => {
+                self.change(*tool, call).await?
+            }
+            Offered::Own(Tool::RunCommand) => self.command(call).await?,
+            Offered::Mcp(tool) => self.remote(tool.clone(), call).await?,
         };
         let took = started.elapsed().max(Duration::from_micros(1));
         self.spent += took;
@@ -827,6 +905,34 @@ impl AgentRun<'_> {
         let arguments = call.arguments.clone();
         let task_id = self.ctx.id().to_string();
         let running = async move { workspace.run_command(&arguments, &task_id, &cancel).await };
+        self.answering_controls(running).await
+    }
+
+    /// Calls an MCP server's tool while still answering controls (a cancel stops the call).
+    async fn remote(
+        &mut self,
+        tool: Arc<McpTool>,
+        call: &ToolCall,
+    ) -> Result<Result<ToolOutput, ToolError>, EngineError> {
+        let servers = self.ctx.engine().mcp.clone();
+        let cancel = self.cancel.clone();
+        let arguments = call.arguments.clone();
+        let running = async move {
+            servers
+                .call(&tool, arguments, &cancel)
+                .await
+                .map(ToolOutput::new)
+                // A server's error can be as long as its answers: cut alike.
+                .map_err(|text| ToolError(ToolOutput::new(text).text))
+        };
+        self.answering_controls(running).await
+    }
+
+    /// Waits for a tool while answering the controls that arrive meanwhile.
+    async fn answering_controls(
+        &mut self,
+        running: impl Future<Output = Result<ToolOutput, ToolError>>,
+    ) -> Result<Result<ToolOutput, ToolError>, EngineError> {
         tokio::pin!(running);
         loop {
             tokio::select! {

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use self::runner::{Context, Control, Kind, Message, Request, Slot, Stop, encode};
 use crate::bus::Bus;
 use crate::llm::{LlmError, Providers};
+use crate::mcp::McpServers;
 use crate::proto::{
     ApprovalStatus, CreateTask, Input, NodeInfo, StateData, Task, TaskPage, TaskResult, TaskState,
     Unanswered,
@@ -90,6 +91,8 @@ pub struct EngineConfig {
     pub on_unanswered: Unanswered,
     /// Interpreter sessions: their default kernel, idle timeout and limits.
     pub sessions: SessionConfig,
+    /// The MCP servers whose tools agents use (`[mcp.NAME]`).
+    pub mcp_servers: BTreeMap<String, crate::mcp::McpServerConfig>,
 }
 
 impl Default for EngineConfig {
@@ -107,6 +110,7 @@ impl Default for EngineConfig {
             approval_timeout: Duration::from_secs(600),
             on_unanswered: Unanswered::Deny,
             sessions: SessionConfig::default(),
+            mcp_servers: BTreeMap::new(),
         }
     }
 }
@@ -224,6 +228,8 @@ pub struct Engine {
     providers: Arc<Providers>,
     scheduler: Mutex<Scheduler>,
     kinds: Kinds,
+    /// Connected when an agent first needs them.
+    mcp: Arc<McpServers>,
     all_stopped: Notify,
     started: Instant,
 }
@@ -240,6 +246,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             store,
             bus,
+            mcp: Arc::new(McpServers::new(&config.mcp_servers)),
             config,
             providers,
             scheduler: Mutex::new(Scheduler::default()),
@@ -298,6 +305,11 @@ impl Engine {
 
     pub fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    /// The MCP servers agents use; `/mcp/servers` shows and connects them.
+    pub fn mcp(&self) -> &Arc<McpServers> {
+        &self.mcp
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -169,7 +169,7 @@ pub struct ToolOutput {
 }
 
 impl ToolOutput {
-    fn new(text: String) -> ToolOutput {
+    pub(super) fn new(text: String) -> ToolOutput {
         let (text, truncated) = cut(text, TOOL_OUTPUT_BYTES);
         ToolOutput { text, truncated }
     }

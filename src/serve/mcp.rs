@@ -34,12 +34,9 @@ use super::error::{ApiError, ApiJson};
 use super::mcp_tools;
 use super::stream::Connected;
 use crate::bus::Topic;
+use crate::mcp::{PROTOCOL_VERSIONS, SESSION_HEADER, VERSION_HEADER};
 use crate::proto::Scope;
 
-/// The protocol revisions of the `initialize` handshake victor speaks, newest first.
-pub(super) const PROTOCOL_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-const SESSION_HEADER: &str = "mcp-session-id";
-const VERSION_HEADER: &str = "mcp-protocol-version";
 /// Sessions kept at most; past it the one unused longest makes room.
 const MAX_SESSIONS: usize = 10_000;
 /// How soon a client that lost its stream should try again.

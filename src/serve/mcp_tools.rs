@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -16,8 +17,9 @@ use super::mcp::{Caller, Follow, FollowKind, Reply, codes};
 use crate::engine::EngineError;
 use crate::proto::{
     AgentMessageData, AgentMode, AgentSpec, ApprovalAnswer, ApprovalRequested, ApprovalStatus,
-    ChatMessage, ChatSpec, Command, CreateTask, Decision, DiagramType, Event, ExecSpec, Input,
-    MessageData, RenderOptions, RenderRequest, Role, Scope, Task, TaskSpec, ToolCallEvent,
+    ChatMessage, ChatSpec, Command, CreateTask, Decision, DiagramType, Event, ExecSpec,
+    ExecuteRequest, Execution, ExecutionStatus, Input, MessageData, RenderOptions, RenderRequest,
+    Role, Scope, SessionSpec, Task, TaskSpec, ToolCallEvent,
 };
 use crate::store::EventRange;
 
@@ -26,7 +28,8 @@ pub(super) const INSTRUCTIONS: &str = "victor runs commands, agents and chats as
     machine it serves, and keeps every task's output in a durable log. Start a command with \
     start_task (wait=true to wait for it, with progress), follow one with wait_task or read_log \
     (from a cursor, as much as you need), and steer it with cancel_task, pause_task, \
-    resume_task and send_input. Task logs are also resources: victor://tasks/{id}/log.";
+    resume_task and send_input. run_code runs code in an interpreter session that keeps its \
+    variables between calls. Task logs are also resources: victor://tasks/{id}/log.";
 
 /// Most a `read_log` call returns; its default.
 const MAX_LOG_BYTES: usize = 256 * 1024;
@@ -39,6 +42,8 @@ const TAIL_BYTES: usize = 4096;
 /// that take longer than about a minute unless progress keeps them alive.
 const DEFAULT_WAIT_SECS: f64 = 50.0;
 const MAX_WAIT_SECS: f64 = 3600.0;
+/// How long `run_code` waits at most: an execution's wait (`GET .../executions/{id}`).
+const MAX_RUN_WAIT_SECS: f64 = 300.0;
 /// Longest progress message about something other than output.
 const MAX_LINE: usize = 2000;
 
@@ -275,6 +280,32 @@ static TOOLS: LazyLock<Vec<Tool>> = LazyLock::new(|| {
             destructive: false,
         },
         Tool {
+            name: "run_code",
+            scope: Scope::Control,
+            description: "Run code in an interpreter session on the server (a Jupyter kernel, \
+                Python by default) and get what it printed, its result and any error. A \
+                session keeps its variables: pass the session_id an earlier answer gave to go \
+                on in it; without one a new session starts.",
+            input: object(
+                json!({
+                    "code": {"type": "string", "minLength": 1},
+                    "session_id": {"type": "string", "description": "The session to run in \
+                        (default: a new one)."},
+                    "kernel": {"type": "string", "description": "The kernel of a new session \
+                        (default: the server's, usually python3)."},
+                    "timeout_secs": {"type": "number", "exclusiveMinimum": 0,
+                        "description": "Interrupt the code after this many seconds."},
+                    "wait_secs": {"type": "number", "exclusiveMinimum": 0,
+                        "maximum": MAX_RUN_WAIT_SECS, "description": format!("Seconds to wait \
+                        for it (default {DEFAULT_WAIT_SECS}); the answer then says it is \
+                        still running.")},
+                }),
+                &["code"],
+            ),
+            read_only: false,
+            destructive: false,
+        },
+        Tool {
             name: "list_models",
             scope: Scope::Read,
             description: "The language models the server's providers offer, for chat and \
@@ -415,6 +446,7 @@ pub(super) async fn call(
         "chat" => chat(state, arguments, &follow).await,
         "list_models" => Ok(Called::Done(list_models(state).await)),
         "render_diagram" => render_diagram(state, arguments).await,
+        "run_code" => run_code(state, caller, arguments).await,
         _ => Err(failure(format!("{name} is not implemented"))),
     };
     match outcome {
@@ -1135,4 +1167,105 @@ mod tests {
         assert_eq!(prefix_within("été", 1, false), "é");
         assert_eq!(prefix_within("short", 99, true), "short");
     }
+}
+
+#[derive(Deserialize)]
+struct RunCode {
+    code: String,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    kernel: Option<String>,
+    #[serde(default)]
+    timeout_secs: Option<f64>,
+    #[serde(default)]
+    wait_secs: Option<f64>,
+}
+
+/// Runs code in a session (a new one, for the caller, unless it names one) and answers with
+/// the execution as far as it got within the wait.
+async fn run_code(state: &AppState, caller: &Caller, arguments_: Value) -> Outcome {
+    let args: RunCode = arguments(arguments_)?;
+    let wait = args.wait_secs.unwrap_or(DEFAULT_WAIT_SECS);
+    if !(wait > 0.0 && wait <= MAX_RUN_WAIT_SECS) {
+        return Err(failure(format!(
+            "wait_secs must be more than 0 and at most {MAX_RUN_WAIT_SECS}"
+        )));
+    }
+    let session = match args.session_id {
+        Some(id) => id,
+        None => {
+            let spec = SessionSpec {
+                kernel: args.kernel,
+                client: Some(caller.principal.holder.clone()),
+                ..SessionSpec::default()
+            };
+            create(state, None, TaskSpec::Session(spec)).await?.id
+        }
+    };
+    let request = ExecuteRequest {
+        timeout_secs: args.timeout_secs,
+        // Nobody could answer its input() through this tool.
+        allow_stdin: false,
+        ..ExecuteRequest::new(args.code)
+    };
+    let queued = state
+        .engine
+        .execute(&session, request)
+        .await
+        .map_err(engine_failure)?;
+    let execution = state
+        .engine
+        .execution(&session, &queued.id, Duration::from_secs_f64(wait))
+        .await
+        .map_err(engine_failure)?;
+    let text = execution_text(&execution);
+    let structured = json!({"session_id": session, "execution": execution});
+    let answer = if execution.status == ExecutionStatus::Error {
+        json!({"content": [{"type": "text", "text": text}], "structuredContent": structured,
+            "isError": true})
+    } else {
+        success(structured, text)
+    };
+    Ok(Called::Done(answer))
+}
+
+/// An execution as a model reads it: status, output, result, error, and where to go on.
+fn execution_text(execution: &Execution) -> String {
+    let status = serde_json::to_value(execution.status).unwrap_or_default();
+    let mut text = format!(
+        "session {}, execution {}: {}\n",
+        execution.session_id,
+        execution.id,
+        status.as_str().unwrap_or_default()
+    );
+    let plain = |bundle: &crate::proto::MimeBundle| {
+        bundle
+            .get("text/plain")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let mut section = |name: &str, body: &str| {
+        if !body.is_empty() {
+            text.push_str(&format!("{name}:\n{}\n", body.trim_end()));
+        }
+    };
+    section("stdout", &execution.stdout);
+    section("stderr", &execution.stderr);
+    for display in &execution.displays {
+        section(
+            "display",
+            &plain(display).unwrap_or_else(|| "(not text)".into()),
+        );
+    }
+    if let Some(result) = &execution.result {
+        section(
+            "result",
+            &plain(result).unwrap_or_else(|| "(not text)".into()),
+        );
+    }
+    if let Some(error) = &execution.error {
+        section("error", &format!("{}: {}", error.name, error.value));
+    }
+    text
 }

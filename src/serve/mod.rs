@@ -16,6 +16,7 @@ mod openapi;
 mod render;
 mod seed000;
 mod seed000_agents;
+mod seed000_mcp;
 mod seed001;
 mod seed003;
 mod seed004;
@@ -706,6 +707,9 @@ fn routes() -> Routes {
         .compat(control, "/agents/clear", post(seed000_agents::clear))
         .compat(read, "/agents/{id}", get(seed000_agents::get))
         .compat(control, "/agents/{id}/cancel", post(seed000_agents::cancel))
+        .compat(read, "/mcp/servers", get(seed000_mcp::servers))
+        .compat(control, "/mcp/connect", post(seed000_mcp::connect))
+        .compat(control, "/mcp/disconnect", post(seed000_mcp::disconnect))
         .compat(control, "/api/v1/execute", post(seed003::execute))
         .compat(
             Socket(Scope::Control),

@@ -178,6 +178,18 @@ async def agent(session):
     return seen
 
 
+async def code(session):
+    """run_code: a new session, the same one again (its variables kept), and code that
+    raises."""
+    first = await session.call_tool("run_code", {"code": "x = 6 * 7\nprint(x)"})
+    sid = first.structuredContent["session_id"]
+    second = await session.call_tool("run_code", {"code": "x + 1", "session_id": sid})
+    failed = await session.call_tool("run_code", {"code": "1 / 0", "session_id": sid})
+    return {"first": text_of(first), "session": sid, "second": text_of(second),
+            "result": second.structuredContent["execution"]["result"],
+            "failed": text_of(failed), "failed_is_error": failed.isError}
+
+
 async def restart(session):
     """A long call through `victor mcp` during which the server restarts: the call still gets
     its answer, every log event once, and the next call finds a new session opened for it.
@@ -228,7 +240,7 @@ async def main():
     else:
         async with connect(mode, args) as session:
             scenarios = {"basics": basics, "read_only": read_only, "agent": agent,
-                         "restart": restart}
+                         "restart": restart, "code": code}
             seen = await scenarios[scenario](session)
     print(json.dumps(seen))
 

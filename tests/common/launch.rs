@@ -36,6 +36,8 @@ pub struct Launch {
     api_key: Option<String>,
     /// The server's working directory (the caller's own when not set).
     dir: Option<PathBuf>,
+    /// What its `config.toml` says (empty when not set).
+    config: String,
 }
 
 impl Launch {
@@ -47,7 +49,14 @@ impl Launch {
             env: Vec::new(),
             api_key: None,
             dir: None,
+            config: String::new(),
         }
+    }
+
+    /// The server's `config.toml`, for settings no flag gives (`[mcp.NAME]` tables).
+    pub fn config_toml(mut self, text: &str) -> Launch {
+        self.config = text.to_string();
+        self
     }
 
     /// The directory the server starts in: where its tasks run unless they name another.
@@ -92,7 +101,7 @@ impl Launch {
         let home = tempfile::Builder::new()
             .prefix("victor-server-")
             .tempdir()?;
-        std::fs::write(home.path().join("config.toml"), "")?;
+        std::fs::write(home.path().join("config.toml"), &self.config)?;
         let mut launched = Launched {
             child: None,
             url: String::new(),

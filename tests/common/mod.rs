@@ -12,10 +12,13 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fake_llm::FakeLlm;
 use launch::{Launch, Launched};
+use serde_json::Value;
 use victor::client::Client;
 use victor::proto::{
-    Command as TaskCommand, CreateTask, ExecSpec, Fingerprint, Task, TaskSpec, TaskState,
+    Approval, ApprovalAnswer, Command as TaskCommand, CreateTask, Decision, Event, ExecSpec,
+    Fingerprint, Task, TaskSpec, TaskState,
 };
 
 pub const VICTOR: &str = env!("CARGO_BIN_EXE_victor");
@@ -384,4 +387,61 @@ pub fn mode_of(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// A task's whole log.
+pub async fn events(client: &Client, task: &str) -> Vec<Event> {
+    client.events(task, 0, 100_000).await.unwrap()
+}
+
+/// The events of one kind.
+pub fn of_kind<'a>(events: &'a [Event], kind: &str) -> Vec<&'a Event> {
+    events.iter().filter(|e| e.kind == kind).collect()
+}
+
+/// Waits until the task's log holds `count` events of `kind`; the last of them.
+pub async fn wait_event(client: &Client, task: &str, kind: &str, count: usize) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = events(client, task).await;
+        let found = of_kind(&all, kind);
+        if found.len() >= count {
+            return found[count - 1].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {count} {kind} events; the log: {:#?}",
+            all.iter().map(|e| (&e.kind, &e.data)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The requests the fake got for chats (not model lists).
+pub fn chats(fake: &FakeLlm) -> Vec<Value> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.body)
+        .collect()
+}
+
+/// Answers an approval with `decision` and no reason.
+pub async fn answer(client: &Client, approval: &str, decision: Decision) -> Approval {
+    let answer = ApprovalAnswer {
+        decision,
+        reason: None,
+    };
+    client.answer_approval(approval, &answer).await.unwrap()
+}
+
+/// Starts an agent task; its id.
+pub async fn start_agent(client: &Client, spec: victor::proto::AgentSpec) -> String {
+    let request = CreateTask {
+        name: None,
+        priority: 0,
+        requires: Vec::new(),
+        spec: TaskSpec::Agent(spec),
+    };
+    client.create_task(&request, None).await.unwrap().id
 }
