@@ -756,3 +756,176 @@ async fn a_reader_that_drops_off_mid_execution_resumes_with_every_output_once() 
     assert_eq!(text, expected);
     client.close_session(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn checkpoints_restore_into_the_same_session_and_a_new_one_after_kill_9() {
+    use victor::proto::CheckpointRequest;
+    let mut server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    let code =
+        "x = 42\ndef double(v):\n    return v * 2\nimport math as m\ngen = (i for i in range(3))";
+    assert_eq!(run(&client, &id, code).await.status, ExecutionStatus::Ok);
+    let checkpoint = client
+        .checkpoint_session(
+            &id,
+            &CheckpointRequest {
+                name: Some("before".into()),
+            },
+        )
+        .await
+        .expect("checkpoint");
+    assert_eq!(checkpoint.session_id, id);
+    assert_eq!(checkpoint.name.as_deref(), Some("before"));
+    assert_eq!(
+        checkpoint.serializer, "dill",
+        "dill is installed by .ci/run"
+    );
+    assert_eq!(checkpoint.saved, ["double", "m", "x"]);
+    assert_eq!(checkpoint.skipped.len(), 1, "{checkpoint:?}");
+    assert_eq!(checkpoint.skipped[0].name, "gen");
+    assert!(
+        checkpoint.skipped[0].reason.contains("generator"),
+        "{checkpoint:?}"
+    );
+    assert!(checkpoint.size_bytes > 0);
+    let file = server
+        .data_dir
+        .join("checkpoints")
+        .join(format!("{}.pickle", checkpoint.id));
+    assert!(file.is_file(), "kept in the data dir: {}", file.display());
+
+    // Into the same session: later changes are undone, later variables gone.
+    run(&client, &id, "x = 0\ny = 1").await;
+    let restored = client
+        .restore_session(&id, &checkpoint.id)
+        .await
+        .expect("restore");
+    assert_eq!(restored.restored, ["double", "m", "x"]);
+    assert!(restored.failed.is_empty(), "{restored:?}");
+    let back = run(&client, &id, "print(x, 'y' in globals())").await;
+    assert_eq!(back.stdout, "42 False\n");
+    let listed = client.session_checkpoints(&id).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&checkpoint));
+    let events = log(&client, &id).await;
+    assert!(events.iter().any(|e| e.kind == "session.checkpoint"));
+    assert!(events.iter().any(|e| e.kind == "session.restored"));
+
+    // Refusals: an unknown checkpoint, a bad name.
+    let unknown = client.restore_session(&id, "0000-not-there").await;
+    assert!(
+        matches!(unknown, Err(ClientError::Api { status: 404, .. })),
+        "{unknown:?}"
+    );
+    let bad = client
+        .checkpoint_session(
+            &id,
+            &CheckpointRequest {
+                name: Some("a\0b".into()),
+            },
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(ClientError::Api { status: 422, .. })),
+        "{bad:?}"
+    );
+
+    // kill -9, restart: the checkpoint restores into a new session, functions and all.
+    server.kill9();
+    server.restart();
+    let client = server.client();
+    assert_eq!(finished(&client, &id).await.state, TaskState::Interrupted);
+    assert_eq!(client.session_checkpoints(&id).await.unwrap().len(), 1);
+    let fresh = session(&client, SessionSpec::default()).await;
+    let restored = client
+        .restore_session(&fresh, &checkpoint.id)
+        .await
+        .expect("restore after restart");
+    assert_eq!(restored.restored, ["double", "m", "x"]);
+    let used = run(&client, &fresh, "print(double(x), m.pi > 3)").await;
+    assert_eq!(used.stdout, "84 True\n", "{used:?}");
+    client.close_session(&fresh).await.unwrap();
+}
+
+#[tokio::test]
+async fn seed_003_checkpoint_and_restore_over_rest_and_websocket() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let http = reqwest::Client::new();
+    let post = |path: &str, client_id: &str| {
+        http.post(format!("{}{path}", server.url))
+            .header("client-id", client_id)
+    };
+    let executed: serde_json::Value = post("/api/v1/execute", "laptop")
+        .json(&serde_json::json!({"code": "x = 42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session_id = executed["session_id"].as_str().unwrap().to_string();
+    // Saved after `x = 42`, which was queued before it.
+    let saved = post("/api/v1/checkpoint", "laptop").send().await.unwrap();
+    assert_eq!(saved.status(), 200);
+    let saved: serde_json::Value = saved.json().await.unwrap();
+    let checkpoint_id = saved["checkpoint_id"]
+        .as_str()
+        .expect("checkpoint_id")
+        .to_string();
+    assert_eq!(saved["saved"], serde_json::json!(["x"]));
+
+    run(&client, &session_id, "x = 7").await;
+    let restored = post(&format!("/api/v1/restore/{checkpoint_id}"), "laptop")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restored.status(), 200);
+    let restored: serde_json::Value = restored.json().await.unwrap();
+    assert_eq!(restored["status"], "restored", "{restored}");
+    assert_eq!(run(&client, &session_id, "print(x)").await.stdout, "42\n");
+
+    // Another client cannot reach it; an unknown one is 404 too.
+    for (path, who) in [
+        (format!("/api/v1/restore/{checkpoint_id}"), "desk"),
+        ("/api/v1/restore/nothing-here".to_string(), "laptop"),
+    ] {
+        let refused = post(&path, who).send().await.unwrap();
+        assert_eq!(refused.status(), 404, "{path} for {who}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+
+    // The socket's `checkpoint` message answers `checkpoint_created`.
+    let mut socket = seed_socket(&server, "laptop").await;
+    socket
+        .send(Message::text(
+            serde_json::json!({"type": "execute", "code": "y = x + 1"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"type": "checkpoint"}"#))
+        .await
+        .unwrap();
+    let created = loop {
+        let message = seed_message(&mut socket).await;
+        if message["type"] == "checkpoint_created" {
+            break message;
+        }
+        assert_eq!(message["type"], "result", "{message}");
+    };
+    assert_eq!(created["data"]["saved"], serde_json::json!(["x", "y"]));
+    let id = created["data"]["checkpoint_id"].as_str().unwrap();
+    let listed = client.session_checkpoints(&session_id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].id, id);
+}

@@ -398,6 +398,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         .task_workspaces
         .clone()
         .unwrap_or_else(|| data_dir.join("workspaces"));
+    let checkpoint_dir = data_dir.join("checkpoints");
     let config = ServeConfig {
         task_workspaces,
         host: settings.host.clone(),
@@ -451,6 +452,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
                 },
                 max_sessions: settings.max_kernels,
                 max_per_client: settings.max_kernels_per_client,
+                checkpoint_dir,
                 ..SessionConfig::default()
             },
         },

@@ -6,6 +6,7 @@
 
 mod agent;
 mod chat;
+mod checkpoints;
 mod exec;
 mod nodes;
 mod process;
@@ -162,6 +163,10 @@ pub enum EngineError {
     ExecutionNotFound { session: String, execution: String },
     #[error("no execution in session {0} is waiting for input")]
     NoInputWanted(String),
+    #[error("no session checkpoint {0}")]
+    SessionCheckpointNotFound(String),
+    #[error("{0}")]
+    CheckpointFailed(String),
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]

@@ -25,17 +25,18 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
+use super::checkpoints::{self, Checkpoints, RestoreReport, SaveReport};
 use super::exec::OutputEvents;
 use super::process::{Processes, Pumps, SpawnError, until};
 use super::runner::{Context, Control, Incoming, Log, Runner, Slot, Stop, encode};
 use super::{Engine, EngineError, error_result};
 use crate::proto::{
-    ExecuteRequest, Execution, ExecutionCleared, ExecutionDisplay, ExecutionError,
-    ExecutionFinished, ExecutionOutput, ExecutionQueued, ExecutionResult, ExecutionStarted,
-    ExecutionStatus, InputAnswer, InputAnswered, InputRequested, Interrupted, KernelReady,
-    KernelSpecInfo, MimeBundle, OutputStream, RestartReason, SessionRestarting, SessionSpec,
-    SessionState, SessionStatus, Task, TaskResult, TaskSpec, TaskState, TransactionPolicy,
-    TruncatedData,
+    CheckpointRequest, CheckpointSaved, ExecuteRequest, Execution, ExecutionCleared,
+    ExecutionDisplay, ExecutionError, ExecutionFinished, ExecutionOutput, ExecutionQueued,
+    ExecutionResult, ExecutionStarted, ExecutionStatus, InputAnswer, InputAnswered, InputRequested,
+    Interrupted, KernelReady, KernelSpecInfo, MimeBundle, OutputStream, RestartReason, Restored,
+    SessionCheckpoint, SessionRestarting, SessionSpec, SessionState, SessionStatus, Task,
+    TaskResult, TaskSpec, TaskState, TransactionPolicy, TruncatedData,
 };
 
 /// The command that installs the kernel most people want, for the error that finds none.
@@ -107,6 +108,8 @@ pub struct SessionConfig {
     pub max_per_client: usize,
     /// How long an interrupted execution may go on before its kernel is restarted.
     pub interrupt_grace: Duration,
+    /// Where checkpoints are kept: `checkpoints` in the data dir.
+    pub checkpoint_dir: PathBuf,
 }
 
 impl Default for SessionConfig {
@@ -117,6 +120,7 @@ impl Default for SessionConfig {
             max_sessions: 32,
             max_per_client: 8,
             interrupt_grace: Duration::from_secs(5),
+            checkpoint_dir: std::env::temp_dir().join("victor-checkpoints"),
         }
     }
 }
@@ -134,6 +138,38 @@ enum Command {
     Interrupt(oneshot::Sender<Result<Interrupted, EngineError>>),
     Restart(oneshot::Sender<Result<(), EngineError>>),
     Close(oneshot::Sender<Result<(), EngineError>>),
+    Chore(Chore),
+}
+
+/// Work of the session's own, run silently in the kernel in its turn among the executions.
+enum Chore {
+    Checkpoint(
+        CheckpointRequest,
+        oneshot::Sender<Result<SessionCheckpoint, EngineError>>,
+    ),
+    Restore(
+        SessionCheckpoint,
+        oneshot::Sender<Result<Restored, EngineError>>,
+    ),
+}
+
+impl Chore {
+    /// Tells whoever asked that it will not be done, and why.
+    fn refuse(self, error: EngineError) {
+        match self {
+            Chore::Checkpoint(_, reply) => drop(reply.send(Err(error))),
+            Chore::Restore(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A chore the kernel is doing: its request's id, and where the kernel reports.
+struct RunningChore {
+    msg_id: String,
+    /// The checkpoint saved or restored.
+    checkpoint_id: String,
+    report: PathBuf,
+    chore: Chore,
 }
 
 /// A session the server holds a place for: from its `prepare` until its runner ends.
@@ -452,6 +488,61 @@ impl Engine {
     pub async fn close_session(&self, id: &str) -> Result<Task, EngineError> {
         self.ask_session(id, "close", Command::Close).await?;
         self.get(id).await
+    }
+
+    /// Saves the session's variables in the data dir, in its turn after the executions
+    /// queued before; names those that could not be saved.
+    pub async fn checkpoint_session(
+        &self,
+        id: &str,
+        request: CheckpointRequest,
+    ) -> Result<SessionCheckpoint, EngineError> {
+        if let Some(name) = &request.name
+            && (name.chars().count() > 200 || name.contains('\0'))
+        {
+            return Err(EngineError::Invalid(
+                "name must be at most 200 characters with no NUL".into(),
+            ));
+        }
+        self.ask_session(id, "checkpoint", |reply| {
+            Command::Chore(Chore::Checkpoint(request, reply))
+        })
+        .await
+    }
+
+    /// Replaces the session's variables with a checkpoint's (of this session or another,
+    /// also one saved before the server restarted), in its turn after the queued executions.
+    pub async fn restore_session(
+        &self,
+        id: &str,
+        checkpoint_id: &str,
+    ) -> Result<Restored, EngineError> {
+        let checkpoint = self.session_checkpoint(checkpoint_id)?;
+        self.ask_session(id, "restore", |reply| {
+            Command::Chore(Chore::Restore(checkpoint, reply))
+        })
+        .await
+    }
+
+    /// The checkpoint `id`.
+    pub fn session_checkpoint(&self, id: &str) -> Result<SessionCheckpoint, EngineError> {
+        self.checkpoint_dir().get(id)
+    }
+
+    /// The checkpoints of session `id`, oldest first (it may have ended).
+    pub async fn session_checkpoints(
+        &self,
+        id: &str,
+    ) -> Result<Vec<SessionCheckpoint>, EngineError> {
+        let task = self.get(id).await?;
+        let TaskSpec::Session(_) = task.spec else {
+            return Err(EngineError::NotFound(format!("{id} (no session)")));
+        };
+        Ok(self.checkpoint_dir().list(Some(id)))
+    }
+
+    fn checkpoint_dir(&self) -> Checkpoints {
+        Checkpoints::new(self.config().sessions.checkpoint_dir.clone())
     }
 
     /// An execution as the session's log tells it. With `wait`, waits up to that long for it
@@ -907,6 +998,12 @@ struct Queued {
     request: ExecuteRequest,
 }
 
+/// What waits in a session's queue.
+enum Waiting {
+    Execution(Queued),
+    Chore(Chore),
+}
+
 /// The execution the kernel is running.
 struct Current {
     id: String,
@@ -944,8 +1041,10 @@ struct Run<'a> {
     kernelspec: KernelspecDir,
     log: Log,
     task_id: String,
-    queue: VecDeque<Queued>,
+    queue: VecDeque<Waiting>,
     current: Option<Current>,
+    chore: Option<RunningChore>,
+    checkpoints: Checkpoints,
     ids: HashSet<String>,
     busy: bool,
     output_limit: u64,
@@ -976,6 +1075,8 @@ async fn run(
         task_id: ctx.id().to_string(),
         queue: VecDeque::new(),
         current: None,
+        chore: None,
+        checkpoints: ctx.engine().checkpoint_dir(),
         ids: HashSet::new(),
         busy: false,
         output_limit: spec
@@ -1016,9 +1117,13 @@ async fn run(
             run.send_silent(&mut kernel, code).await;
         }
         if run.current.is_none()
+            && run.chore.is_none()
             && let Some(next) = run.queue.pop_front()
         {
-            run.begin(&mut kernel, next).await?;
+            match next {
+                Waiting::Execution(next) => run.begin(&mut kernel, next).await?,
+                Waiting::Chore(chore) => run.start_chore(&mut kernel, chore).await,
+            }
         }
         if run.current.is_none() && run.queue.is_empty() && run.busy {
             run.busy = false;
@@ -1190,6 +1295,16 @@ impl Run<'_> {
                     aborted,
                 }));
             }
+            Command::Chore(chore) => {
+                if self.language == "python" {
+                    self.queue.push_back(Waiting::Chore(chore));
+                } else {
+                    chore.refuse(EngineError::Invalid(format!(
+                        "checkpoints need a Python kernel; this session runs {}",
+                        self.language
+                    )));
+                }
+            }
             Command::Restart(reply) | Command::Close(reply) => {
                 let _ = reply.send(Err(EngineError::Invalid("not handled here".into())));
             }
@@ -1228,7 +1343,8 @@ impl Run<'_> {
         if let Some(open) = self.session.places().open.get_mut(&self.task_id) {
             open.executions.insert(id.clone(), seq);
         }
-        self.queue.push_back(Queued { id, request });
+        self.queue
+            .push_back(Waiting::Execution(Queued { id, request }));
         Ok(Execution::queued(&self.task_id, seq, queued))
     }
 
@@ -1295,7 +1411,21 @@ impl Run<'_> {
             }
             Ok(())
         };
+        let mut chore_reply = None;
         for (channel, message) in batch {
+            if let Some(chore) = &self.chore
+                && message
+                    .parent_header
+                    .as_ref()
+                    .is_some_and(|parent| parent.msg_id == chore.msg_id)
+            {
+                if let JupyterMessageContent::ExecuteReply(reply) = message.content
+                    && channel == Channel::Shell
+                {
+                    chore_reply = Some(reply);
+                }
+                continue;
+            }
             let Some(current) = self.current.as_mut() else {
                 continue;
             };
@@ -1361,6 +1491,9 @@ impl Run<'_> {
         }
         if !events.is_empty() {
             self.log.append_encoded(events).await?;
+        }
+        if let Some(reply) = chore_reply {
+            self.end_chore(&reply).await?;
         }
         if let Some(current) = &self.current
             && current.idle
@@ -1526,21 +1659,173 @@ impl Run<'_> {
             .await
     }
 
-    /// Runs code the session's clients do not see: no output, no history, no input.
-    async fn send_silent(&self, kernel: &mut Kernel, code: &str) {
+    /// Runs code the session's clients do not see: no output, no history, no input. Returns
+    /// the request's id, unless it could not be sent.
+    async fn send_silent(&self, kernel: &mut Kernel, code: &str) -> Option<String> {
         let mut request = KernelExecute::new(code.to_string());
         request.silent = true;
         request.store_history = false;
         request.allow_stdin = false;
         request.stop_on_error = false;
-        if let Err(e) = kernel.shell.send(JupyterMessage::new(request, None)).await {
-            tracing::warn!(task = %self.task_id, error = %e, "cannot send code to a kernel");
+        let message = JupyterMessage::new(request, None);
+        let msg_id = message.header.msg_id.clone();
+        match kernel.shell.send(message).await {
+            Ok(()) => Some(msg_id),
+            Err(e) => {
+                tracing::warn!(task = %self.task_id, error = %e, "cannot send code to a kernel");
+                None
+            }
         }
     }
 
-    /// Drops the queued executions, each `aborted`; returns their ids.
+    /// Sends the kernel the code of a checkpoint or a restore.
+    async fn start_chore(&mut self, kernel: &mut Kernel, chore: Chore) {
+        if let Err(e) = self.checkpoints.make_dir() {
+            return chore.refuse(e);
+        }
+        let report = self.checkpoints.report();
+        let (checkpoint_id, code) = match &chore {
+            Chore::Checkpoint(..) => {
+                let id = checkpoints::new_id();
+                let code = checkpoints::save_code(&self.checkpoints.data(&id), &report);
+                (id, code)
+            }
+            Chore::Restore(checkpoint, _) => {
+                let data = self.checkpoints.data(&checkpoint.id);
+                (
+                    checkpoint.id.clone(),
+                    checkpoints::restore_code(&data, &report),
+                )
+            }
+        };
+        match self.send_silent(kernel, &code).await {
+            Some(msg_id) => {
+                self.chore = Some(RunningChore {
+                    msg_id,
+                    checkpoint_id,
+                    report,
+                    chore,
+                });
+            }
+            None => chore.refuse(EngineError::CheckpointFailed(
+                "the kernel cannot be reached".into(),
+            )),
+        }
+    }
+
+    /// Ends the running chore with the kernel's reply: says what was saved or restored, in
+    /// the log and to whoever asked.
+    async fn end_chore(
+        &mut self,
+        reply: &jupyter_protocol::ExecuteReply,
+    ) -> Result<(), EngineError> {
+        let Some(running) = self.chore.take() else {
+            return Ok(());
+        };
+        let failed = match (&reply.status, &reply.error) {
+            (ReplyStatus::Ok, _) => None,
+            (_, Some(error)) => Some(format!("{}: {}", error.ename, error.evalue)),
+            (status, None) => Some(format!("the kernel answered {status:?}")),
+        };
+        let id = running.checkpoint_id;
+        match running.chore {
+            Chore::Checkpoint(request, answer) => {
+                let outcome = match failed {
+                    Some(why) => Err(EngineError::CheckpointFailed(format!(
+                        "the kernel could not save the checkpoint: {why}"
+                    ))),
+                    None => self.saved(&id, request, &running.report),
+                };
+                let _ = std::fs::remove_file(&running.report);
+                match outcome {
+                    Ok(checkpoint) => {
+                        self.log
+                            .append(&CheckpointSaved {
+                                checkpoint: checkpoint.clone(),
+                            })
+                            .await?;
+                        let _ = answer.send(Ok(checkpoint));
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(self.checkpoints.data(&id));
+                        let _ = answer.send(Err(e));
+                    }
+                }
+            }
+            Chore::Restore(_, answer) => {
+                let outcome = match failed {
+                    Some(why) => Err(EngineError::CheckpointFailed(format!(
+                        "the kernel could not restore checkpoint {id}: {why}"
+                    ))),
+                    None => checkpoints::read_report::<RestoreReport>(&running.report),
+                };
+                let _ = std::fs::remove_file(&running.report);
+                match outcome {
+                    Ok(report) => {
+                        let restored = Restored {
+                            checkpoint_id: id,
+                            restored: report.restored,
+                            failed: report.failed,
+                        };
+                        self.log.append(&restored).await?;
+                        let _ = answer.send(Ok(restored));
+                    }
+                    Err(e) => drop(answer.send(Err(e))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checkpoint the kernel just saved, described in the checkpoint directory.
+    fn saved(
+        &self,
+        id: &str,
+        request: CheckpointRequest,
+        report: &Path,
+    ) -> Result<SessionCheckpoint, EngineError> {
+        let report: SaveReport = checkpoints::read_report(report)?;
+        let size_bytes = std::fs::metadata(self.checkpoints.data(id)).map_or(0, |m| m.len());
+        let checkpoint = SessionCheckpoint {
+            id: id.to_string(),
+            session_id: self.task_id.clone(),
+            client: self.spec.client.clone(),
+            name: request.name,
+            kernel: self.kernelspec.kernel_name.clone(),
+            serializer: report.serializer,
+            saved: report.saved,
+            skipped: report.skipped,
+            size_bytes,
+            created_at: jiff::Timestamp::now(),
+        };
+        self.checkpoints.describe(&checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// Gives up the running chore: the kernel it ran in is gone.
+    fn drop_chore(&mut self, why: &str) {
+        if let Some(running) = self.chore.take() {
+            let _ = std::fs::remove_file(&running.report);
+            if matches!(running.chore, Chore::Checkpoint(..)) {
+                let _ = std::fs::remove_file(self.checkpoints.data(&running.checkpoint_id));
+            }
+            running
+                .chore
+                .refuse(EngineError::CheckpointFailed(why.to_string()));
+        }
+    }
+
+    /// Drops the queued executions, each `aborted`, and chores; returns the executions' ids.
     async fn abort_queued(&mut self) -> Result<Vec<String>, EngineError> {
-        let ids: Vec<String> = self.queue.drain(..).map(|queued| queued.id).collect();
+        let mut ids = Vec::new();
+        for waiting in self.queue.drain(..) {
+            match waiting {
+                Waiting::Execution(queued) => ids.push(queued.id),
+                Waiting::Chore(chore) => chore.refuse(EngineError::CheckpointFailed(
+                    "the session dropped what was queued before its turn came".into(),
+                )),
+            }
+        }
         let events = ids
             .iter()
             .map(|id| {
@@ -1561,6 +1846,7 @@ impl Run<'_> {
 
     /// Ends every execution: the running one and the queued ones never finish now.
     async fn abort_all(&mut self) -> Result<(), EngineError> {
+        self.drop_chore("the session ended before it was done");
         self.finish_current(ExecutionStatus::Aborted).await?;
         self.abort_queued().await.map(drop)
     }
@@ -1580,6 +1866,7 @@ impl Run<'_> {
             _ => ExecutionStatus::Aborted,
         };
         self.finish_current(status).await?;
+        self.drop_chore("the kernel was replaced before it was done");
         if reason == RestartReason::Requested {
             self.abort_queued().await?;
         }

@@ -42,6 +42,10 @@ pub mod session_types {
     /// The kernel is being replaced, and its variables are gone; data is
     /// [`super::SessionRestarting`].
     pub const SESSION_RESTARTING: &str = "session.restarting";
+    /// The variables were saved; data is [`super::CheckpointSaved`].
+    pub const CHECKPOINT_SAVED: &str = "session.checkpoint";
+    /// The variables were put back from a checkpoint; data is [`super::Restored`].
+    pub const RESTORED: &str = "session.restored";
 }
 
 /// The kernel a session runs when it names none.
@@ -197,6 +201,23 @@ pub struct InputAnswer {
     /// The request answered (its `input_id`); the one pending when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_id: Option<String>,
+}
+
+/// Body of `POST /api/v1/sessions/{id}/checkpoints`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointRequest {
+    /// For people: at most 200 characters, no NUL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
+    pub name: Option<String>,
+}
+
+/// Body of `POST /api/v1/sessions/{id}/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RestoreRequest {
+    /// A checkpoint of this session or of any other, also one saved before the server
+    /// restarted.
+    pub checkpoint_id: String,
 }
 
 /// The answer of `POST /api/v1/sessions/{id}/interrupt`.
@@ -609,6 +630,65 @@ pub struct SessionRestarting {
 
 impl EventData for SessionRestarting {
     const TYPE: &'static str = session_types::SESSION_RESTARTING;
+}
+
+/// A variable a checkpoint could not save, or a restore could not bring back, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SkippedVariable {
+    pub name: String,
+    /// The exception that stopped it, as Python names it.
+    pub reason: String,
+}
+
+/// A session's variables saved in the server's data dir: restorable into the same session or
+/// another, also after the server restarted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionCheckpoint {
+    pub id: String,
+    /// The session it was taken from.
+    pub session_id: String,
+    /// The client of that session (seed 003's restore reaches its own client's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub kernel: String,
+    /// `dill` when the kernel had it, else `pickle` (which keeps functions and classes
+    /// defined in the session by name only, so they do not come back in another kernel).
+    pub serializer: String,
+    /// The variables saved, modules among them (as the module they name).
+    pub saved: Vec<String>,
+    /// The variables that could not be saved.
+    #[serde(default)]
+    pub skipped: Vec<SkippedVariable>,
+    pub size_bytes: u64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+/// Data of a `session.checkpoint` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointSaved {
+    pub checkpoint: SessionCheckpoint,
+}
+
+impl EventData for CheckpointSaved {
+    const TYPE: &'static str = session_types::CHECKPOINT_SAVED;
+}
+
+/// The answer of a restore, and the data of the `session.restored` event: the variables are
+/// now the checkpoint's (those the session had before are gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Restored {
+    pub checkpoint_id: String,
+    pub restored: Vec<String>,
+    /// The variables the checkpoint holds that could not be brought back.
+    #[serde(default)]
+    pub failed: Vec<SkippedVariable>,
+}
+
+impl EventData for Restored {
+    const TYPE: &'static str = session_types::RESTORED;
 }
 
 #[cfg(test)]

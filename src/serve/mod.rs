@@ -684,6 +684,9 @@ fn routes() -> Routes {
         .api(control, routes!(sessions::interrupt))
         .api(control, routes!(sessions::restart))
         .api(control, routes!(sessions::close))
+        .api(control, routes!(sessions::checkpoint))
+        .api(read, routes!(sessions::checkpoints))
+        .api(control, routes!(sessions::restore))
         .compat(Nothing, "/health", get(tasks::health))
         .compat(read, "/status", get(seed000::status))
         .compat(control, "/chat", post(seed000::chat))
@@ -707,6 +710,12 @@ fn routes() -> Routes {
         .compat(read, "/agents/{id}", get(seed000_agents::get))
         .compat(control, "/agents/{id}/cancel", post(seed000_agents::cancel))
         .compat(control, "/api/v1/execute", post(seed003::execute))
+        .compat(control, "/api/v1/checkpoint", post(seed003::checkpoint))
+        .compat(
+            control,
+            "/api/v1/restore/{checkpoint_id}",
+            post(seed003::restore),
+        )
         .compat(
             Socket(Scope::Control),
             "/ws/v1/session",
