@@ -30,9 +30,11 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)')
             [CompletionResult]::new('chat', 'chat', [CompletionResultType]::ParameterValue, 'Chat with the server''s models: interactively on a terminal, or one question for scripts')
+            [CompletionResult]::new('repl', 'repl', [CompletionResultType]::ParameterValue, 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
+            [CompletionResult]::new('mcp', 'mcp', [CompletionResultType]::ParameterValue, 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -45,6 +47,8 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Where tasks and their logs are kept: sqlite://PATH, PATH the database file [default: victor.db in the data dir]')
             [CompletionResult]::new('--ready-file', '--ready-file', [CompletionResultType]::ParameterName, 'Once listening, write where to FILE as JSON (`url`, `socket`, `fingerprint`, `pid`), for a program that starts the server with --port 0; removed when the server stops')
             [CompletionResult]::new('--max-concurrent', '--max-concurrent', [CompletionResultType]::ParameterName, 'Tasks running at once; the rest wait in a queue [default: 4]')
+            [CompletionResult]::new('--label', '--label', [CompletionResultType]::ParameterName, 'A label this node advertises to the nodes sharing its store (repeatable): tasks started with `--require LABEL` run only on nodes that have it')
+            [CompletionResult]::new('--lease-secs', '--lease-secs', [CompletionResultType]::ParameterName, 'Seconds this node''s lease lasts in a shared store: a node silent that long counts as gone, and the others mark its running tasks interrupted [default: 15]')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'Require this key from every client (`Authorization: Bearer KEY`). Also read from VICTOR_SERVER_API_KEY (seed 000''s name)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log as text for people or JSON lines for machines [default: text]')
             [CompletionResult]::new('--heartbeat-secs', '--heartbeat-secs', [CompletionResultType]::ParameterName, 'Seconds between heartbeat events on every open stream [default: 5]')
@@ -83,6 +87,12 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--workspace-root', '--workspace-root', [CompletionResultType]::ParameterName, 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]')
             [CompletionResult]::new('--approval-timeout-secs', '--approval-timeout-secs', [CompletionResultType]::ParameterName, 'Seconds an agent''s tool call waits for a person''s approval [default: 600]')
             [CompletionResult]::new('--on-unanswered', '--on-unanswered', [CompletionResultType]::ParameterName, 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]')
+            [CompletionResult]::new('--default-kernel', '--default-kernel', [CompletionResultType]::ParameterName, 'The Jupyter kernel an interpreter session runs when it names none [default: python3]')
+            [CompletionResult]::new('--kernel-idle-secs', '--kernel-idle-secs', [CompletionResultType]::ParameterName, 'Seconds an interpreter session may go unused before it is closed; 0 keeps sessions until they are closed [default: 3600]')
+            [CompletionResult]::new('--max-kernels', '--max-kernels', [CompletionResultType]::ParameterName, 'Interpreter sessions open at once; more are refused with 503 [default: 32]')
+            [CompletionResult]::new('--max-kernels-per-client', '--max-kernels-per-client', [CompletionResultType]::ParameterName, 'Interpreter sessions open at once for one client; more are refused with 429 [default: 8]')
+            [CompletionResult]::new('--session-warm-pool', '--session-warm-pool', [CompletionResultType]::ParameterName, 'Kernels of the default kernel kept started ahead (a warm pool), so that a new session in the server''s directory is ready at once; refilled in the background [default: 0]')
+            [CompletionResult]::new('--task-workspaces', '--task-workspaces', [CompletionResultType]::ParameterName, 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
             [CompletionResult]::new('--tls', '--tls', [CompletionResultType]::ParameterName, 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints')
             [CompletionResult]::new('--render-unsafe', '--render-unsafe', [CompletionResultType]::ParameterName, 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files')
@@ -128,6 +138,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Environment variable for the task (repeatable)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Stop the task after this long running: 90, 90s, 5m, 1h')
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Higher runs first when tasks queue')
+            [CompletionResult]::new('--require', '--require', [CompletionResultType]::ParameterName, 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu')
             [CompletionResult]::new('--stdin', '--stdin', [CompletionResultType]::ParameterName, 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it')
             [CompletionResult]::new('--idempotency-key', '--idempotency-key', [CompletionResultType]::ParameterName, 'Retry-safe start: the same key returns the task the first call started')
             [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands')
@@ -156,6 +167,7 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--env', '--env', [CompletionResultType]::ParameterName, 'Environment variable for the task (repeatable)')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Stop the task after this long running: 90, 90s, 5m, 1h')
             [CompletionResult]::new('--priority', '--priority', [CompletionResultType]::ParameterName, 'Higher runs first when tasks queue')
+            [CompletionResult]::new('--require', '--require', [CompletionResultType]::ParameterName, 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu')
             [CompletionResult]::new('--stdin', '--stdin', [CompletionResultType]::ParameterName, 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it')
             [CompletionResult]::new('--idempotency-key', '--idempotency-key', [CompletionResultType]::ParameterName, 'Retry-safe start: the same key returns the task the first call started')
             [CompletionResult]::new('--agent', '--agent', [CompletionResultType]::ParameterName, 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands')
@@ -460,6 +472,23 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'victor;repl' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--kernel', '--kernel', [CompletionResultType]::ParameterName, 'The Jupyter kernel of a new session (`victor repl --kernels` lists them) [default: the server''s, python3]')
+            [CompletionResult]::new('--session', '--session', [CompletionResultType]::ParameterName, 'Use this open session (its variables are there) instead of starting one')
+            [CompletionResult]::new('--exec', '--exec', [CompletionResultType]::ParameterName, 'Run this code and exit (`-`: read it from stdin): 0 when it ran, 1 when it raised')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('--keep', '--keep', [CompletionResultType]::ParameterName, 'Keep the session this command started open when it exits, and print its id')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the execution''s events as NDJSON instead of its output')
+            [CompletionResult]::new('--kernels', '--kernels', [CompletionResultType]::ParameterName, 'List the kernels installed on the server')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'victor;keys' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
@@ -615,6 +644,17 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'victor;mcp' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using')
+            [CompletionResult]::new('--data-dir', '--data-dir', [CompletionResultType]::ParameterName, 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'victor;completions' {
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Write the completions of every shell into this directory')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)')
@@ -638,9 +678,11 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             [CompletionResult]::new('task', 'task', [CompletionResultType]::ParameterValue, 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)')
             [CompletionResult]::new('watch', 'watch', [CompletionResultType]::ParameterValue, 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)')
             [CompletionResult]::new('chat', 'chat', [CompletionResultType]::ParameterValue, 'Chat with the server''s models: interactively on a terminal, or one question for scripts')
+            [CompletionResult]::new('repl', 'repl', [CompletionResultType]::ParameterValue, 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)')
             [CompletionResult]::new('keys', 'keys', [CompletionResultType]::ParameterValue, 'Create, list and revoke scoped API keys (read, control, admin)')
             [CompletionResult]::new('remote', 'remote', [CompletionResultType]::ParameterValue, 'Keep servers on other machines under a name, pinned to their TLS certificate')
             [CompletionResult]::new('render', 'render', [CompletionResultType]::ParameterValue, 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server')
+            [CompletionResult]::new('mcp', 'mcp', [CompletionResultType]::ParameterValue, 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print shell completions (or write every shell''s with --dir)')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print the manual page (or write all of them with --dir)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -722,6 +764,9 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
         'victor;help;chat' {
             break
         }
+        'victor;help;repl' {
+            break
+        }
         'victor;help;keys' {
             [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Make a key and print it (the only time it is shown; the server keeps only its hash)')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the keys: ids, names, scopes, last use (never the keys themselves)')
@@ -753,6 +798,9 @@ Register-ArgumentCompleter -Native -CommandName 'victor' -ScriptBlock {
             break
         }
         'victor;help;render' {
+            break
+        }
+        'victor;help;mcp' {
             break
         }
         'victor;help;completions' {

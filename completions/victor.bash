@@ -31,11 +31,17 @@ _victor() {
             victor,man)
                 cmd="victor__subcmd__man"
                 ;;
+            victor,mcp)
+                cmd="victor__subcmd__mcp"
+                ;;
             victor,remote)
                 cmd="victor__subcmd__remote"
                 ;;
             victor,render)
                 cmd="victor__subcmd__render"
+                ;;
+            victor,repl)
+                cmd="victor__subcmd__repl"
                 ;;
             victor,serve)
                 cmd="victor__subcmd__serve"
@@ -61,11 +67,17 @@ _victor() {
             victor__subcmd__help,man)
                 cmd="victor__subcmd__help__subcmd__man"
                 ;;
+            victor__subcmd__help,mcp)
+                cmd="victor__subcmd__help__subcmd__mcp"
+                ;;
             victor__subcmd__help,remote)
                 cmd="victor__subcmd__help__subcmd__remote"
                 ;;
             victor__subcmd__help,render)
                 cmd="victor__subcmd__help__subcmd__render"
+                ;;
+            victor__subcmd__help,repl)
+                cmd="victor__subcmd__help__subcmd__repl"
                 ;;
             victor__subcmd__help,serve)
                 cmd="victor__subcmd__help__subcmd__serve"
@@ -299,7 +311,7 @@ _victor() {
 
     case "${cmd}" in
         victor)
-            opts="-h -V --config --help --version serve task watch chat keys remote render completions man help"
+            opts="-h -V --config --help --version serve task watch chat repl keys remote render mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -385,7 +397,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help)
-            opts="serve task watch chat keys remote render completions man help"
+            opts="serve task watch chat repl keys remote render mcp completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -510,6 +522,20 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__help__subcmd__mcp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__help__subcmd__remote)
             opts="add list remove"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -567,6 +593,20 @@ _victor() {
             return 0
             ;;
         victor__subcmd__help__subcmd__render)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        victor__subcmd__help__subcmd__repl)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1066,6 +1106,36 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__mcp)
+            opts="-h -V --server --api-key --data-dir --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__remote)
             opts="-h -V --config --help --version add list remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1274,8 +1344,50 @@ _victor() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        victor__subcmd__repl)
+            opts="-h -V --server --api-key --data-dir --kernel --session --exec --keep --json --kernels --config --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kernel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exec)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --config --help --version"
+            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --label --lease-secs --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --default-kernel --kernel-idle-secs --max-kernels --max-kernels-per-client --session-warm-pool --task-workspaces --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1302,6 +1414,14 @@ _victor() {
                     return 0
                     ;;
                 --max-concurrent)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lease-secs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1454,6 +1574,30 @@ _victor() {
                     return 0
                     ;;
                 --on-unanswered)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --default-kernel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kernel-idle-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-kernels)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-kernels-per-client)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session-warm-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --task-workspaces)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2127,7 +2271,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__run)
-            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --agent --workspace --mode --provider --model --max-steps --approve --detach --server --api-key --data-dir --json --config --help --version"
+            opts="-e -h -V --name --cwd --env --timeout --priority --require --stdin --shell --idempotency-key --agent --workspace --mode --provider --model --max-steps --approve --detach --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2154,6 +2298,10 @@ _victor() {
                     return 0
                     ;;
                 --priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2247,7 +2395,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__task__subcmd__start)
-            opts="-e -h -V --name --cwd --env --timeout --priority --stdin --shell --idempotency-key --agent --workspace --mode --provider --model --max-steps --approve --server --api-key --data-dir --json --config --help --version"
+            opts="-e -h -V --name --cwd --env --timeout --priority --require --stdin --shell --idempotency-key --agent --workspace --mode --provider --model --max-steps --approve --server --api-key --data-dir --json --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2274,6 +2422,10 @@ _victor() {
                     return 0
                     ;;
                 --priority)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

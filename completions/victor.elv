@@ -27,9 +27,11 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
             cand chat 'Chat with the server''s models: interactively on a terminal, or one question for scripts'
+            cand repl 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+            cand mcp 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -41,6 +43,8 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --store 'Where tasks and their logs are kept: sqlite://PATH, PATH the database file [default: victor.db in the data dir]'
             cand --ready-file 'Once listening, write where to FILE as JSON (`url`, `socket`, `fingerprint`, `pid`), for a program that starts the server with --port 0; removed when the server stops'
             cand --max-concurrent 'Tasks running at once; the rest wait in a queue [default: 4]'
+            cand --label 'A label this node advertises to the nodes sharing its store (repeatable): tasks started with `--require LABEL` run only on nodes that have it'
+            cand --lease-secs 'Seconds this node''s lease lasts in a shared store: a node silent that long counts as gone, and the others mark its running tasks interrupted [default: 15]'
             cand --api-key 'Require this key from every client (`Authorization: Bearer KEY`). Also read from VICTOR_SERVER_API_KEY (seed 000''s name)'
             cand --log-format 'Log as text for people or JSON lines for machines [default: text]'
             cand --heartbeat-secs 'Seconds between heartbeat events on every open stream [default: 5]'
@@ -79,6 +83,12 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --workspace-root 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]'
             cand --approval-timeout-secs 'Seconds an agent''s tool call waits for a person''s approval [default: 600]'
             cand --on-unanswered 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]'
+            cand --default-kernel 'The Jupyter kernel an interpreter session runs when it names none [default: python3]'
+            cand --kernel-idle-secs 'Seconds an interpreter session may go unused before it is closed; 0 keeps sessions until they are closed [default: 3600]'
+            cand --max-kernels 'Interpreter sessions open at once; more are refused with 503 [default: 32]'
+            cand --max-kernels-per-client 'Interpreter sessions open at once for one client; more are refused with 429 [default: 8]'
+            cand --session-warm-pool 'Kernels of the default kernel kept started ahead (a warm pool), so that a new session in the server''s directory is ready at once; refilled in the background [default: 0]'
+            cand --task-workspaces 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
             cand --render-unsafe 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -122,6 +132,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --env 'Environment variable for the task (repeatable)'
             cand --timeout 'Stop the task after this long running: 90, 90s, 5m, 1h'
             cand --priority 'Higher runs first when tasks queue'
+            cand --require 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
             cand --agent 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands'
@@ -149,6 +160,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --env 'Environment variable for the task (repeatable)'
             cand --timeout 'Stop the task after this long running: 90, 90s, 5m, 1h'
             cand --priority 'Higher runs first when tasks queue'
+            cand --require 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu'
             cand --stdin 'Feed this file to the task''s stdin (`-`: this command''s stdin), then close it'
             cand --idempotency-key 'Retry-safe start: the same key returns the task the first call started'
             cand --agent 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands'
@@ -418,6 +430,22 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'victor;repl'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --kernel 'The Jupyter kernel of a new session (`victor repl --kernels` lists them) [default: the server''s, python3]'
+            cand --session 'Use this open session (its variables are there) instead of starting one'
+            cand --exec 'Run this code and exit (`-`: read it from stdin): 0 when it ran, 1 when it raised'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand --keep 'Keep the session this command started open when it exits, and print its id'
+            cand --json 'Print the execution''s events as NDJSON instead of its output'
+            cand --kernels 'List the kernels installed on the server'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;keys'= {
             cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
             cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
@@ -554,6 +582,16 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'victor;mcp'= {
+            cand --server 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]'
+            cand --api-key 'API key, when the server requires one (overrides a remote''s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine''s server may be using'
+            cand --data-dir 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform''s data dir]'
+            cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'victor;completions'= {
             cand --dir 'Write the completions of every shell into this directory'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
@@ -575,9 +613,11 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand task 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
             cand watch 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
             cand chat 'Chat with the server''s models: interactively on a terminal, or one question for scripts'
+            cand repl 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)'
             cand keys 'Create, list and revoke scoped API keys (read, control, admin)'
             cand remote 'Keep servers on other machines under a name, pinned to their TLS certificate'
             cand render 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+            cand mcp 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote''s name)'
             cand completions 'Print shell completions (or write every shell''s with --dir)'
             cand man 'Print the manual page (or write all of them with --dir)'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -638,6 +678,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         }
         &'victor;help;chat'= {
         }
+        &'victor;help;repl'= {
+        }
         &'victor;help;keys'= {
             cand create 'Make a key and print it (the only time it is shown; the server keeps only its hash)'
             cand list 'List the keys: ids, names, scopes, last use (never the keys themselves)'
@@ -661,6 +703,8 @@ set edit:completion:arg-completer[victor] = {|@words|
         &'victor;help;remote;remove'= {
         }
         &'victor;help;render'= {
+        }
+        &'victor;help;mcp'= {
         }
         &'victor;help;completions'= {
         }

@@ -31,9 +31,11 @@ complete -c victor -n "__fish_victor_needs_command" -f -a "serve" -d 'Run the ta
 complete -c victor -n "__fish_victor_needs_command" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
+complete -c victor -n "__fish_victor_needs_command" -f -a "repl" -d 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
 complete -c victor -n "__fish_victor_needs_command" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+complete -c victor -n "__fish_victor_needs_command" -f -a "mcp" -d 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote\'s name)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
 complete -c victor -n "__fish_victor_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -43,6 +45,8 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l data-dir -d 'Whe
 complete -c victor -n "__fish_victor_using_subcommand serve" -l store -d 'Where tasks and their logs are kept: sqlite://PATH, PATH the database file [default: victor.db in the data dir]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l ready-file -d 'Once listening, write where to FILE as JSON (`url`, `socket`, `fingerprint`, `pid`), for a program that starts the server with --port 0; removed when the server stops' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-concurrent -d 'Tasks running at once; the rest wait in a queue [default: 4]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l label -d 'A label this node advertises to the nodes sharing its store (repeatable): tasks started with `--require LABEL` run only on nodes that have it' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l lease-secs -d 'Seconds this node\'s lease lasts in a shared store: a node silent that long counts as gone, and the others mark its running tasks interrupted [default: 15]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l api-key -d 'Require this key from every client (`Authorization: Bearer KEY`). Also read from VICTOR_SERVER_API_KEY (seed 000\'s name)' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l log-format -d 'Log as text for people or JSON lines for machines [default: text]' -r -f -a "text\t''
 json\t''"
@@ -83,6 +87,12 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l llm-retries -d '
 complete -c victor -n "__fish_victor_using_subcommand serve" -l workspace-root -d 'A directory agents may work in, with everything below it (repeatable) [default: the home directory]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l approval-timeout-secs -d 'Seconds an agent\'s tool call waits for a person\'s approval [default: 600]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l on-unanswered -d 'What an approval nobody answers in time comes to: deny (the agent is told and goes on), wait (for ever) or fail (the task) [default: deny]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l default-kernel -d 'The Jupyter kernel an interpreter session runs when it names none [default: python3]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l kernel-idle-secs -d 'Seconds an interpreter session may go unused before it is closed; 0 keeps sessions until they are closed [default: 3600]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-kernels -d 'Interpreter sessions open at once; more are refused with 503 [default: 32]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l max-kernels-per-client -d 'Interpreter sessions open at once for one client; more are refused with 429 [default: 8]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l session-warm-pool -d 'Kernels of the default kernel kept started ahead (a warm pool), so that a new session in the server\'s directory is ready at once; refilled in the background [default: 0]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l task-workspaces -d 'Where a task started through seed 001\'s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'
 complete -c victor -n "__fish_victor_using_subcommand serve" -l render-unsafe -d 'Let diagrams include files and reach URLs (PlantUML !include, Graphviz image=, d2 icons). Only for a server whose every user may read its files'
@@ -117,6 +127,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -s e -l env -d 'Environment variable for the task (repeatable)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l timeout -d 'Stop the task after this long running: 90, 90s, 5m, 1h' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l priority -d 'Higher runs first when tasks queue' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l require -d 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from start" -l agent -d 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands' -r
@@ -139,6 +150,7 @@ complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subc
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -s e -l env -d 'Environment variable for the task (repeatable)' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l timeout -d 'Stop the task after this long running: 90, 90s, 5m, 1h' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l priority -d 'Higher runs first when tasks queue' -r
+complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l require -d 'Run only on a node that has this label (`victor serve --label`; repeatable): --require gpu' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l stdin -d 'Feed this file to the task\'s stdin (`-`: this command\'s stdin), then close it' -r -F
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l idempotency-key -d 'Retry-safe start: the same key returns the task the first call started' -r
 complete -c victor -n "__fish_victor_using_subcommand task; and __fish_seen_subcommand_from run" -l agent -d 'Start an agent with this prompt instead of a command: a model that works in --workspace with tools (read, search, edit, run commands), asking before it changes files or runs commands' -r
@@ -303,6 +315,18 @@ complete -c victor -n "__fish_victor_using_subcommand chat" -l json -d 'Print th
 complete -c victor -n "__fish_victor_using_subcommand chat" -l continue -d 'Continue the most recently used conversation'
 complete -c victor -n "__fish_victor_using_subcommand chat" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c victor -n "__fish_victor_using_subcommand chat" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand repl" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand repl" -l api-key -d 'API key, when the server requires one (overrides a remote\'s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine\'s server may be using' -r
+complete -c victor -n "__fish_victor_using_subcommand repl" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand repl" -l kernel -d 'The Jupyter kernel of a new session (`victor repl --kernels` lists them) [default: the server\'s, python3]' -r
+complete -c victor -n "__fish_victor_using_subcommand repl" -l session -d 'Use this open session (its variables are there) instead of starting one' -r
+complete -c victor -n "__fish_victor_using_subcommand repl" -l exec -d 'Run this code and exit (`-`: read it from stdin): 0 when it ran, 1 when it raised' -r
+complete -c victor -n "__fish_victor_using_subcommand repl" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand repl" -l keep -d 'Keep the session this command started open when it exits, and print its id'
+complete -c victor -n "__fish_victor_using_subcommand repl" -l json -d 'Print the execution\'s events as NDJSON instead of its output'
+complete -c victor -n "__fish_victor_using_subcommand repl" -l kernels -d 'List the kernels installed on the server'
+complete -c victor -n "__fish_victor_using_subcommand repl" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c victor -n "__fish_victor_using_subcommand repl" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l api-key -d 'API key, when the server requires one (overrides a remote\'s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine\'s server may be using' -r
 complete -c victor -n "__fish_victor_using_subcommand keys; and not __fish_seen_subcommand_from create list revoke help" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
@@ -385,6 +409,12 @@ complete -c victor -n "__fish_victor_using_subcommand render" -s w -l watch -d '
 complete -c victor -n "__fish_victor_using_subcommand render" -l unsafe -d 'With --local: let diagrams include files and reach URLs (safe mode off)'
 complete -c victor -n "__fish_victor_using_subcommand render" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand render" -s V -l version -d 'Print version'
+complete -c victor -n "__fish_victor_using_subcommand mcp" -l server -d 'Server URL, or the name of a server kept with `victor remote add` [default: http://127.0.0.1:8765]' -r
+complete -c victor -n "__fish_victor_using_subcommand mcp" -l api-key -d 'API key, when the server requires one (overrides a remote\'s). For a server given by URL, VICTOR_API_KEY and `api_key` in config.toml are used too; a remote gets only its own key or this flag, never the key this machine\'s server may be using' -r
+complete -c victor -n "__fish_victor_using_subcommand mcp" -l data-dir -d 'Data dir of a server on this machine: its Unix socket there needs no key [default: the platform\'s data dir]' -r -F
+complete -c victor -n "__fish_victor_using_subcommand mcp" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
+complete -c victor -n "__fish_victor_using_subcommand mcp" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c victor -n "__fish_victor_using_subcommand mcp" -s V -l version -d 'Print version'
 complete -c victor -n "__fish_victor_using_subcommand completions" -l dir -d 'Write the completions of every shell into this directory' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand completions" -s h -l help -d 'Print help'
@@ -393,16 +423,18 @@ complete -c victor -n "__fish_victor_using_subcommand man" -l dir -d 'Write a pa
 complete -c victor -n "__fish_victor_using_subcommand man" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand man" -s h -l help -d 'Print help'
 complete -c victor -n "__fish_victor_using_subcommand man" -s V -l version -d 'Print version'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "serve" -d 'Run the task server on this machine'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
-complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat keys remote render completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "serve" -d 'Run the task server on this machine'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "task" -d 'Start, follow and steer tasks on a victor server (built for scripts: --json, exit codes)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "watch" -d 'Watch tasks live: a table of them, their logs, and keys to steer them (NDJSON when piped)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "chat" -d 'Chat with the server\'s models: interactively on a terminal, or one question for scripts'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "repl" -d 'Run code in an interpreter session (a Jupyter kernel on the server that keeps its state)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "keys" -d 'Create, list and revoke scoped API keys (read, control, admin)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "remote" -d 'Keep servers on other machines under a name, pinned to their TLS certificate'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "render" -d 'Render diagrams (Graphviz, PlantUML, Mermaid, D2, draw.io) to SVG, here or on a server'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "mcp" -d 'Serve MCP on stdio for an assistant, forwarded to a victor server (--server URL or a remote\'s name)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "completions" -d 'Print shell completions (or write every shell\'s with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "man" -d 'Print the manual page (or write all of them with --dir)'
+complete -c victor -n "__fish_victor_using_subcommand help; and not __fish_seen_subcommand_from serve task watch chat repl keys remote render mcp completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "start" -d 'Start a task and print its id'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "run" -d 'Start a task, stream its output here, and exit with its exit code. Ctrl-C cancels it'
 complete -c victor -n "__fish_victor_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "list" -d 'List tasks, newest first'

@@ -929,3 +929,91 @@ async fn seed_003_checkpoint_and_restore_over_rest_and_websocket() {
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1].id, id);
 }
+
+/// The live processes started for a warm pool (which keep its tag once a session adopts them).
+fn warm_pool_pids() -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|entry| entry.starts_with(b"VICTOR_TASK_ID=warm-pool@"))
+            }) && common::is_running(*pid)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+async fn wait_for_pool(count: usize, what: &str) -> Vec<u32> {
+    for _ in 0..1200 {
+        let pids = warm_pool_pids();
+        if pids.len() == count {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{what}: {count} warm kernels expected, found {:?}",
+        warm_pool_pids()
+    );
+}
+
+#[tokio::test]
+async fn a_warm_pool_hands_out_started_kernels_and_refills() {
+    let mut server = Server::start_with(&["--session-warm-pool", "2"]);
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let pool = wait_for_pool(2, "the pool filled").await;
+    let id = session(&client, SessionSpec::default()).await;
+    let ready: Vec<KernelReady> = log(&client, &id)
+        .await
+        .iter()
+        .filter_map(Event::decode)
+        .collect();
+    assert!(ready[0].warm, "{ready:?}");
+    assert!(pool.contains(&ready[0].pid), "{ready:?} not of {pool:?}");
+    assert_eq!(run(&client, &id, "print(6 * 7)").await.stdout, "42\n");
+    // Refilled in the background: two waiting beside the one taken.
+    let refilled = wait_for_pool(3, "the pool refilled").await;
+    // A session that asks for its own directory gets a kernel of its own.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cold = session(
+        &client,
+        SessionSpec {
+            cwd: Some(elsewhere.path().to_string_lossy().into()),
+            ..SessionSpec::default()
+        },
+    )
+    .await;
+    let ready: Vec<KernelReady> = log(&client, &cold)
+        .await
+        .iter()
+        .filter_map(Event::decode)
+        .collect();
+    assert!(!ready[0].warm, "{ready:?}");
+    // Closing a session leaves the pool's other kernels alone.
+    client.close_session(&id).await.unwrap();
+    let left = wait_for_pool(2, "one closed").await;
+    assert!(left.iter().all(|pid| refilled.contains(pid)));
+
+    // kill -9: the restarted server ends the kernels the last one started ahead.
+    server.kill9();
+    server.restart();
+    for _ in 0..200 {
+        if !left.iter().any(|pid| common::is_running(*pid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in &left {
+        assert!(
+            !common::is_running(*pid),
+            "kernel {pid} outlived its server"
+        );
+    }
+}

@@ -110,6 +110,9 @@ pub struct SessionConfig {
     pub interrupt_grace: Duration,
     /// Where checkpoints are kept: `checkpoints` in the data dir.
     pub checkpoint_dir: PathBuf,
+    /// Kernels of the default kernel kept started ahead, for sessions in the default
+    /// directory with no environment of their own.
+    pub warm_pool: usize,
 }
 
 impl Default for SessionConfig {
@@ -121,6 +124,7 @@ impl Default for SessionConfig {
             max_per_client: 8,
             interrupt_grace: Duration::from_secs(5),
             checkpoint_dir: std::env::temp_dir().join("victor-checkpoints"),
+            warm_pool: 0,
         }
     }
 }
@@ -219,6 +223,17 @@ pub(super) struct Session {
     starting: tokio::sync::Mutex<()>,
     /// Where kernelspecs are looked for: asked of `jupyter --paths` once.
     data_dirs: OnceCell<Vec<PathBuf>>,
+    pool: Mutex<WarmPool>,
+}
+
+/// Kernels started ahead, ready for the next sessions.
+#[derive(Default)]
+struct WarmPool {
+    ready: Vec<(Kernel, KernelReady)>,
+    /// A task is starting kernels for it.
+    filling: bool,
+    /// The server is shutting down: no more kernels.
+    closed: bool,
 }
 
 /// A place reserved for a session being created, given back when dropped unless kept.
@@ -243,6 +258,22 @@ fn client_of(spec: &SessionSpec) -> String {
 impl Session {
     fn places(&self) -> MutexGuard<'_, Places> {
         self.places.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pool(&self) -> MutexGuard<'_, WarmPool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kernel of the warm pool for a session of `spec`, if the pool has one that fits.
+    fn take_warm(&self, engine: &Engine, spec: &SessionSpec) -> Option<(Kernel, KernelReady)> {
+        let config = engine.config();
+        let fits = spec.kernel_name() == config.sessions.default_kernel
+            && spec.env.is_empty()
+            && spec.cwd.as_deref().map(Path::new) == Some(config.default_cwd.as_path());
+        if !fits {
+            return None;
+        }
+        self.pool().ready.pop()
     }
 
     async fn data_dirs(&self) -> &[PathBuf] {
@@ -427,6 +458,87 @@ impl Engine {
                 language: dir.kernelspec.language,
             })
             .collect()
+    }
+
+    /// Starts kernels in the background until the warm pool holds `warm_pool` of them.
+    pub(super) fn fill_warm_pool(self: &Arc<Self>) {
+        let wanted = self.config().sessions.warm_pool;
+        {
+            let mut pool = self.kinds.session.pool();
+            if wanted == 0 || pool.filling || pool.closed || pool.ready.len() >= wanted {
+                return;
+            }
+            pool.filling = true;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let session = &engine.kinds.session;
+            loop {
+                let started = match engine.start_warm_kernel().await {
+                    Ok(started) => started,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a kernel for the warm pool");
+                        session.pool().filling = false;
+                        return;
+                    }
+                };
+                // Kept, or handed back when the server closed the pool meanwhile.
+                let (refused, full) = {
+                    let mut pool = session.pool();
+                    if pool.closed {
+                        pool.filling = false;
+                        (Some(started), true)
+                    } else {
+                        pool.ready.push(started);
+                        let full = pool.ready.len() >= wanted;
+                        if full {
+                            pool.filling = false;
+                        }
+                        (None, full)
+                    }
+                };
+                if let Some((kernel, _)) = refused {
+                    kernel.stop(Duration::ZERO).await;
+                }
+                if full {
+                    return;
+                }
+            }
+        });
+    }
+
+    async fn start_warm_kernel(&self) -> Result<(Kernel, KernelReady), String> {
+        let config = self.config();
+        let spec = SessionSpec {
+            kernel: Some(config.sessions.default_kernel.clone()),
+            cwd: Some(config.default_cwd.display().to_string()),
+            ..SessionSpec::default()
+        };
+        let session = &self.kinds.session;
+        let kernelspec = session
+            .kernelspec(spec.kernel_name())
+            .await
+            .map_err(|e| e.to_string())?;
+        let tag = format!(
+            "{}{}",
+            warm_pool_tag(self.store.node()),
+            uuid::Uuid::new_v4().simple()
+        );
+        Kernel::start(&kernelspec, &spec, KernelOutput::default(), &tag)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Ends the kernels of the warm pool, and starts no more: the server is shutting down.
+    pub(super) async fn close_warm_pool(&self) {
+        let kernels = {
+            let mut pool = self.kinds.session.pool();
+            pool.closed = true;
+            std::mem::take(&mut pool.ready)
+        };
+        for (kernel, _) in kernels {
+            kernel.stop(Duration::ZERO).await;
+        }
     }
 
     /// The session of `client` (seed 003's `client-id`): its open one, or a new one of the
@@ -636,6 +748,13 @@ impl Engine {
     }
 }
 
+/// How the task ids of this node's warm pool kernels start (each has its own, so that ending
+/// one session's leftovers leaves the others alone): a restart after a crash ends those the
+/// last run left.
+pub(super) fn warm_pool_tag(node: &str) -> String {
+    format!("warm-pool@{node}/")
+}
+
 fn validate(spec: &SessionSpec, max_output_bytes: u64) -> Result<(), EngineError> {
     let invalid = |message: String| Err(EngineError::Invalid(message));
     let kernel = spec.kernel_name();
@@ -696,6 +815,32 @@ struct Kernel {
     readers: Vec<JoinHandle<()>>,
     connection_file: PathBuf,
     interrupt_by_message: bool,
+    output: KernelOutput,
+}
+
+/// Where what a kernel's process prints goes: its session's log, once it has one (a kernel of
+/// the warm pool has none yet, and what it prints meanwhile is dropped).
+#[derive(Clone, Default)]
+struct KernelOutput(Arc<Mutex<Option<Log>>>);
+
+impl KernelOutput {
+    fn to(log: &Log) -> KernelOutput {
+        KernelOutput(Arc::new(Mutex::new(Some(log.clone()))))
+    }
+
+    fn attach(&self, log: &Log) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(log.clone());
+    }
+}
+
+#[async_trait]
+impl super::process::OutputSink for KernelOutput {
+    async fn deliver(&self, stream: crate::proto::OutputStream, kept: &[u8], cut_at: Option<u64>) {
+        let log = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(log) = log {
+            OutputEvents(log).deliver(stream, kept, cut_at).await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -719,11 +864,12 @@ enum StartError {
 }
 
 impl Kernel {
-    /// Starts a kernel of `spec` for task `task_id`, and waits until it answers.
+    /// Starts a kernel of `spec` for task `task_id` (or the warm pool's tag), and waits until
+    /// it answers. What its process prints goes to `output`.
     async fn start(
         kernelspec: &KernelspecDir,
         spec: &SessionSpec,
-        log: &Log,
+        output: KernelOutput,
         task_id: &str,
     ) -> Result<(Kernel, KernelReady), StartError> {
         let begun = Instant::now();
@@ -744,8 +890,12 @@ impl Kernel {
             signature_scheme: "hmac-sha256".to_string(),
             kernel_name: Some(kernelspec.kernel_name.clone()),
         };
+        let name: String = task_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let connection_file = std::env::temp_dir().join(format!(
-            "victor-kernel-{task_id}-{}.json",
+            "victor-kernel-{name}-{}.json",
             uuid::Uuid::new_v4().simple()
         ));
         write_private(&connection_file, &info).map_err(|e| connect(&e))?;
@@ -772,13 +922,9 @@ impl Kernel {
             let _ = std::fs::remove_file(&connection_file);
             StartError::Spawn { program, source }
         })?;
-        let pumps = Pumps::start(
-            pipes.stdout,
-            pipes.stderr,
-            OutputEvents(log.clone()),
-            KERNEL_LOG_BYTES,
-        );
+        let pumps = Pumps::start(pipes.stdout, pipes.stderr, output.clone(), KERNEL_LOG_BYTES);
         let mut kernel = Kernel::connect(processes, pumps, &info, connection_file).await?;
+        kernel.output = output;
         kernel.interrupt_by_message =
             kernelspec.kernelspec.interrupt_mode.as_deref() == Some("message");
         let reply = match kernel.handshake().await {
@@ -794,6 +940,7 @@ impl Kernel {
             language_version: reply.language_info.version.clone(),
             implementation: reply.implementation.clone(),
             pid: kernel.processes.pid(),
+            warm: false,
             startup_ms: begun.elapsed().as_millis() as u64,
         };
         Ok((kernel, ready))
@@ -846,6 +993,7 @@ impl Kernel {
                     readers,
                     connection_file,
                     interrupt_by_message: false,
+                    output: KernelOutput::default(),
                 })
             }
             failed => {
@@ -1096,7 +1244,7 @@ async fn run(
         language: String::new(),
         follow_up: None,
     };
-    let (mut kernel, ready) = match run.start_kernel().await {
+    let (mut kernel, ready) = match run.first_kernel(ctx.engine()).await {
         Ok(started) => started,
         Err(e) => {
             let reason = e.to_string();
@@ -1263,7 +1411,25 @@ async fn fail(ctx: &Context, reason: &str) -> Result<(), EngineError> {
 
 impl Run<'_> {
     async fn start_kernel(&self) -> Result<(Kernel, KernelReady), StartError> {
-        Kernel::start(&self.kernelspec, self.spec, &self.log, &self.task_id).await
+        let output = KernelOutput::to(&self.log);
+        Kernel::start(&self.kernelspec, self.spec, output, &self.task_id).await
+    }
+
+    /// The session's first kernel: one of the warm pool when one fits (which is then
+    /// refilled), else a new one.
+    async fn first_kernel(
+        &self,
+        engine: &Arc<Engine>,
+    ) -> Result<(Kernel, KernelReady), StartError> {
+        let begun = Instant::now();
+        let Some((kernel, mut ready)) = self.session.take_warm(engine, self.spec) else {
+            return self.start_kernel().await;
+        };
+        engine.fill_warm_pool();
+        kernel.output.attach(&self.log);
+        ready.warm = true;
+        ready.startup_ms = begun.elapsed().as_millis() as u64;
+        Ok((kernel, ready))
     }
 
     /// Answers a client's command (close and restart are the loop's).

@@ -596,6 +596,9 @@ pub struct KernelReady {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub implementation: String,
     pub pid: u32,
+    /// Taken from the warm pool, started before the session was asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
     /// Milliseconds from the request to a kernel ready for code.
     pub startup_ms: u64,
 }
