@@ -930,8 +930,11 @@ async fn seed_003_checkpoint_and_restore_over_rest_and_websocket() {
     assert_eq!(listed[1].id, id);
 }
 
-/// The live processes started for a warm pool (which keep its tag once a session adopts them).
-fn warm_pool_pids() -> Vec<u32> {
+/// The live processes started for the warm pool of the server with data dir `data_dir` (which
+/// keep its tag once a session adopts them).
+fn warm_pool_pids(data_dir: &std::path::Path) -> Vec<u32> {
+    let node = std::fs::read_to_string(data_dir.join("node-id")).unwrap();
+    let tag = format!("VICTOR_TASK_ID=warm-pool@{}/", node.trim());
     let mut pids: Vec<u32> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
@@ -939,7 +942,7 @@ fn warm_pool_pids() -> Vec<u32> {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
                 environ
                     .split(|&b| b == 0)
-                    .any(|entry| entry.starts_with(b"VICTOR_TASK_ID=warm-pool@"))
+                    .any(|entry| entry.starts_with(tag.as_bytes()))
             }) && common::is_running(*pid)
         })
         .collect();
@@ -947,9 +950,24 @@ fn warm_pool_pids() -> Vec<u32> {
     pids
 }
 
-async fn wait_for_pool(count: usize, what: &str) -> Vec<u32> {
+/// Waits until the warm pool has `count` kernels ready, as `GET /api/v1/kernels` says.
+async fn wait_for_warm(client: &Client, count: usize, what: &str) {
     for _ in 0..1200 {
-        let pids = warm_pool_pids();
+        let kernels = client.kernels().await.unwrap();
+        if kernels
+            .iter()
+            .any(|k| k.name == "python3" && k.warm == count)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: {count} warm kernels expected");
+}
+
+async fn wait_for_pool(data_dir: &std::path::Path, count: usize, what: &str) -> Vec<u32> {
+    for _ in 0..1200 {
+        let pids = warm_pool_pids(data_dir);
         if pids.len() == count {
             return pids;
         }
@@ -957,7 +975,7 @@ async fn wait_for_pool(count: usize, what: &str) -> Vec<u32> {
     }
     panic!(
         "{what}: {count} warm kernels expected, found {:?}",
-        warm_pool_pids()
+        warm_pool_pids(data_dir)
     );
 }
 
@@ -968,7 +986,8 @@ async fn a_warm_pool_hands_out_started_kernels_and_refills() {
     if !python_kernel(&client).await {
         return;
     }
-    let pool = wait_for_pool(2, "the pool filled").await;
+    wait_for_warm(&client, 2, "the pool filled").await;
+    let pool = wait_for_pool(&server.data_dir, 2, "the pool's processes").await;
     let id = session(&client, SessionSpec::default()).await;
     let ready: Vec<KernelReady> = log(&client, &id)
         .await
@@ -979,7 +998,13 @@ async fn a_warm_pool_hands_out_started_kernels_and_refills() {
     assert!(pool.contains(&ready[0].pid), "{ready:?} not of {pool:?}");
     assert_eq!(run(&client, &id, "print(6 * 7)").await.stdout, "42\n");
     // Refilled in the background: two waiting beside the one taken.
-    let refilled = wait_for_pool(3, "the pool refilled").await;
+    wait_for_warm(&client, 2, "the pool refilled").await;
+    let refilled = wait_for_pool(
+        &server.data_dir,
+        3,
+        "the pool's processes and the one taken",
+    )
+    .await;
     // A session that asks for its own directory gets a kernel of its own.
     let elsewhere = tempfile::tempdir().unwrap();
     let cold = session(
@@ -998,7 +1023,7 @@ async fn a_warm_pool_hands_out_started_kernels_and_refills() {
     assert!(!ready[0].warm, "{ready:?}");
     // Closing a session leaves the pool's other kernels alone.
     client.close_session(&id).await.unwrap();
-    let left = wait_for_pool(2, "one closed").await;
+    let left = wait_for_pool(&server.data_dir, 2, "one closed").await;
     assert!(left.iter().all(|pid| refilled.contains(pid)));
 
     // kill -9: the restarted server ends the kernels the last one started ahead.
@@ -1016,4 +1041,115 @@ async fn a_warm_pool_hands_out_started_kernels_and_refills() {
             "kernel {pid} outlived its server"
         );
     }
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_output_flood_with_readers_that_never_read_leaves_the_server_memory_bounded() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const LINES: u64 = 1_000_000;
+    const PAD: &str = "............................................................";
+    let server = Server::start_with(&["--max-output-bytes", "200000000"]);
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    run(&client, &id, "print('warm')").await;
+    // Readers that ask for the session's stream and then never read a byte.
+    let _stalled: Vec<_> = (0..3).map(|_| server.stalled_reader(&id)).collect();
+    // And a WebSocket subscriber that never reads either.
+    let mut socket = client.websocket().await.unwrap();
+    socket
+        .send(&victor::proto::WsRequest::Subscribe {
+            id: None,
+            task_id: Some(id.clone()),
+            after: None,
+            types: None,
+        })
+        .await
+        .unwrap();
+
+    let pid = server.pid();
+    let before = rss_kib(pid);
+    let peak = std::sync::Arc::new(AtomicU64::new(before));
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let code = format!("for i in range({LINES}):\n    print(i, '{PAD}')");
+    let queued = client
+        .execute(&id, &ExecuteRequest::new(code))
+        .await
+        .unwrap();
+    // Waits for its end by the tail of the log, so that no reader reads the flood meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let last = client.get_task(&id).await.unwrap().last_seq;
+        let tail = client
+            .events(&id, last.saturating_sub(3), 10)
+            .await
+            .unwrap();
+        let ended = tail.iter().any(|e| {
+            e.decode::<victor::proto::ExecutionFinished>()
+                .is_some_and(|f| f.execution_id == queued.id)
+        });
+        if ended {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let grew_mib = peak.load(Ordering::Relaxed).saturating_sub(before) / 1024;
+    let printed_mib = LINES * (PAD.len() as u64 + 8) / (1024 * 1024);
+    eprintln!("printed {printed_mib} MiB; the server grew by {grew_mib} MiB at most");
+    // Far below what holding the flood for its readers would take (several times its size).
+    assert!(
+        grew_mib < 64,
+        "the server grew by {grew_mib} MiB for {printed_mib} MiB of output"
+    );
+
+    // The log kept every line, in order.
+    let mut next = 0u64;
+    let mut after = queued.seq;
+    let mut partial = String::new();
+    loop {
+        let page = client.events(&id, after, 20).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for event in &page {
+            let Some(output) = event.decode::<victor::proto::ExecutionOutput>() else {
+                continue;
+            };
+            partial.push_str(&output.text);
+            let complete = partial.rfind('\n').map_or(0, |end| end + 1);
+            for line in partial[..complete].lines() {
+                assert_eq!(line, format!("{next} {PAD}"), "line {next}");
+                next += 1;
+            }
+            partial.drain(..complete);
+        }
+    }
+    assert_eq!(next, LINES);
+    assert!(partial.is_empty());
 }

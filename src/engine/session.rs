@@ -93,6 +93,8 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 const KERNEL_LOG_BYTES: u64 = 1024 * 1024;
 /// Messages from the kernel taken into one write to the log, at most.
 const BATCH: usize = 256;
+/// Printed text in one `execution.output` event, at most (as an exec task's output chunks).
+const EVENT_TEXT: usize = 16 * 1024;
 
 /// How the server runs sessions.
 #[derive(Debug, Clone)]
@@ -447,12 +449,15 @@ impl Runner for Session {
 impl Engine {
     /// The Jupyter kernels installed on the server.
     pub async fn kernels(&self) -> Vec<KernelSpecInfo> {
-        self.kinds
-            .session
+        let session = &self.kinds.session;
+        let warm = session.pool().ready.len();
+        let default = &self.config().sessions.default_kernel;
+        session
             .kernelspecs()
             .await
             .into_iter()
             .map(|dir| KernelSpecInfo {
+                warm: if dir.kernel_name == *default { warm } else { 0 },
                 name: dir.kernel_name,
                 display_name: dir.kernelspec.display_name,
                 language: dir.kernelspec.language,
@@ -914,6 +919,9 @@ impl Kernel {
             command.envs(env);
         }
         command.envs(&spec.env);
+        // As jupyter_client does: a kernel that polls its parent (ipykernel) exits when the
+        // server is gone, even after a kill -9.
+        command.env("JPY_PARENT_PID", std::process::id().to_string());
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
@@ -1611,14 +1619,22 @@ impl Run<'_> {
                         Stdio::Stderr => OutputStream::Stderr,
                     };
                     let kept = self.budget(&stream.text, &mut events)?;
-                    if kept.is_empty() {
-                        continue;
+                    if text.as_ref().is_some_and(|(open, _)| *open != stream_of) {
+                        flush(&mut text, &mut events, &id)?;
                     }
-                    match &mut text {
-                        Some((open, buffer)) if *open == stream_of => buffer.push_str(kept),
-                        _ => {
+                    // Joined into events of at most EVENT_TEXT bytes: the bus keeps a ring
+                    // of events per task, so their size bounds its memory.
+                    let mut rest = kept;
+                    while !rest.is_empty() {
+                        let (_, buffer) = text.get_or_insert_with(|| (stream_of, String::new()));
+                        let mut end = EVENT_TEXT.saturating_sub(buffer.len()).min(rest.len());
+                        while !rest.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        buffer.push_str(&rest[..end]);
+                        rest = &rest[end..];
+                        if !rest.is_empty() {
                             flush(&mut text, &mut events, &id)?;
-                            text = Some((stream_of, kept.to_string()));
                         }
                     }
                 }

@@ -237,6 +237,13 @@ pub struct KernelSpecInfo {
     pub name: String,
     pub display_name: String,
     pub language: String,
+    /// Kernels of it started ahead and waiting in the warm pool (`--session-warm-pool`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warm: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// Where an execution is.
