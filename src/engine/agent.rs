@@ -973,7 +973,7 @@ fn python_output(execution: &Execution) -> ToolOutput {
         text.push('\n');
     }
     if let Some(error) = &execution.error {
-        let traceback = strip_colours(&error.traceback.join("\n"));
+        let traceback = crate::proto::plain_traceback(&error.traceback);
         if traceback.trim().is_empty() {
             text.push_str(&format!("{}: {}\n", error.name, error.value));
         } else {
@@ -991,37 +991,4 @@ fn python_output(execution: &Execution) -> ToolOutput {
         ExecutionStatus::Queued | ExecutionStatus::Running => "[still running: no answer in time]",
     };
     ToolOutput::new(format!("{text}{ending}"))
-}
-
-/// `text` without the terminal colour codes kernels put in tracebacks.
-fn strip_colours(text: &str) -> String {
-    let mut plain = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // ESC [ parameters, ended by a letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tracebacks_lose_their_colours() {
-        let coloured = "\u{1b}[0;31mZeroDivisionError\u{1b}[0m: division by zero";
-        assert_eq!(
-            strip_colours(coloured),
-            "ZeroDivisionError: division by zero"
-        );
-    }
 }

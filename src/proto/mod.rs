@@ -47,7 +47,8 @@ pub use session::{
     ExecutionQueued, ExecutionResult, ExecutionStarted, ExecutionStatus, InputAnswer,
     InputAnswered, InputRequested, Interrupted, KernelReady, KernelSpecInfo, MimeBundle,
     RaisedError, RestartReason, RestoreRequest, Restored, SessionCheckpoint, SessionRestarting,
-    SessionSpec, SessionState, SessionStatus, SkippedVariable, TransactionPolicy, session_types,
+    SessionSpec, SessionState, SessionStatus, SkippedVariable, TransactionPolicy, plain_traceback,
+    session_types,
 };
 pub use task::{
     ChatSpec, Command, ExecSpec, KindSpec, SpecVariant, Task, TaskResult, TaskSpec, TaskState,

@@ -701,9 +701,42 @@ impl EventData for Restored {
     const TYPE: &'static str = session_types::RESTORED;
 }
 
+/// A kernel's traceback as plain text: its lines joined, without the terminal colour codes
+/// kernels put in them.
+pub fn plain_traceback(traceback: &[String]) -> String {
+    let text = traceback.join("\n");
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracebacks_lose_their_colours() {
+        let coloured = [
+            "\u{1b}[0;31mZeroDivisionError\u{1b}[0m: division".to_string(),
+            "by zero".into(),
+        ];
+        assert_eq!(
+            plain_traceback(&coloured),
+            "ZeroDivisionError: division\nby zero"
+        );
+    }
 
     fn event(seq: u64, data: &impl EventData) -> Event {
         let (kind, data) = data.encode().unwrap();
