@@ -109,13 +109,14 @@ pub fn is_client_command(cli: &Cli) -> bool {
 }
 
 /// Whether the command needs the async runtime's worker threads: the server, and the terminal
-/// views that draw or read a line while the network goes on (`watch`, an interactive `chat`).
-/// Every other command is a client that makes a request or follows a stream, which one thread
-/// serves without starting any other.
+/// views that draw or read a line while the network goes on (`watch`, an interactive `chat`,
+/// `repl`'s console, which reads its lines in `block_in_place`). Every other command is a
+/// client that makes a request or follows a stream, which one thread serves without starting
+/// any other.
 pub fn needs_worker_threads(cli: &Cli) -> bool {
     matches!(
         cli.command,
-        Command::Serve(_) | Command::Watch(_) | Command::Chat(_)
+        Command::Serve(_) | Command::Watch(_) | Command::Chat(_) | Command::Repl(_)
     )
 }
 
