@@ -1387,7 +1387,7 @@ _victor() {
             return 0
             ;;
         victor__subcmd__serve)
-            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --label --lease-secs --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --default-kernel --kernel-idle-secs --max-kernels --max-kernels-per-client --task-workspaces --config --help --version"
+            opts="-h -V --host --port --data-dir --store --ready-file --max-concurrent --label --lease-secs --api-key --log-format --heartbeat-secs --kill-grace-secs --shutdown-grace-secs --max-output-bytes --max-queued --cors-origin --cors-origin-regex --max-body-bytes --max-ws-message-bytes --max-connections --max-pending-per-address --header-timeout-secs --body-timeout-secs --default-cwd --rate-limit --rate-burst --session-ttl-secs --session-idle-secs --max-sessions --tls --tls-cert --tls-key --render-max-payload-bytes --render-timeout-secs --render-max-concurrency --render-max-queue --render-max-output-bytes --render-unsafe --render-prewarm --render-cache-max-bytes --provider --default-provider --llm-first-byte-timeout-secs --llm-idle-timeout-secs --llm-retries --workspace-root --approval-timeout-secs --on-unanswered --default-kernel --kernel-idle-secs --max-kernels --max-kernels-per-client --session-warm-pool --task-workspaces --config --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1590,6 +1590,10 @@ _victor() {
                     return 0
                     ;;
                 --max-kernels-per-client)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session-warm-pool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -87,6 +87,7 @@ set edit:completion:arg-completer[victor] = {|@words|
             cand --kernel-idle-secs 'Seconds an interpreter session may go unused before it is closed; 0 keeps sessions until they are closed [default: 3600]'
             cand --max-kernels 'Interpreter sessions open at once; more are refused with 503 [default: 32]'
             cand --max-kernels-per-client 'Interpreter sessions open at once for one client; more are refused with 429 [default: 8]'
+            cand --session-warm-pool 'Kernels of the default kernel kept started ahead (a warm pool), so that a new session in the server''s directory is ready at once; refilled in the background [default: 0]'
             cand --task-workspaces 'Where a task started through seed 001''s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]'
             cand --config 'Settings file (default: config.toml in the platform''s config dir, e.g. ~/.config/victor)'
             cand --tls 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'

@@ -91,6 +91,7 @@ complete -c victor -n "__fish_victor_using_subcommand serve" -l default-kernel -
 complete -c victor -n "__fish_victor_using_subcommand serve" -l kernel-idle-secs -d 'Seconds an interpreter session may go unused before it is closed; 0 keeps sessions until they are closed [default: 3600]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-kernels -d 'Interpreter sessions open at once; more are refused with 503 [default: 32]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l max-kernels-per-client -d 'Interpreter sessions open at once for one client; more are refused with 429 [default: 8]' -r
+complete -c victor -n "__fish_victor_using_subcommand serve" -l session-warm-pool -d 'Kernels of the default kernel kept started ahead (a warm pool), so that a new session in the server\'s directory is ready at once; refilled in the background [default: 0]' -r
 complete -c victor -n "__fish_victor_using_subcommand serve" -l task-workspaces -d 'Where a task started through seed 001\'s `POST /tasks` gets a new directory of its own [default: workspaces in the data dir]' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l config -d 'Settings file (default: config.toml in the platform\'s config dir, e.g. ~/.config/victor)' -r -F
 complete -c victor -n "__fish_victor_using_subcommand serve" -l tls -d 'Serve HTTPS and WSS with a self-signed certificate, made on first use and kept in DATA_DIR/tls; clients pin its fingerprint, which the server prints'

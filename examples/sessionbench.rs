@@ -6,7 +6,9 @@
 //! the round trip of a trivial execution (`1+1`): for jupyter_client from the execute request
 //! to the kernel's idle status; for victor from `POST /api/v1/sessions/{id}/executions` to the
 //! answer of `GET .../executions/{id}?wait=30`, which comes once the execution's end is in the
-//! log. What victor adds is the difference.
+//! log. What victor adds is the difference. Then, on a second server with a warm pool of one
+//! kernel (`--session-warm-pool 1`), how long a new session takes to be ready as its client
+//! sees it: from `POST /api/v1/sessions` to its `session.ready` event in the log.
 //!
 //! ```text
 //! python3 -m pip install ipykernel
@@ -80,6 +82,12 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let (start_ms, rtt) = runtime.block_on(measure(&server.url, args.runs))?;
+    drop(server);
+    let warm_server = Launch::new(&binary)
+        .unlimited()
+        .args(["--session-warm-pool", "1"])
+        .start()?;
+    let warm_ms = runtime.block_on(warm_start(&warm_server.url))?;
 
     let (peer_p50, peer_p99) = summary(peer_rtt);
     let (p50, p99) = summary(rtt);
@@ -96,6 +104,7 @@ fn main() -> Result<()> {
         "| cold kernel start (ms) | {peer_start:.0} | {start_ms:.0} | {:.0} |",
         start_ms - peer_start
     );
+    println!("| new session ready from the warm pool (ms) | - | {warm_ms:.1} | - |");
     println!(
         "| round trip p50 (ms) | {peer_p50:.2} | {p50:.2} | {:.2} |",
         p50 - peer_p50
@@ -162,4 +171,49 @@ async fn measure(url: &str, runs: usize) -> Result<(f64, Vec<f64>)> {
         .send()
         .await?;
     Ok((start_ms, rtt))
+}
+
+/// Waits until the warm pool has a kernel, then times a new session from its request to its
+/// `session.ready` in the log.
+async fn warm_start(url: &str) -> Result<f64> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let kernels: Vec<Value> = http
+            .get(format!("{url}/api/v1/kernels"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if kernels.iter().any(|k| k["warm"].as_u64() >= Some(1)) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the warm pool never filled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let begun = Instant::now();
+    let task: Value = http
+        .post(format!("{url}/api/v1/sessions"))
+        .json(&json!({}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = task["id"].as_str().context("no session id")?.to_string();
+    loop {
+        let events: Vec<Value> = http
+            .get(format!("{url}/api/v1/tasks/{id}/events?follow=false"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(ready) = events.iter().find(|e| e["type"] == "session.ready") {
+            ensure!(ready["data"]["warm"] == true, "not from the pool: {ready}");
+            return Ok(begun.elapsed().as_secs_f64() * 1000.0);
+        }
+        ensure!(Instant::now() < deadline, "the session never became ready");
+    }
 }

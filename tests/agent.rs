@@ -969,3 +969,91 @@ async fn seed_agents_start_list_cancel_clear_and_stream_agent_events() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn the_python_tool_keeps_state_in_a_session_of_the_agents_own_under_run_commands_policy() {
+    let fake = FakeLlm::start();
+    let root = tempfile::tempdir().unwrap();
+    let server = server_with(&fake, root.path(), &[]);
+    let client = server.client();
+    if !client
+        .kernels()
+        .await
+        .unwrap()
+        .iter()
+        .any(|k| k.name == "python3")
+    {
+        assert!(
+            std::env::var_os("VICTOR_KERNELS_REQUIRED").is_none(),
+            "no python3 kernel: python3 -m pip install ipykernel"
+        );
+        return;
+    }
+    let python = |id: &str, code: &str| {
+        Reply::stream().then_tool_call(id, "python", &[&json!({ "code": code }).to_string()])
+    };
+    fake.push(python("p1", "x = 6 * 7\nimport os\nprint(os.getcwd())"));
+    fake.push(python("p2", "x + 1"));
+    fake.push(python("p3", "1 / 0"));
+    fake.push(Reply::text(&["x is 42."]));
+    // `python` follows what the policy says of `run_command` unless it names `python`.
+    let mut spec = agent("Compute", root.path(), "openai");
+    spec.approvals
+        .insert("run_command".into(), Permission::Allow);
+    let id = start(&client, spec).await;
+    let task = finished(&client, &id).await;
+    assert_eq!(task.state, TaskState::Succeeded, "{task:?}");
+    let log = events(&client, &id).await;
+    assert!(of_kind(&log, agent_types::APPROVAL_REQUESTED).is_empty());
+    let outputs: Vec<&str> = of_kind(&log, agent_types::TOOL_RESULT)
+        .iter()
+        .map(|e| e.data["output"].as_str().unwrap())
+        .collect();
+    let workspace = std::fs::canonicalize(root.path()).unwrap();
+    assert_eq!(
+        outputs[0],
+        format!("{}\n[ok]", workspace.display()),
+        "started in the workspace"
+    );
+    assert_eq!(outputs[1], "43\n[ok]", "the variable stayed");
+    assert!(
+        outputs[2].contains("ZeroDivisionError")
+            && !outputs[2].contains('\u{1b}')
+            && outputs[2].ends_with("[raised]"),
+        "{}",
+        outputs[2]
+    );
+    // The model saw the results.
+    let sent = chats(&fake).last().unwrap().to_string();
+    assert!(sent.contains("43\\n[ok]"), "{sent}");
+    // The agent's session is a task of its own, closed when the agent ended.
+    let sessions: Vec<_> = client
+        .list_tasks(&[], 100, None)
+        .await
+        .unwrap()
+        .tasks
+        .into_iter()
+        .filter(|t| t.spec.kind() == "session")
+        .collect();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].state, TaskState::Succeeded, "{:?}", sessions[0]);
+
+    // With the default policy it asks, as `run_command` does; denied, it never runs.
+    fake.push(python("p4", "open('ran.txt', 'w').write('x')"));
+    fake.push(Reply::text(&["I was not allowed."]));
+    let id = start(&client, agent("Compute", root.path(), "openai")).await;
+    let asked = wait_event(&client, &id, agent_types::APPROVAL_REQUESTED, 1).await;
+    assert_eq!(asked.data["approval"]["tool"], "python");
+    client
+        .answer_approval(
+            asked.data["approval"]["id"].as_str().unwrap(),
+            &ApprovalAnswer {
+                decision: Decision::Deny,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(finished(&client, &id).await.state, TaskState::Succeeded);
+    assert!(!root.path().join("ran.txt").exists());
+}

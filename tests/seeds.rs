@@ -509,7 +509,8 @@ fn seed_004s_python_socketio_client_steers_a_session_and_recovers_what_it_missed
             "search",
             "write_file",
             "edit_file",
-            "run_command"
+            "run_command",
+            "python"
         ])
     );
     assert_eq!(report["created_status"], 201);

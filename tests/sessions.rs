@@ -756,3 +756,400 @@ async fn a_reader_that_drops_off_mid_execution_resumes_with_every_output_once() 
     assert_eq!(text, expected);
     client.close_session(&id).await.unwrap();
 }
+
+#[tokio::test]
+async fn checkpoints_restore_into_the_same_session_and_a_new_one_after_kill_9() {
+    use victor::proto::CheckpointRequest;
+    let mut server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    let code =
+        "x = 42\ndef double(v):\n    return v * 2\nimport math as m\ngen = (i for i in range(3))";
+    assert_eq!(run(&client, &id, code).await.status, ExecutionStatus::Ok);
+    let checkpoint = client
+        .checkpoint_session(
+            &id,
+            &CheckpointRequest {
+                name: Some("before".into()),
+            },
+        )
+        .await
+        .expect("checkpoint");
+    assert_eq!(checkpoint.session_id, id);
+    assert_eq!(checkpoint.name.as_deref(), Some("before"));
+    assert_eq!(
+        checkpoint.serializer, "dill",
+        "dill is installed by .ci/run"
+    );
+    assert_eq!(checkpoint.saved, ["double", "m", "x"]);
+    assert_eq!(checkpoint.skipped.len(), 1, "{checkpoint:?}");
+    assert_eq!(checkpoint.skipped[0].name, "gen");
+    assert!(
+        checkpoint.skipped[0].reason.contains("generator"),
+        "{checkpoint:?}"
+    );
+    assert!(checkpoint.size_bytes > 0);
+    let file = server
+        .data_dir
+        .join("checkpoints")
+        .join(format!("{}.pickle", checkpoint.id));
+    assert!(file.is_file(), "kept in the data dir: {}", file.display());
+
+    // Into the same session: later changes are undone, later variables gone.
+    run(&client, &id, "x = 0\ny = 1").await;
+    let restored = client
+        .restore_session(&id, &checkpoint.id)
+        .await
+        .expect("restore");
+    assert_eq!(restored.restored, ["double", "m", "x"]);
+    assert!(restored.failed.is_empty(), "{restored:?}");
+    let back = run(&client, &id, "print(x, 'y' in globals())").await;
+    assert_eq!(back.stdout, "42 False\n");
+    let listed = client.session_checkpoints(&id).await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&checkpoint));
+    let events = log(&client, &id).await;
+    assert!(events.iter().any(|e| e.kind == "session.checkpoint"));
+    assert!(events.iter().any(|e| e.kind == "session.restored"));
+
+    // Refusals: an unknown checkpoint, a bad name.
+    let unknown = client.restore_session(&id, "0000-not-there").await;
+    assert!(
+        matches!(unknown, Err(ClientError::Api { status: 404, .. })),
+        "{unknown:?}"
+    );
+    let bad = client
+        .checkpoint_session(
+            &id,
+            &CheckpointRequest {
+                name: Some("a\0b".into()),
+            },
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(ClientError::Api { status: 422, .. })),
+        "{bad:?}"
+    );
+
+    // kill -9, restart: the checkpoint restores into a new session, functions and all.
+    server.kill9();
+    server.restart();
+    let client = server.client();
+    assert_eq!(finished(&client, &id).await.state, TaskState::Interrupted);
+    assert_eq!(client.session_checkpoints(&id).await.unwrap().len(), 1);
+    let fresh = session(&client, SessionSpec::default()).await;
+    let restored = client
+        .restore_session(&fresh, &checkpoint.id)
+        .await
+        .expect("restore after restart");
+    assert_eq!(restored.restored, ["double", "m", "x"]);
+    let used = run(&client, &fresh, "print(double(x), m.pi > 3)").await;
+    assert_eq!(used.stdout, "84 True\n", "{used:?}");
+    client.close_session(&fresh).await.unwrap();
+}
+
+#[tokio::test]
+async fn seed_003_checkpoint_and_restore_over_rest_and_websocket() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = Server::start();
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let http = reqwest::Client::new();
+    let post = |path: &str, client_id: &str| {
+        http.post(format!("{}{path}", server.url))
+            .header("client-id", client_id)
+    };
+    let executed: serde_json::Value = post("/api/v1/execute", "laptop")
+        .json(&serde_json::json!({"code": "x = 42"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session_id = executed["session_id"].as_str().unwrap().to_string();
+    // Saved after `x = 42`, which was queued before it.
+    let saved = post("/api/v1/checkpoint", "laptop").send().await.unwrap();
+    assert_eq!(saved.status(), 200);
+    let saved: serde_json::Value = saved.json().await.unwrap();
+    let checkpoint_id = saved["checkpoint_id"]
+        .as_str()
+        .expect("checkpoint_id")
+        .to_string();
+    assert_eq!(saved["saved"], serde_json::json!(["x"]));
+
+    run(&client, &session_id, "x = 7").await;
+    let restored = post(&format!("/api/v1/restore/{checkpoint_id}"), "laptop")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restored.status(), 200);
+    let restored: serde_json::Value = restored.json().await.unwrap();
+    assert_eq!(restored["status"], "restored", "{restored}");
+    assert_eq!(run(&client, &session_id, "print(x)").await.stdout, "42\n");
+
+    // Another client cannot reach it; an unknown one is 404 too.
+    for (path, who) in [
+        (format!("/api/v1/restore/{checkpoint_id}"), "desk"),
+        ("/api/v1/restore/nothing-here".to_string(), "laptop"),
+    ] {
+        let refused = post(&path, who).send().await.unwrap();
+        assert_eq!(refused.status(), 404, "{path} for {who}");
+        let body: serde_json::Value = refused.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+
+    // The socket's `checkpoint` message answers `checkpoint_created`.
+    let mut socket = seed_socket(&server, "laptop").await;
+    socket
+        .send(Message::text(
+            serde_json::json!({"type": "execute", "code": "y = x + 1"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(r#"{"type": "checkpoint"}"#))
+        .await
+        .unwrap();
+    let created = loop {
+        let message = seed_message(&mut socket).await;
+        if message["type"] == "checkpoint_created" {
+            break message;
+        }
+        assert_eq!(message["type"], "result", "{message}");
+    };
+    assert_eq!(created["data"]["saved"], serde_json::json!(["x", "y"]));
+    let id = created["data"]["checkpoint_id"].as_str().unwrap();
+    let listed = client.session_checkpoints(&session_id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].id, id);
+}
+
+/// The live processes started for the warm pool of the server with data dir `data_dir` (which
+/// keep its tag once a session adopts them).
+fn warm_pool_pids(data_dir: &std::path::Path) -> Vec<u32> {
+    let node = std::fs::read_to_string(data_dir.join("node-id")).unwrap();
+    let tag = format!("VICTOR_TASK_ID=warm-pool@{}/", node.trim());
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+                environ
+                    .split(|&b| b == 0)
+                    .any(|entry| entry.starts_with(tag.as_bytes()))
+            }) && common::is_running(*pid)
+        })
+        .collect();
+    pids.sort();
+    pids
+}
+
+/// Waits until the warm pool has `count` kernels ready, as `GET /api/v1/kernels` says.
+async fn wait_for_warm(client: &Client, count: usize, what: &str) {
+    for _ in 0..1200 {
+        let kernels = client.kernels().await.unwrap();
+        if kernels
+            .iter()
+            .any(|k| k.name == "python3" && k.warm == count)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: {count} warm kernels expected");
+}
+
+async fn wait_for_pool(data_dir: &std::path::Path, count: usize, what: &str) -> Vec<u32> {
+    for _ in 0..1200 {
+        let pids = warm_pool_pids(data_dir);
+        if pids.len() == count {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{what}: {count} warm kernels expected, found {:?}",
+        warm_pool_pids(data_dir)
+    );
+}
+
+#[tokio::test]
+async fn a_warm_pool_hands_out_started_kernels_and_refills() {
+    let mut server = Server::start_with(&["--session-warm-pool", "2"]);
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    wait_for_warm(&client, 2, "the pool filled").await;
+    let pool = wait_for_pool(&server.data_dir, 2, "the pool's processes").await;
+    let id = session(&client, SessionSpec::default()).await;
+    let ready: Vec<KernelReady> = log(&client, &id)
+        .await
+        .iter()
+        .filter_map(Event::decode)
+        .collect();
+    assert!(ready[0].warm, "{ready:?}");
+    assert!(pool.contains(&ready[0].pid), "{ready:?} not of {pool:?}");
+    assert_eq!(run(&client, &id, "print(6 * 7)").await.stdout, "42\n");
+    // Refilled in the background: two waiting beside the one taken.
+    wait_for_warm(&client, 2, "the pool refilled").await;
+    let refilled = wait_for_pool(
+        &server.data_dir,
+        3,
+        "the pool's processes and the one taken",
+    )
+    .await;
+    // A session that asks for its own directory gets a kernel of its own.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cold = session(
+        &client,
+        SessionSpec {
+            cwd: Some(elsewhere.path().to_string_lossy().into()),
+            ..SessionSpec::default()
+        },
+    )
+    .await;
+    let ready: Vec<KernelReady> = log(&client, &cold)
+        .await
+        .iter()
+        .filter_map(Event::decode)
+        .collect();
+    assert!(!ready[0].warm, "{ready:?}");
+    // Closing a session leaves the pool's other kernels alone.
+    client.close_session(&id).await.unwrap();
+    let left = wait_for_pool(&server.data_dir, 2, "one closed").await;
+    assert!(left.iter().all(|pid| refilled.contains(pid)));
+
+    // kill -9: the restarted server ends the kernels the last one started ahead.
+    server.kill9();
+    server.restart();
+    for _ in 0..200 {
+        if !left.iter().any(|pid| common::is_running(*pid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for pid in &left {
+        assert!(
+            !common::is_running(*pid),
+            "kernel {pid} outlived its server"
+        );
+    }
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_output_flood_with_readers_that_never_read_leaves_the_server_memory_bounded() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const LINES: u64 = 1_000_000;
+    const PAD: &str = "............................................................";
+    let server = Server::start_with(&["--max-output-bytes", "200000000"]);
+    let client = server.client();
+    if !python_kernel(&client).await {
+        return;
+    }
+    let id = session(&client, SessionSpec::default()).await;
+    run(&client, &id, "print('warm')").await;
+    // Readers that ask for the session's stream and then never read a byte.
+    let _stalled: Vec<_> = (0..3).map(|_| server.stalled_reader(&id)).collect();
+    // And a WebSocket subscriber that never reads either.
+    let mut socket = client.websocket().await.unwrap();
+    socket
+        .send(&victor::proto::WsRequest::Subscribe {
+            id: None,
+            task_id: Some(id.clone()),
+            after: None,
+            types: None,
+        })
+        .await
+        .unwrap();
+
+    let pid = server.pid();
+    let before = rss_kib(pid);
+    let peak = std::sync::Arc::new(AtomicU64::new(before));
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let code = format!("for i in range({LINES}):\n    print(i, '{PAD}')");
+    let queued = client
+        .execute(&id, &ExecuteRequest::new(code))
+        .await
+        .unwrap();
+    // Waits for its end by the tail of the log, so that no reader reads the flood meanwhile.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let last = client.get_task(&id).await.unwrap().last_seq;
+        let tail = client
+            .events(&id, last.saturating_sub(3), 10)
+            .await
+            .unwrap();
+        let ended = tail.iter().any(|e| {
+            e.decode::<victor::proto::ExecutionFinished>()
+                .is_some_and(|f| f.execution_id == queued.id)
+        });
+        if ended {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let grew_mib = peak.load(Ordering::Relaxed).saturating_sub(before) / 1024;
+    let printed_mib = LINES * (PAD.len() as u64 + 8) / (1024 * 1024);
+    eprintln!("printed {printed_mib} MiB; the server grew by {grew_mib} MiB at most");
+    // Far below what holding the flood for its readers would take (several times its size).
+    assert!(
+        grew_mib < 64,
+        "the server grew by {grew_mib} MiB for {printed_mib} MiB of output"
+    );
+
+    // The log kept every line, in order.
+    let mut next = 0u64;
+    let mut after = queued.seq;
+    let mut partial = String::new();
+    loop {
+        let page = client.events(&id, after, 20).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for event in &page {
+            let Some(output) = event.decode::<victor::proto::ExecutionOutput>() else {
+                continue;
+            };
+            partial.push_str(&output.text);
+            let complete = partial.rfind('\n').map_or(0, |end| end + 1);
+            for line in partial[..complete].lines() {
+                assert_eq!(line, format!("{next} {PAD}"), "line {next}");
+                next += 1;
+            }
+            partial.drain(..complete);
+        }
+    }
+    assert_eq!(next, LINES);
+    assert!(partial.is_empty());
+}

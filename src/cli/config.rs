@@ -122,6 +122,8 @@ pub struct Settings {
     pub max_kernels: usize,
     /// Interpreter sessions open at once for one client (more: 429).
     pub max_kernels_per_client: usize,
+    /// Kernels of the default kind started ahead, so that a new session is ready at once.
+    pub session_warm_pool: usize,
     /// Where seed 001's tasks get a directory each; none: `workspaces` in the data dir.
     pub task_workspaces: Option<PathBuf>,
 }
@@ -184,6 +186,7 @@ impl Default for Settings {
             kernel_idle_secs: 3600.0,
             max_kernels: 32,
             max_kernels_per_client: 8,
+            session_warm_pool: 0,
             task_workspaces: None,
         }
     }

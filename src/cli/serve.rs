@@ -291,6 +291,11 @@ pub struct ServeArgs {
     #[arg(long, env = "VICTOR_MAX_KERNELS_PER_CLIENT", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_kernels_per_client: Option<usize>,
+    /// Kernels of the default kernel kept started ahead (a warm pool), so that a new session
+    /// in the server's directory is ready at once; refilled in the background [default: 0].
+    #[arg(long, env = "VICTOR_SESSION_WARM_POOL", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_warm_pool: Option<usize>,
     /// Where a task started through seed 001's `POST /tasks` gets a new directory of its own
     /// [default: workspaces in the data dir].
     #[arg(long, env = "VICTOR_TASK_WORKSPACES", value_name = "DIR")]
@@ -398,6 +403,7 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
         .task_workspaces
         .clone()
         .unwrap_or_else(|| data_dir.join("workspaces"));
+    let checkpoint_dir = data_dir.join("checkpoints");
     let config = ServeConfig {
         task_workspaces,
         host: settings.host.clone(),
@@ -451,6 +457,8 @@ pub async fn run(args: ServeArgs, config_file: Option<&Path>) -> anyhow::Result<
                 },
                 max_sessions: settings.max_kernels,
                 max_per_client: settings.max_kernels_per_client,
+                checkpoint_dir,
+                warm_pool: settings.session_warm_pool,
                 ..SessionConfig::default()
             },
             mcp_servers: {

@@ -4,8 +4,8 @@ use reqwest::Method;
 
 use super::{Client, ClientError, url_escape};
 use crate::proto::{
-    CreateSession, ExecuteRequest, Execution, InputAnswer, InputAnswered, Interrupted,
-    KernelSpecInfo, Task,
+    CheckpointRequest, CreateSession, ExecuteRequest, Execution, InputAnswer, InputAnswered,
+    Interrupted, KernelSpecInfo, RestoreRequest, Restored, SessionCheckpoint, Task,
 };
 
 fn session_path(id: &str, suffix: &str) -> String {
@@ -79,5 +79,43 @@ impl Client {
     pub async fn close_session(&self, session: &str) -> Result<Task, ClientError> {
         self.json(self.request(Method::POST, &session_path(session, "/close")))
             .await
+    }
+
+    /// Saves the session's variables on the server.
+    pub async fn checkpoint_session(
+        &self,
+        session: &str,
+        request: &CheckpointRequest,
+    ) -> Result<SessionCheckpoint, ClientError> {
+        self.json(
+            self.request(Method::POST, &session_path(session, "/checkpoints"))
+                .json(request),
+        )
+        .await
+    }
+
+    /// The session's checkpoints, oldest first.
+    pub async fn session_checkpoints(
+        &self,
+        session: &str,
+    ) -> Result<Vec<SessionCheckpoint>, ClientError> {
+        self.json(self.request(Method::GET, &session_path(session, "/checkpoints")))
+            .await
+    }
+
+    /// Puts a checkpoint's variables in the place of the session's.
+    pub async fn restore_session(
+        &self,
+        session: &str,
+        checkpoint_id: &str,
+    ) -> Result<Restored, ClientError> {
+        let request = RestoreRequest {
+            checkpoint_id: checkpoint_id.to_string(),
+        };
+        self.json(
+            self.request(Method::POST, &session_path(session, "/restore"))
+                .json(&request),
+        )
+        .await
     }
 }

@@ -17,15 +17,16 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::{Context, Control, DeltaWriter, Incoming, Request, Runner, Stop, encode};
-use super::workspace::{Tool, ToolError, ToolOutput, Workspace};
+use super::workspace::{Tool, ToolError, ToolOutput, Workspace, call_timeout, string_argument};
 use super::{Engine, EngineError, error_result};
 use crate::llm::{ChatRequest, Chunk, Provider};
 use crate::mcp::McpTool;
 use crate::proto::{
     AgentMessageData, AgentMode, AgentSpec, Approval, ApprovalAnswer, ApprovalRequested,
     ApprovalResolved, ApprovalStatus, BudgetExhausted, ChatMessage, Checkpoint, CheckpointCreated,
-    Decision, FileChange, Guidance, MessageDeltaData, Permission, Role, RolledBack, SpecVariant,
-    Task, TaskResult, TaskState, ToolCall, ToolCallEvent, ToolResultEvent, Unanswered,
+    CreateTask, Decision, ExecuteRequest, Execution, ExecutionStatus, FileChange, Guidance,
+    MessageDeltaData, Permission, Role, RolledBack, SessionSpec, SpecVariant, Task, TaskResult,
+    TaskSpec, TaskState, ToolCall, ToolCallEvent, ToolResultEvent, Unanswered,
 };
 
 /// A tool call waiting for a person: where the answer goes, with the channel on which the
@@ -292,8 +293,11 @@ async fn run(runner: &Agent, ctx: &mut Context, spec: &AgentSpec) -> Result<(), 
         cancel,
         spent: Duration::ZERO,
         steps: 0,
+        python: None,
     };
-    let ending = agent.work().await?;
+    let ending = agent.work().await;
+    agent.close_python().await;
+    let ending = ending?;
     let (state, result, reason) = match ending {
         Ending::Done => (TaskState::Succeeded, TaskResult::default(), String::new()),
         Ending::Failed(reason) => (TaskState::Failed, error_result(&reason), reason),
@@ -356,6 +360,8 @@ struct AgentRun<'a> {
     /// Running time so far: model calls and tools, not pauses or waits for approval.
     spent: Duration,
     steps: u32,
+    /// The interpreter session of the `python` tool, once the agent has used it.
+    python: Option<String>,
 }
 
 impl AgentRun<'_> {
@@ -665,8 +671,11 @@ impl AgentRun<'_> {
 
     async fn permit(&mut self, tool: &Offered, call: &ToolCall) -> Result<Permit, EngineError> {
         let name = tool.name();
-        let server_wide = match tool {
+        // An MCP tool without a rule of its own follows its server's (`server.*`); `python`
+        // runs code as `run_command` does, so without a rule of its own it follows that one's.
+        let fallback = match tool {
             Offered::Mcp(tool) => self.spec.approvals.get(&format!("{}.*", tool.server)),
+            Offered::Own(Tool::Python) => self.spec.approvals.get(Tool::RunCommand.name()),
             Offered::Own(_) => None,
         };
         let permission = if self.allowed.contains(name) {
@@ -675,7 +684,7 @@ impl AgentRun<'_> {
             self.spec
                 .approvals
                 .get(name)
-                .or(server_wide)
+                .or(fallback)
                 .copied()
                 .unwrap_or_else(|| tool.default_permission())
         };
@@ -842,6 +851,7 @@ impl AgentRun<'_> {
                 self.change(*tool, call).await?
             }
             Offered::Own(Tool::RunCommand) => self.command(call).await?,
+            Offered::Own(Tool::Python) => self.python(call).await?,
             Offered::Mcp(tool) => self.remote(tool.clone(), call).await?,
         };
         let took = started.elapsed().max(Duration::from_micros(1));
@@ -945,4 +955,144 @@ impl AgentRun<'_> {
             }
         }
     }
+}
+
+/// Extra time a `python` call waits beyond its timeout: a new interpreter starting.
+const PYTHON_STARTUP: Duration = Duration::from_secs(90);
+
+impl AgentRun<'_> {
+    /// Runs code in the agent's own interpreter session (started in the workspace on first
+    /// use), still answering controls; a cancel interrupts the code.
+    async fn python(
+        &mut self,
+        call: &ToolCall,
+    ) -> Result<Result<ToolOutput, ToolError>, EngineError> {
+        let code = match string_argument(&call.arguments, "code") {
+            Ok(code) => code.to_string(),
+            Err(error) => return Ok(Err(error)),
+        };
+        let timeout = call_timeout(&call.arguments);
+        let engine = self.ctx.engine().clone();
+        let session = match self.python_session().await {
+            Ok(session) => session,
+            Err(error) => return Ok(Err(error)),
+        };
+        let request = ExecuteRequest {
+            timeout_secs: Some(timeout.as_secs_f64()),
+            allow_stdin: false,
+            ..ExecuteRequest::new(code)
+        };
+        let queued = match engine.execute(&session, request).await {
+            Ok(queued) => queued,
+            Err(e) => {
+                return Ok(Err(ToolError(format!(
+                    "the interpreter cannot run it: {e}"
+                ))));
+            }
+        };
+        let waiting = {
+            let (engine, session) = (engine.clone(), session.clone());
+            async move {
+                engine
+                    .execution(&session, &queued.id, timeout + PYTHON_STARTUP)
+                    .await
+            }
+        };
+        tokio::pin!(waiting);
+        let mut interrupted = false;
+        let execution = loop {
+            tokio::select! {
+                execution = &mut waiting => break execution,
+                () = self.cancel.cancelled(), if !interrupted => {
+                    interrupted = true;
+                    if let Err(e) = engine.interrupt_session(&session).await {
+                        tracing::debug!(error = %e, "cannot interrupt an agent's python");
+                    }
+                }
+                Some(incoming) = self.ctx.next() => {
+                    // A stop fires the token, which interrupts the code.
+                    self.control(incoming).await?;
+                }
+            }
+        };
+        Ok(match execution {
+            Ok(execution) => Ok(python_output(&execution)),
+            Err(e) => Err(ToolError(format!("the interpreter's answer is lost: {e}"))),
+        })
+    }
+
+    /// The agent's interpreter session, started now if it has none.
+    async fn python_session(&mut self) -> Result<String, ToolError> {
+        if let Some(session) = &self.python {
+            return Ok(session.clone());
+        }
+        let request = CreateTask {
+            name: Some(format!("python of agent {}", self.ctx.id())),
+            priority: 0,
+            requires: Vec::new(),
+            spec: TaskSpec::Session(SessionSpec {
+                client: Some(format!("agent/{}", self.ctx.id())),
+                cwd: Some(self.workspace.root().display().to_string()),
+                // It ends with the agent.
+                idle_timeout_secs: Some(0.0),
+                ..SessionSpec::default()
+            }),
+        };
+        let engine = self.ctx.engine().clone();
+        let (task, _) = engine
+            .create(request, None)
+            .await
+            .map_err(|e| ToolError(format!("cannot start a Python interpreter: {e}")))?;
+        self.python = Some(task.id.clone());
+        Ok(task.id)
+    }
+
+    /// Closes the agent's interpreter session, if it started one.
+    async fn close_python(&mut self) {
+        if let Some(session) = self.python.take()
+            && let Err(e) = self.ctx.engine().close_session(&session).await
+        {
+            tracing::debug!(error = %e, session, "an agent's python session was not open");
+        }
+    }
+}
+
+/// What the model is told of a `python` call: its output, its value or its error, and how it
+/// ended.
+fn python_output(execution: &Execution) -> ToolOutput {
+    let mut text = format!("{}{}", execution.stdout, execution.stderr);
+    let plain = |bundle: &crate::proto::MimeBundle| {
+        bundle
+            .get("text/plain")
+            .and_then(|value| value.as_str())
+            .map(str::to_string)
+    };
+    for display in &execution.displays {
+        let kinds: Vec<&str> = display.keys().map(String::as_str).collect();
+        let shown = plain(display).unwrap_or_default();
+        text.push_str(&format!("[display {}] {shown}\n", kinds.join(", ")));
+    }
+    if let Some(value) = execution.result.as_ref().and_then(plain) {
+        text.push_str(&value);
+        text.push('\n');
+    }
+    if let Some(error) = &execution.error {
+        let traceback = crate::proto::plain_traceback(&error.traceback);
+        if traceback.trim().is_empty() {
+            text.push_str(&format!("{}: {}\n", error.name, error.value));
+        } else {
+            text.push_str(&traceback);
+            text.push('\n');
+        }
+    }
+    let ending = match execution.status {
+        ExecutionStatus::Ok => "[ok]",
+        ExecutionStatus::Error => "[raised]",
+        ExecutionStatus::TimedOut => "[interrupted at its timeout; the variables stay]",
+        ExecutionStatus::Interrupted => "[interrupted; the variables stay]",
+        ExecutionStatus::KernelDied => "[the interpreter died; its variables are gone]",
+        ExecutionStatus::Aborted => "[not run: the interpreter was restarted or closed]",
+        ExecutionStatus::Queued | ExecutionStatus::Running => "[still running: no answer in time]",
+    };
+    ToolOutput::new(format!("{text}{ending}"))
 }

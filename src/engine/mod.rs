@@ -6,6 +6,7 @@
 
 mod agent;
 mod chat;
+mod checkpoints;
 mod exec;
 mod nodes;
 mod process;
@@ -166,6 +167,10 @@ pub enum EngineError {
     ExecutionNotFound { session: String, execution: String },
     #[error("no execution in session {0} is waiting for input")]
     NoInputWanted(String),
+    #[error("no session checkpoint {0}")]
+    SessionCheckpointNotFound(String),
+    #[error("{0}")]
+    CheckpointFailed(String),
     #[error(transparent)]
     Llm(#[from] LlmError),
     #[error(transparent)]
@@ -258,6 +263,7 @@ impl Engine {
         engine.recover().await?;
         engine.schedule();
         engine.join_cluster();
+        engine.fill_warm_pool();
         Ok(engine)
     }
 
@@ -269,6 +275,7 @@ impl Engine {
         if expired > 0 {
             tracing::info!(expired, "approvals left pending by the last run expired");
         }
+        process::kill_leftovers_tagged(&session::warm_pool_tag(self.store.node())).await;
         let reason = "the server stopped while the task was running";
         // Only the tasks of nodes that are gone: this one before its restart, or another whose
         // lease ran out. A pid means something only on the node that started it.
@@ -549,6 +556,7 @@ impl Engine {
     /// Stops taking tasks, ends the running ones (SIGTERM, then SIGKILL after the shutdown grace
     /// period) and marks them `interrupted`. Queued tasks stay queued for the next start.
     pub async fn shutdown(&self) {
+        self.close_warm_pool().await;
         let runners: Vec<_> = {
             let mut scheduler = self.lock();
             scheduler.stopping = true;

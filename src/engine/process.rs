@@ -556,13 +556,38 @@ fn all_processes(pids: Option<RangeInclusive<i32>>) -> Vec<ProcessInfo> {
 
 /// Whether a process's environment says it is task `task_id`'s.
 fn carries_task_id(pid: i32, task_id: &str) -> bool {
+    let wanted = format!("{TASK_ID_VAR}={task_id}");
+    environ_has(pid, |entry| entry == wanted.as_bytes())
+}
+
+/// Whether an entry of a process's environment passes `test`.
+fn environ_has(pid: i32, test: impl Fn(&[u8]) -> bool) -> bool {
     let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    let wanted = format!("{TASK_ID_VAR}={task_id}");
-    environ
-        .split(|&byte| byte == 0)
-        .any(|entry| entry == wanted.as_bytes())
+    environ.split(|&byte| byte == 0).any(test)
+}
+
+/// After a crash of the server, ends the processes whose task id starts with `prefix`: those
+/// started for no task yet (a warm pool's kernels, each with an id of its own).
+pub(super) async fn kill_leftovers_tagged(prefix: &str) {
+    let wanted = format!("{TASK_ID_VAR}={prefix}");
+    off_the_workers(move || {
+        let me = std::process::id() as i32;
+        for process in all_processes(None) {
+            if process.pid != me
+                && !process.is_dead()
+                && environ_has(process.pid, |entry| entry.starts_with(wanted.as_bytes()))
+            {
+                tracing::warn!(
+                    pid = process.pid,
+                    "ending a kernel a crashed server started ahead"
+                );
+                send(process.pid, Signal::SIGKILL);
+            }
+        }
+    })
+    .await;
 }
 
 /// Where a task's processes can be.

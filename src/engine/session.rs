@@ -25,17 +25,18 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
+use super::checkpoints::{self, Checkpoints, RestoreReport, SaveReport};
 use super::exec::OutputEvents;
 use super::process::{Processes, Pumps, SpawnError, until};
 use super::runner::{Context, Control, Incoming, Log, Runner, Slot, Stop, encode};
 use super::{Engine, EngineError, error_result};
 use crate::proto::{
-    ExecuteRequest, Execution, ExecutionCleared, ExecutionDisplay, ExecutionError,
-    ExecutionFinished, ExecutionOutput, ExecutionQueued, ExecutionResult, ExecutionStarted,
-    ExecutionStatus, InputAnswer, InputAnswered, InputRequested, Interrupted, KernelReady,
-    KernelSpecInfo, MimeBundle, OutputStream, RestartReason, SessionRestarting, SessionSpec,
-    SessionState, SessionStatus, Task, TaskResult, TaskSpec, TaskState, TransactionPolicy,
-    TruncatedData,
+    CheckpointRequest, CheckpointSaved, ExecuteRequest, Execution, ExecutionCleared,
+    ExecutionDisplay, ExecutionError, ExecutionFinished, ExecutionOutput, ExecutionQueued,
+    ExecutionResult, ExecutionStarted, ExecutionStatus, InputAnswer, InputAnswered, InputRequested,
+    Interrupted, KernelReady, KernelSpecInfo, MimeBundle, OutputStream, RestartReason, Restored,
+    SessionCheckpoint, SessionRestarting, SessionSpec, SessionState, SessionStatus, Task,
+    TaskResult, TaskSpec, TaskState, TransactionPolicy, TruncatedData,
 };
 
 /// The command that installs the kernel most people want, for the error that finds none.
@@ -92,6 +93,8 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(2);
 const KERNEL_LOG_BYTES: u64 = 1024 * 1024;
 /// Messages from the kernel taken into one write to the log, at most.
 const BATCH: usize = 256;
+/// Printed text in one `execution.output` event, at most (as an exec task's output chunks).
+const EVENT_TEXT: usize = 16 * 1024;
 
 /// How the server runs sessions.
 #[derive(Debug, Clone)]
@@ -107,6 +110,11 @@ pub struct SessionConfig {
     pub max_per_client: usize,
     /// How long an interrupted execution may go on before its kernel is restarted.
     pub interrupt_grace: Duration,
+    /// Where checkpoints are kept: `checkpoints` in the data dir.
+    pub checkpoint_dir: PathBuf,
+    /// Kernels of the default kernel kept started ahead, for sessions in the default
+    /// directory with no environment of their own.
+    pub warm_pool: usize,
 }
 
 impl Default for SessionConfig {
@@ -117,6 +125,8 @@ impl Default for SessionConfig {
             max_sessions: 32,
             max_per_client: 8,
             interrupt_grace: Duration::from_secs(5),
+            checkpoint_dir: std::env::temp_dir().join("victor-checkpoints"),
+            warm_pool: 0,
         }
     }
 }
@@ -134,6 +144,38 @@ enum Command {
     Interrupt(oneshot::Sender<Result<Interrupted, EngineError>>),
     Restart(oneshot::Sender<Result<(), EngineError>>),
     Close(oneshot::Sender<Result<(), EngineError>>),
+    Chore(Chore),
+}
+
+/// Work of the session's own, run silently in the kernel in its turn among the executions.
+enum Chore {
+    Checkpoint(
+        CheckpointRequest,
+        oneshot::Sender<Result<SessionCheckpoint, EngineError>>,
+    ),
+    Restore(
+        SessionCheckpoint,
+        oneshot::Sender<Result<Restored, EngineError>>,
+    ),
+}
+
+impl Chore {
+    /// Tells whoever asked that it will not be done, and why.
+    fn refuse(self, error: EngineError) {
+        match self {
+            Chore::Checkpoint(_, reply) => drop(reply.send(Err(error))),
+            Chore::Restore(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// A chore the kernel is doing: its request's id, and where the kernel reports.
+struct RunningChore {
+    msg_id: String,
+    /// The checkpoint saved or restored.
+    checkpoint_id: String,
+    report: PathBuf,
+    chore: Chore,
 }
 
 /// A session the server holds a place for: from its `prepare` until its runner ends.
@@ -183,6 +225,17 @@ pub(super) struct Session {
     starting: tokio::sync::Mutex<()>,
     /// Where kernelspecs are looked for: asked of `jupyter --paths` once.
     data_dirs: OnceCell<Vec<PathBuf>>,
+    pool: Mutex<WarmPool>,
+}
+
+/// Kernels started ahead, ready for the next sessions.
+#[derive(Default)]
+struct WarmPool {
+    ready: Vec<(Kernel, KernelReady)>,
+    /// A task is starting kernels for it.
+    filling: bool,
+    /// The server is shutting down: no more kernels.
+    closed: bool,
 }
 
 /// A place reserved for a session being created, given back when dropped unless kept.
@@ -207,6 +260,22 @@ fn client_of(spec: &SessionSpec) -> String {
 impl Session {
     fn places(&self) -> MutexGuard<'_, Places> {
         self.places.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pool(&self) -> MutexGuard<'_, WarmPool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A kernel of the warm pool for a session of `spec`, if the pool has one that fits.
+    fn take_warm(&self, engine: &Engine, spec: &SessionSpec) -> Option<(Kernel, KernelReady)> {
+        let config = engine.config();
+        let fits = spec.kernel_name() == config.sessions.default_kernel
+            && spec.env.is_empty()
+            && spec.cwd.as_deref().map(Path::new) == Some(config.default_cwd.as_path());
+        if !fits {
+            return None;
+        }
+        self.pool().ready.pop()
     }
 
     /// The directories kernelspecs are looked for in: the standard ones and what `jupyter
@@ -403,17 +472,101 @@ impl Runner for Session {
 impl Engine {
     /// The Jupyter kernels installed on the server.
     pub async fn kernels(&self) -> Vec<KernelSpecInfo> {
-        self.kinds
-            .session
+        let session = &self.kinds.session;
+        let warm = session.pool().ready.len();
+        let default = &self.config().sessions.default_kernel;
+        session
             .kernelspecs()
             .await
             .into_iter()
             .map(|dir| KernelSpecInfo {
+                warm: if dir.kernel_name == *default { warm } else { 0 },
                 name: dir.kernel_name,
                 display_name: dir.kernelspec.display_name,
                 language: dir.kernelspec.language,
             })
             .collect()
+    }
+
+    /// Starts kernels in the background until the warm pool holds `warm_pool` of them.
+    pub(super) fn fill_warm_pool(self: &Arc<Self>) {
+        let wanted = self.config().sessions.warm_pool;
+        {
+            let mut pool = self.kinds.session.pool();
+            if wanted == 0 || pool.filling || pool.closed || pool.ready.len() >= wanted {
+                return;
+            }
+            pool.filling = true;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let session = &engine.kinds.session;
+            loop {
+                let started = match engine.start_warm_kernel().await {
+                    Ok(started) => started,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a kernel for the warm pool");
+                        session.pool().filling = false;
+                        return;
+                    }
+                };
+                // Kept, or handed back when the server closed the pool meanwhile.
+                let (refused, full) = {
+                    let mut pool = session.pool();
+                    if pool.closed {
+                        pool.filling = false;
+                        (Some(started), true)
+                    } else {
+                        pool.ready.push(started);
+                        let full = pool.ready.len() >= wanted;
+                        if full {
+                            pool.filling = false;
+                        }
+                        (None, full)
+                    }
+                };
+                if let Some((kernel, _)) = refused {
+                    kernel.stop(Duration::ZERO).await;
+                }
+                if full {
+                    return;
+                }
+            }
+        });
+    }
+
+    async fn start_warm_kernel(&self) -> Result<(Kernel, KernelReady), String> {
+        let config = self.config();
+        let spec = SessionSpec {
+            kernel: Some(config.sessions.default_kernel.clone()),
+            cwd: Some(config.default_cwd.display().to_string()),
+            ..SessionSpec::default()
+        };
+        let session = &self.kinds.session;
+        let kernelspec = session
+            .kernelspec(spec.kernel_name())
+            .await
+            .map_err(|e| e.to_string())?;
+        let tag = format!(
+            "{}{}",
+            warm_pool_tag(self.store.node()),
+            uuid::Uuid::new_v4().simple()
+        );
+        Kernel::start(&kernelspec, &spec, KernelOutput::default(), &tag)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Ends the kernels of the warm pool, and starts no more: the server is shutting down.
+    pub(super) async fn close_warm_pool(&self) {
+        let kernels = {
+            let mut pool = self.kinds.session.pool();
+            pool.closed = true;
+            std::mem::take(&mut pool.ready)
+        };
+        for (kernel, _) in kernels {
+            kernel.stop(Duration::ZERO).await;
+        }
     }
 
     /// The session of `client` (seed 003's `client-id`): its open one, or a new one of the
@@ -475,6 +628,61 @@ impl Engine {
     pub async fn close_session(&self, id: &str) -> Result<Task, EngineError> {
         self.ask_session(id, "close", Command::Close).await?;
         self.get(id).await
+    }
+
+    /// Saves the session's variables in the data dir, in its turn after the executions
+    /// queued before; names those that could not be saved.
+    pub async fn checkpoint_session(
+        &self,
+        id: &str,
+        request: CheckpointRequest,
+    ) -> Result<SessionCheckpoint, EngineError> {
+        if let Some(name) = &request.name
+            && (name.chars().count() > 200 || name.contains('\0'))
+        {
+            return Err(EngineError::Invalid(
+                "name must be at most 200 characters with no NUL".into(),
+            ));
+        }
+        self.ask_session(id, "checkpoint", |reply| {
+            Command::Chore(Chore::Checkpoint(request, reply))
+        })
+        .await
+    }
+
+    /// Replaces the session's variables with a checkpoint's (of this session or another,
+    /// also one saved before the server restarted), in its turn after the queued executions.
+    pub async fn restore_session(
+        &self,
+        id: &str,
+        checkpoint_id: &str,
+    ) -> Result<Restored, EngineError> {
+        let checkpoint = self.session_checkpoint(checkpoint_id)?;
+        self.ask_session(id, "restore", |reply| {
+            Command::Chore(Chore::Restore(checkpoint, reply))
+        })
+        .await
+    }
+
+    /// The checkpoint `id`.
+    pub fn session_checkpoint(&self, id: &str) -> Result<SessionCheckpoint, EngineError> {
+        self.checkpoint_dir().get(id)
+    }
+
+    /// The checkpoints of session `id`, oldest first (it may have ended).
+    pub async fn session_checkpoints(
+        &self,
+        id: &str,
+    ) -> Result<Vec<SessionCheckpoint>, EngineError> {
+        let task = self.get(id).await?;
+        let TaskSpec::Session(_) = task.spec else {
+            return Err(EngineError::NotFound(format!("{id} (no session)")));
+        };
+        Ok(self.checkpoint_dir().list(Some(id)))
+    }
+
+    fn checkpoint_dir(&self) -> Checkpoints {
+        Checkpoints::new(self.config().sessions.checkpoint_dir.clone())
     }
 
     /// An execution as the session's log tells it. With `wait`, waits up to that long for it
@@ -568,6 +776,13 @@ impl Engine {
     }
 }
 
+/// How the task ids of this node's warm pool kernels start (each has its own, so that ending
+/// one session's leftovers leaves the others alone): a restart after a crash ends those the
+/// last run left.
+pub(super) fn warm_pool_tag(node: &str) -> String {
+    format!("warm-pool@{node}/")
+}
+
 fn validate(spec: &SessionSpec, max_output_bytes: u64) -> Result<(), EngineError> {
     let invalid = |message: String| Err(EngineError::Invalid(message));
     let kernel = spec.kernel_name();
@@ -628,6 +843,32 @@ struct Kernel {
     readers: Vec<JoinHandle<()>>,
     connection_file: PathBuf,
     interrupt_by_message: bool,
+    output: KernelOutput,
+}
+
+/// Where what a kernel's process prints goes: its session's log, once it has one (a kernel of
+/// the warm pool has none yet, and what it prints meanwhile is dropped).
+#[derive(Clone, Default)]
+struct KernelOutput(Arc<Mutex<Option<Log>>>);
+
+impl KernelOutput {
+    fn to(log: &Log) -> KernelOutput {
+        KernelOutput(Arc::new(Mutex::new(Some(log.clone()))))
+    }
+
+    fn attach(&self, log: &Log) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(log.clone());
+    }
+}
+
+#[async_trait]
+impl super::process::OutputSink for KernelOutput {
+    async fn deliver(&self, stream: crate::proto::OutputStream, kept: &[u8], cut_at: Option<u64>) {
+        let log = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(log) = log {
+            OutputEvents(log).deliver(stream, kept, cut_at).await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -651,11 +892,12 @@ enum StartError {
 }
 
 impl Kernel {
-    /// Starts a kernel of `spec` for task `task_id`, and waits until it answers.
+    /// Starts a kernel of `spec` for task `task_id` (or the warm pool's tag), and waits until
+    /// it answers. What its process prints goes to `output`.
     async fn start(
         kernelspec: &KernelspecDir,
         spec: &SessionSpec,
-        log: &Log,
+        output: KernelOutput,
         task_id: &str,
     ) -> Result<(Kernel, KernelReady), StartError> {
         let begun = Instant::now();
@@ -676,8 +918,12 @@ impl Kernel {
             signature_scheme: "hmac-sha256".to_string(),
             kernel_name: Some(kernelspec.kernel_name.clone()),
         };
+        let name: String = task_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let connection_file = std::env::temp_dir().join(format!(
-            "victor-kernel-{task_id}-{}.json",
+            "victor-kernel-{name}-{}.json",
             uuid::Uuid::new_v4().simple()
         ));
         write_private(&connection_file, &info).map_err(|e| connect(&e))?;
@@ -696,6 +942,9 @@ impl Kernel {
             command.envs(env);
         }
         command.envs(&spec.env);
+        // As jupyter_client does: a kernel that polls its parent (ipykernel) exits when the
+        // server is gone, even after a kill -9.
+        command.env("JPY_PARENT_PID", std::process::id().to_string());
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
@@ -704,13 +953,9 @@ impl Kernel {
             let _ = std::fs::remove_file(&connection_file);
             StartError::Spawn { program, source }
         })?;
-        let pumps = Pumps::start(
-            pipes.stdout,
-            pipes.stderr,
-            OutputEvents(log.clone()),
-            KERNEL_LOG_BYTES,
-        );
+        let pumps = Pumps::start(pipes.stdout, pipes.stderr, output.clone(), KERNEL_LOG_BYTES);
         let mut kernel = Kernel::connect(processes, pumps, &info, connection_file).await?;
+        kernel.output = output;
         kernel.interrupt_by_message =
             kernelspec.kernelspec.interrupt_mode.as_deref() == Some("message");
         let reply = match kernel.handshake().await {
@@ -726,6 +971,7 @@ impl Kernel {
             language_version: reply.language_info.version.clone(),
             implementation: reply.implementation.clone(),
             pid: kernel.processes.pid(),
+            warm: false,
             startup_ms: begun.elapsed().as_millis() as u64,
         };
         Ok((kernel, ready))
@@ -778,6 +1024,7 @@ impl Kernel {
                     readers,
                     connection_file,
                     interrupt_by_message: false,
+                    output: KernelOutput::default(),
                 })
             }
             failed => {
@@ -930,6 +1177,12 @@ struct Queued {
     request: ExecuteRequest,
 }
 
+/// What waits in a session's queue.
+enum Waiting {
+    Execution(Queued),
+    Chore(Chore),
+}
+
 /// The execution the kernel is running.
 struct Current {
     id: String,
@@ -967,8 +1220,10 @@ struct Run<'a> {
     kernelspec: KernelspecDir,
     log: Log,
     task_id: String,
-    queue: VecDeque<Queued>,
+    queue: VecDeque<Waiting>,
     current: Option<Current>,
+    chore: Option<RunningChore>,
+    checkpoints: Checkpoints,
     ids: HashSet<String>,
     busy: bool,
     output_limit: u64,
@@ -999,6 +1254,8 @@ async fn run(
         task_id: ctx.id().to_string(),
         queue: VecDeque::new(),
         current: None,
+        chore: None,
+        checkpoints: ctx.engine().checkpoint_dir(),
         ids: HashSet::new(),
         busy: false,
         output_limit: spec
@@ -1018,7 +1275,7 @@ async fn run(
         language: String::new(),
         follow_up: None,
     };
-    let (mut kernel, ready) = match run.start_kernel().await {
+    let (mut kernel, ready) = match run.first_kernel(ctx.engine()).await {
         Ok(started) => started,
         Err(e) => {
             let reason = e.to_string();
@@ -1039,9 +1296,13 @@ async fn run(
             run.send_silent(&mut kernel, code).await;
         }
         if run.current.is_none()
+            && run.chore.is_none()
             && let Some(next) = run.queue.pop_front()
         {
-            run.begin(&mut kernel, next).await?;
+            match next {
+                Waiting::Execution(next) => run.begin(&mut kernel, next).await?,
+                Waiting::Chore(chore) => run.start_chore(&mut kernel, chore).await,
+            }
         }
         if run.current.is_none() && run.queue.is_empty() && run.busy {
             run.busy = false;
@@ -1181,7 +1442,25 @@ async fn fail(ctx: &Context, reason: &str) -> Result<(), EngineError> {
 
 impl Run<'_> {
     async fn start_kernel(&self) -> Result<(Kernel, KernelReady), StartError> {
-        Kernel::start(&self.kernelspec, self.spec, &self.log, &self.task_id).await
+        let output = KernelOutput::to(&self.log);
+        Kernel::start(&self.kernelspec, self.spec, output, &self.task_id).await
+    }
+
+    /// The session's first kernel: one of the warm pool when one fits (which is then
+    /// refilled), else a new one.
+    async fn first_kernel(
+        &self,
+        engine: &Arc<Engine>,
+    ) -> Result<(Kernel, KernelReady), StartError> {
+        let begun = Instant::now();
+        let Some((kernel, mut ready)) = self.session.take_warm(engine, self.spec) else {
+            return self.start_kernel().await;
+        };
+        engine.fill_warm_pool();
+        kernel.output.attach(&self.log);
+        ready.warm = true;
+        ready.startup_ms = begun.elapsed().as_millis() as u64;
+        Ok((kernel, ready))
     }
 
     /// Answers a client's command (close and restart are the loop's).
@@ -1212,6 +1491,16 @@ impl Run<'_> {
                     execution_id,
                     aborted,
                 }));
+            }
+            Command::Chore(chore) => {
+                if self.language == "python" {
+                    self.queue.push_back(Waiting::Chore(chore));
+                } else {
+                    chore.refuse(EngineError::Invalid(format!(
+                        "checkpoints need a Python kernel; this session runs {}",
+                        self.language
+                    )));
+                }
             }
             Command::Restart(reply) | Command::Close(reply) => {
                 let _ = reply.send(Err(EngineError::Invalid("not handled here".into())));
@@ -1251,7 +1540,8 @@ impl Run<'_> {
         if let Some(open) = self.session.places().open.get_mut(&self.task_id) {
             open.executions.insert(id.clone(), seq);
         }
-        self.queue.push_back(Queued { id, request });
+        self.queue
+            .push_back(Waiting::Execution(Queued { id, request }));
         Ok(Execution::queued(&self.task_id, seq, queued))
     }
 
@@ -1318,7 +1608,21 @@ impl Run<'_> {
             }
             Ok(())
         };
+        let mut chore_reply = None;
         for (channel, message) in batch {
+            if let Some(chore) = &self.chore
+                && message
+                    .parent_header
+                    .as_ref()
+                    .is_some_and(|parent| parent.msg_id == chore.msg_id)
+            {
+                if let JupyterMessageContent::ExecuteReply(reply) = message.content
+                    && channel == Channel::Shell
+                {
+                    chore_reply = Some(reply);
+                }
+                continue;
+            }
             let Some(current) = self.current.as_mut() else {
                 continue;
             };
@@ -1338,14 +1642,22 @@ impl Run<'_> {
                         Stdio::Stderr => OutputStream::Stderr,
                     };
                     let kept = self.budget(&stream.text, &mut events)?;
-                    if kept.is_empty() {
-                        continue;
+                    if text.as_ref().is_some_and(|(open, _)| *open != stream_of) {
+                        flush(&mut text, &mut events, &id)?;
                     }
-                    match &mut text {
-                        Some((open, buffer)) if *open == stream_of => buffer.push_str(kept),
-                        _ => {
+                    // Joined into events of at most EVENT_TEXT bytes: the bus keeps a ring
+                    // of events per task, so their size bounds its memory.
+                    let mut rest = kept;
+                    while !rest.is_empty() {
+                        let (_, buffer) = text.get_or_insert_with(|| (stream_of, String::new()));
+                        let mut end = EVENT_TEXT.saturating_sub(buffer.len()).min(rest.len());
+                        while !rest.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        buffer.push_str(&rest[..end]);
+                        rest = &rest[end..];
+                        if !rest.is_empty() {
                             flush(&mut text, &mut events, &id)?;
-                            text = Some((stream_of, kept.to_string()));
                         }
                     }
                 }
@@ -1384,6 +1696,9 @@ impl Run<'_> {
         }
         if !events.is_empty() {
             self.log.append_encoded(events).await?;
+        }
+        if let Some(reply) = chore_reply {
+            self.end_chore(&reply).await?;
         }
         if let Some(current) = &self.current
             && current.idle
@@ -1549,21 +1864,173 @@ impl Run<'_> {
             .await
     }
 
-    /// Runs code the session's clients do not see: no output, no history, no input.
-    async fn send_silent(&self, kernel: &mut Kernel, code: &str) {
+    /// Runs code the session's clients do not see: no output, no history, no input. Returns
+    /// the request's id, unless it could not be sent.
+    async fn send_silent(&self, kernel: &mut Kernel, code: &str) -> Option<String> {
         let mut request = KernelExecute::new(code.to_string());
         request.silent = true;
         request.store_history = false;
         request.allow_stdin = false;
         request.stop_on_error = false;
-        if let Err(e) = kernel.shell.send(JupyterMessage::new(request, None)).await {
-            tracing::warn!(task = %self.task_id, error = %e, "cannot send code to a kernel");
+        let message = JupyterMessage::new(request, None);
+        let msg_id = message.header.msg_id.clone();
+        match kernel.shell.send(message).await {
+            Ok(()) => Some(msg_id),
+            Err(e) => {
+                tracing::warn!(task = %self.task_id, error = %e, "cannot send code to a kernel");
+                None
+            }
         }
     }
 
-    /// Drops the queued executions, each `aborted`; returns their ids.
+    /// Sends the kernel the code of a checkpoint or a restore.
+    async fn start_chore(&mut self, kernel: &mut Kernel, chore: Chore) {
+        if let Err(e) = self.checkpoints.make_dir() {
+            return chore.refuse(e);
+        }
+        let report = self.checkpoints.report();
+        let (checkpoint_id, code) = match &chore {
+            Chore::Checkpoint(..) => {
+                let id = checkpoints::new_id();
+                let code = checkpoints::save_code(&self.checkpoints.data(&id), &report);
+                (id, code)
+            }
+            Chore::Restore(checkpoint, _) => {
+                let data = self.checkpoints.data(&checkpoint.id);
+                (
+                    checkpoint.id.clone(),
+                    checkpoints::restore_code(&data, &report),
+                )
+            }
+        };
+        match self.send_silent(kernel, &code).await {
+            Some(msg_id) => {
+                self.chore = Some(RunningChore {
+                    msg_id,
+                    checkpoint_id,
+                    report,
+                    chore,
+                });
+            }
+            None => chore.refuse(EngineError::CheckpointFailed(
+                "the kernel cannot be reached".into(),
+            )),
+        }
+    }
+
+    /// Ends the running chore with the kernel's reply: says what was saved or restored, in
+    /// the log and to whoever asked.
+    async fn end_chore(
+        &mut self,
+        reply: &jupyter_protocol::ExecuteReply,
+    ) -> Result<(), EngineError> {
+        let Some(running) = self.chore.take() else {
+            return Ok(());
+        };
+        let failed = match (&reply.status, &reply.error) {
+            (ReplyStatus::Ok, _) => None,
+            (_, Some(error)) => Some(format!("{}: {}", error.ename, error.evalue)),
+            (status, None) => Some(format!("the kernel answered {status:?}")),
+        };
+        let id = running.checkpoint_id;
+        match running.chore {
+            Chore::Checkpoint(request, answer) => {
+                let outcome = match failed {
+                    Some(why) => Err(EngineError::CheckpointFailed(format!(
+                        "the kernel could not save the checkpoint: {why}"
+                    ))),
+                    None => self.saved(&id, request, &running.report),
+                };
+                let _ = std::fs::remove_file(&running.report);
+                match outcome {
+                    Ok(checkpoint) => {
+                        self.log
+                            .append(&CheckpointSaved {
+                                checkpoint: checkpoint.clone(),
+                            })
+                            .await?;
+                        let _ = answer.send(Ok(checkpoint));
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(self.checkpoints.data(&id));
+                        let _ = answer.send(Err(e));
+                    }
+                }
+            }
+            Chore::Restore(_, answer) => {
+                let outcome = match failed {
+                    Some(why) => Err(EngineError::CheckpointFailed(format!(
+                        "the kernel could not restore checkpoint {id}: {why}"
+                    ))),
+                    None => checkpoints::read_report::<RestoreReport>(&running.report),
+                };
+                let _ = std::fs::remove_file(&running.report);
+                match outcome {
+                    Ok(report) => {
+                        let restored = Restored {
+                            checkpoint_id: id,
+                            restored: report.restored,
+                            failed: report.failed,
+                        };
+                        self.log.append(&restored).await?;
+                        let _ = answer.send(Ok(restored));
+                    }
+                    Err(e) => drop(answer.send(Err(e))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checkpoint the kernel just saved, described in the checkpoint directory.
+    fn saved(
+        &self,
+        id: &str,
+        request: CheckpointRequest,
+        report: &Path,
+    ) -> Result<SessionCheckpoint, EngineError> {
+        let report: SaveReport = checkpoints::read_report(report)?;
+        let size_bytes = std::fs::metadata(self.checkpoints.data(id)).map_or(0, |m| m.len());
+        let checkpoint = SessionCheckpoint {
+            id: id.to_string(),
+            session_id: self.task_id.clone(),
+            client: self.spec.client.clone(),
+            name: request.name,
+            kernel: self.kernelspec.kernel_name.clone(),
+            serializer: report.serializer,
+            saved: report.saved,
+            skipped: report.skipped,
+            size_bytes,
+            created_at: jiff::Timestamp::now(),
+        };
+        self.checkpoints.describe(&checkpoint)?;
+        Ok(checkpoint)
+    }
+
+    /// Gives up the running chore: the kernel it ran in is gone.
+    fn drop_chore(&mut self, why: &str) {
+        if let Some(running) = self.chore.take() {
+            let _ = std::fs::remove_file(&running.report);
+            if matches!(running.chore, Chore::Checkpoint(..)) {
+                let _ = std::fs::remove_file(self.checkpoints.data(&running.checkpoint_id));
+            }
+            running
+                .chore
+                .refuse(EngineError::CheckpointFailed(why.to_string()));
+        }
+    }
+
+    /// Drops the queued executions, each `aborted`, and chores; returns the executions' ids.
     async fn abort_queued(&mut self) -> Result<Vec<String>, EngineError> {
-        let ids: Vec<String> = self.queue.drain(..).map(|queued| queued.id).collect();
+        let mut ids = Vec::new();
+        for waiting in self.queue.drain(..) {
+            match waiting {
+                Waiting::Execution(queued) => ids.push(queued.id),
+                Waiting::Chore(chore) => chore.refuse(EngineError::CheckpointFailed(
+                    "the session dropped what was queued before its turn came".into(),
+                )),
+            }
+        }
         let events = ids
             .iter()
             .map(|id| {
@@ -1584,6 +2051,7 @@ impl Run<'_> {
 
     /// Ends every execution: the running one and the queued ones never finish now.
     async fn abort_all(&mut self) -> Result<(), EngineError> {
+        self.drop_chore("the session ended before it was done");
         self.finish_current(ExecutionStatus::Aborted).await?;
         self.abort_queued().await.map(drop)
     }
@@ -1603,6 +2071,7 @@ impl Run<'_> {
             _ => ExecutionStatus::Aborted,
         };
         self.finish_current(status).await?;
+        self.drop_chore("the kernel was replaced before it was done");
         if reason == RestartReason::Requested {
             self.abort_queued().await?;
         }

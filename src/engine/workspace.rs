@@ -23,9 +23,19 @@ const READ_BYTES: usize = 256 * 1024;
 const SEARCH_MATCHES: usize = 200;
 /// Entries `list_dir` returns at most.
 const LIST_ENTRIES: usize = 1000;
-/// How long `run_command` runs when the model names no timeout, and at most.
+/// How long `run_command` and `python` run when the model names no timeout, and at most.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The timeout a call asks for in `timeout_secs`, within the limits.
+pub fn call_timeout(arguments: &Value) -> Duration {
+    arguments["timeout_secs"]
+        .as_f64()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|timeout| !timeout.is_zero())
+        .unwrap_or(COMMAND_TIMEOUT)
+        .min(MAX_COMMAND_TIMEOUT)
+}
 /// Between SIGTERM and SIGKILL for a command that is stopped.
 const COMMAND_GRACE: Duration = Duration::from_secs(2);
 
@@ -59,16 +69,19 @@ pub enum Tool {
     WriteFile,
     EditFile,
     RunCommand,
+    /// Code in an interpreter session of the agent's own (`engine::session`).
+    Python,
 }
 
 impl Tool {
-    pub const ALL: [Tool; 6] = [
+    pub const ALL: [Tool; 7] = [
         Tool::ReadFile,
         Tool::ListDir,
         Tool::Search,
         Tool::WriteFile,
         Tool::EditFile,
         Tool::RunCommand,
+        Tool::Python,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +92,7 @@ impl Tool {
             Tool::WriteFile => "write_file",
             Tool::EditFile => "edit_file",
             Tool::RunCommand => "run_command",
+            Tool::Python => "python",
         }
     }
 
@@ -152,6 +166,13 @@ impl Tool {
                     "timeout_secs": {"type": "number", "description": "Stop it after this many seconds (default 120)"}
                 }, "required": ["command"]}),
             ),
+            Tool::Python => (
+                "Run Python code in an interpreter of your own, started in the workspace: variables, imports and functions stay from one call to the next. Answers what the code printed, the value of its last expression, or its error.",
+                json!({"type": "object", "properties": {
+                    "code": {"type": "string", "description": "Python code; the value of a last expression is shown"},
+                    "timeout_secs": {"type": "number", "description": "Interrupt it after this many seconds (default 120); the variables stay"}
+                }, "required": ["code"]}),
+            ),
         };
         ToolSpec {
             name: self.name().to_string(),
@@ -169,7 +190,8 @@ pub struct ToolOutput {
 }
 
 impl ToolOutput {
-    pub(super) fn new(text: String) -> ToolOutput {
+    /// `text`, cut to what the model is shown.
+    pub fn new(text: String) -> ToolOutput {
         let (text, truncated) = cut(text, TOOL_OUTPUT_BYTES);
         ToolOutput { text, truncated }
     }
@@ -487,11 +509,7 @@ impl Workspace {
         cancel: &CancellationToken,
     ) -> Result<ToolOutput, ToolError> {
         let command = string_argument(arguments, "command")?;
-        let timeout = arguments["timeout_secs"]
-            .as_f64()
-            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-            .unwrap_or(COMMAND_TIMEOUT)
-            .min(MAX_COMMAND_TIMEOUT);
+        let timeout = call_timeout(arguments);
         let mut shell = tokio::process::Command::new("/bin/sh");
         shell.arg("-c").arg(command).current_dir(&self.root);
         let (mut processes, pipes) = Processes::spawn(shell, task_id, false)
@@ -576,7 +594,7 @@ impl OutputSink for Collected {
     }
 }
 
-fn string_argument<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, ToolError> {
+pub fn string_argument<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, ToolError> {
     arguments[name]
         .as_str()
         .ok_or_else(|| tool_error(format!("the `{name}` argument (a string) is missing")))

@@ -42,11 +42,13 @@ pub use render::{
     RenderBackends, RenderOptions, RenderRequest, TypeBackends, UnknownDiagramType,
 };
 pub use session::{
-    CreateSession, DEFAULT_KERNEL, ExecuteRequest, Execution, ExecutionCleared, ExecutionDisplay,
-    ExecutionError, ExecutionFinished, ExecutionOutput, ExecutionQueued, ExecutionResult,
-    ExecutionStarted, ExecutionStatus, InputAnswer, InputAnswered, InputRequested, Interrupted,
-    KernelReady, KernelSpecInfo, MimeBundle, RaisedError, RestartReason, SessionRestarting,
-    SessionSpec, SessionState, SessionStatus, TransactionPolicy, session_types,
+    CheckpointRequest, CheckpointSaved, CreateSession, DEFAULT_KERNEL, ExecuteRequest, Execution,
+    ExecutionCleared, ExecutionDisplay, ExecutionError, ExecutionFinished, ExecutionOutput,
+    ExecutionQueued, ExecutionResult, ExecutionStarted, ExecutionStatus, InputAnswer,
+    InputAnswered, InputRequested, Interrupted, KernelReady, KernelSpecInfo, MimeBundle,
+    RaisedError, RestartReason, RestoreRequest, Restored, SessionCheckpoint, SessionRestarting,
+    SessionSpec, SessionState, SessionStatus, SkippedVariable, TransactionPolicy, plain_traceback,
+    session_types,
 };
 pub use task::{
     ChatSpec, Command, ExecSpec, KindSpec, SpecVariant, Task, TaskResult, TaskSpec, TaskState,

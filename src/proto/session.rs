@@ -42,6 +42,10 @@ pub mod session_types {
     /// The kernel is being replaced, and its variables are gone; data is
     /// [`super::SessionRestarting`].
     pub const SESSION_RESTARTING: &str = "session.restarting";
+    /// The variables were saved; data is [`super::CheckpointSaved`].
+    pub const CHECKPOINT_SAVED: &str = "session.checkpoint";
+    /// The variables were put back from a checkpoint; data is [`super::Restored`].
+    pub const RESTORED: &str = "session.restored";
 }
 
 /// The kernel a session runs when it names none.
@@ -199,6 +203,23 @@ pub struct InputAnswer {
     pub input_id: Option<String>,
 }
 
+/// Body of `POST /api/v1/sessions/{id}/checkpoints`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointRequest {
+    /// For people: at most 200 characters, no NUL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200, pattern = "^[^\\u0000]*$")]
+    pub name: Option<String>,
+}
+
+/// Body of `POST /api/v1/sessions/{id}/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RestoreRequest {
+    /// A checkpoint of this session or of any other, also one saved before the server
+    /// restarted.
+    pub checkpoint_id: String,
+}
+
 /// The answer of `POST /api/v1/sessions/{id}/interrupt`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Interrupted {
@@ -216,6 +237,13 @@ pub struct KernelSpecInfo {
     pub name: String,
     pub display_name: String,
     pub language: String,
+    /// Kernels of it started ahead and waiting in the warm pool (`--session-warm-pool`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warm: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// Where an execution is.
@@ -575,6 +603,9 @@ pub struct KernelReady {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub implementation: String,
     pub pid: u32,
+    /// Taken from the warm pool, started before the session was asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
     /// Milliseconds from the request to a kernel ready for code.
     pub startup_ms: u64,
 }
@@ -611,9 +642,101 @@ impl EventData for SessionRestarting {
     const TYPE: &'static str = session_types::SESSION_RESTARTING;
 }
 
+/// A variable a checkpoint could not save, or a restore could not bring back, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SkippedVariable {
+    pub name: String,
+    /// The exception that stopped it, as Python names it.
+    pub reason: String,
+}
+
+/// A session's variables saved in the server's data dir: restorable into the same session or
+/// another, also after the server restarted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionCheckpoint {
+    pub id: String,
+    /// The session it was taken from.
+    pub session_id: String,
+    /// The client of that session (seed 003's restore reaches its own client's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub kernel: String,
+    /// `dill` when the kernel had it, else `pickle` (which keeps functions and classes
+    /// defined in the session by name only, so they do not come back in another kernel).
+    pub serializer: String,
+    /// The variables saved, modules among them (as the module they name).
+    pub saved: Vec<String>,
+    /// The variables that could not be saved.
+    #[serde(default)]
+    pub skipped: Vec<SkippedVariable>,
+    pub size_bytes: u64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: jiff::Timestamp,
+}
+
+/// Data of a `session.checkpoint` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointSaved {
+    pub checkpoint: SessionCheckpoint,
+}
+
+impl EventData for CheckpointSaved {
+    const TYPE: &'static str = session_types::CHECKPOINT_SAVED;
+}
+
+/// The answer of a restore, and the data of the `session.restored` event: the variables are
+/// now the checkpoint's (those the session had before are gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Restored {
+    pub checkpoint_id: String,
+    pub restored: Vec<String>,
+    /// The variables the checkpoint holds that could not be brought back.
+    #[serde(default)]
+    pub failed: Vec<SkippedVariable>,
+}
+
+impl EventData for Restored {
+    const TYPE: &'static str = session_types::RESTORED;
+}
+
+/// A kernel's traceback as plain text: its lines joined, without the terminal colour codes
+/// kernels put in them.
+pub fn plain_traceback(traceback: &[String]) -> String {
+    let text = traceback.join("\n");
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters, ended by a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tracebacks_lose_their_colours() {
+        let coloured = [
+            "\u{1b}[0;31mZeroDivisionError\u{1b}[0m: division".to_string(),
+            "by zero".into(),
+        ];
+        assert_eq!(
+            plain_traceback(&coloured),
+            "ZeroDivisionError: division\nby zero"
+        );
+    }
 
     fn event(seq: u64, data: &impl EventData) -> Event {
         let (kind, data) = data.encode().unwrap();

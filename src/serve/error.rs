@@ -137,7 +137,11 @@ impl From<EngineError> for ApiError {
             EngineError::ConversationNotFound(_)
             | EngineError::ApprovalNotFound(_)
             | EngineError::CheckpointNotFound { .. }
+            | EngineError::SessionCheckpointNotFound(_)
             | EngineError::ExecutionNotFound { .. } => ApiError::not_found(message),
+            EngineError::CheckpointFailed(_) => {
+                ApiError::new(StatusCode::CONFLICT, "checkpoint_failed", message)
+            }
             EngineError::ApprovalResolved { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "approval_resolved", message)
             }

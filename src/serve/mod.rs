@@ -685,6 +685,9 @@ fn routes() -> Routes {
         .api(control, routes!(sessions::interrupt))
         .api(control, routes!(sessions::restart))
         .api(control, routes!(sessions::close))
+        .api(control, routes!(sessions::checkpoint))
+        .api(read, routes!(sessions::checkpoints))
+        .api(control, routes!(sessions::restore))
         .compat(Nothing, "/health", get(tasks::health))
         .compat(read, "/status", get(seed000::status))
         .compat(control, "/chat", post(seed000::chat))
@@ -711,6 +714,12 @@ fn routes() -> Routes {
         .compat(control, "/mcp/connect", post(seed000_mcp::connect))
         .compat(control, "/mcp/disconnect", post(seed000_mcp::disconnect))
         .compat(control, "/api/v1/execute", post(seed003::execute))
+        .compat(control, "/api/v1/checkpoint", post(seed003::checkpoint))
+        .compat(
+            control,
+            "/api/v1/restore/{checkpoint_id}",
+            post(seed003::restore),
+        )
         .compat(
             Socket(Scope::Control),
             "/ws/v1/session",

@@ -1,5 +1,5 @@
 //! Routes of interpreter sessions: the kernels installed, a session's creation, its
-//! executions and their input, interrupt, restart and close. A session is a task of kind
+//! executions and their input, interrupt, restart, checkpoints and restore, and close. A session is a task of kind
 //! `session`: its log, its stream and its cancel are the task routes'.
 
 use std::time::Duration;
@@ -15,8 +15,9 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::proto::{
-    CreateSession, CreateTask, ErrorBody, ExecuteRequest, Execution, InputAnswer, InputAnswered,
-    Interrupted, KernelSpecInfo, Task, TaskSpec,
+    CheckpointRequest, CreateSession, CreateTask, ErrorBody, ExecuteRequest, Execution,
+    InputAnswer, InputAnswered, Interrupted, KernelSpecInfo, RestoreRequest, Restored,
+    SessionCheckpoint, Task, TaskSpec,
 };
 
 /// The longest an execution's answer may wait for it to end.
@@ -166,4 +167,58 @@ pub async fn close(
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
     Ok(Json(state.engine.close_session(&id).await?))
+}
+
+/// Saves the session's variables in the server's data dir, after the executions queued
+/// before it (with `dill` when the kernel has it, else `pickle`); the answer names the
+/// variables that could not be saved. Python kernels only.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/checkpoints", tag = "sessions",
+    params(("id" = String, Path, description = "Session (task) id")),
+    request_body = CheckpointRequest,
+    responses((status = 201, description = "Saved", body = SessionCheckpoint),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The session has ended, or the kernel could not save",
+            body = ErrorBody),
+        (status = 422, description = "Not a Python kernel, or an invalid name", body = ErrorBody)))]
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<CheckpointRequest>,
+) -> Result<(StatusCode, Json<SessionCheckpoint>), ApiError> {
+    let checkpoint = state.engine.checkpoint_session(&id, request).await?;
+    Ok((StatusCode::CREATED, Json(checkpoint)))
+}
+
+/// The session's checkpoints, oldest first, also after it ended or the server restarted.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/checkpoints", tag = "sessions",
+    params(("id" = String, Path, description = "Session (task) id")),
+    responses((status = 200, body = Vec<SessionCheckpoint>), (status = 404, body = ErrorBody)))]
+pub async fn checkpoints(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<SessionCheckpoint>>, ApiError> {
+    Ok(Json(state.engine.session_checkpoints(&id).await?))
+}
+
+/// Replaces the session's variables with a checkpoint's: of this session or another, also one
+/// saved before the server restarted. Runs after the executions queued before it.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/restore", tag = "sessions",
+    params(("id" = String, Path, description = "Session (task) id")),
+    request_body = RestoreRequest,
+    responses((status = 200, body = Restored),
+        (status = 404, description = "No such session or checkpoint", body = ErrorBody),
+        (status = 409, description = "The session has ended, or the kernel could not restore",
+            body = ErrorBody),
+        (status = 422, description = "Not a Python kernel", body = ErrorBody)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<RestoreRequest>,
+) -> Result<Json<Restored>, ApiError> {
+    Ok(Json(
+        state
+            .engine
+            .restore_session(&id, &request.checkpoint_id)
+            .await?,
+    ))
 }

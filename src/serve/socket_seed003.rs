@@ -1,7 +1,8 @@
 //! Seed 003's WebSocket, `/ws/v1/session`: the client's own session (by its `client-id`
 //! header, as on `POST /api/v1/execute`), driven by JSON messages `execute {id?, code}`,
 //! `input_response {input_id, value}` and `checkpoint`; the server streams `output`,
-//! `input_request`, `result` and `error` messages as the session's log records them.
+//! `input_request`, `result` and `error` messages as the session's log records them, and
+//! answers a `checkpoint` with `checkpoint_created`.
 
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -15,8 +16,9 @@ use super::socket::{
 };
 use crate::bus::Topic;
 use crate::proto::{
-    Event, ExecuteRequest, ExecutionDisplay, ExecutionError, ExecutionFinished, ExecutionOutput,
-    ExecutionResult, InputAnswer, InputRequested, MimeBundle, OutputStream, TransactionPolicy,
+    CheckpointRequest, Event, ExecuteRequest, ExecutionDisplay, ExecutionError, ExecutionFinished,
+    ExecutionOutput, ExecutionResult, InputAnswer, InputRequested, MimeBundle, OutputStream,
+    TransactionPolicy,
 };
 
 /// `/ws/v1/session`.
@@ -43,7 +45,10 @@ pub enum Request {
         input_id: String,
         value: String,
     },
-    Checkpoint {},
+    Checkpoint {
+        #[serde(default)]
+        name: Option<String>,
+    },
 }
 
 /// One socket: the headers of its upgrade, then its client's session and the stream of its
@@ -140,10 +145,20 @@ impl Dialect for SessionSocket {
                 )
                 .await
                 .map(drop),
-            Request::Checkpoint {} => {
-                return connection
-                    .send_json(&failure("this server keeps no session checkpoints yet"))
-                    .await;
+            Request::Checkpoint { name } => {
+                match engine
+                    .checkpoint_session(&session, CheckpointRequest { name })
+                    .await
+                {
+                    Ok(checkpoint) => {
+                        let created = json!({"type": "checkpoint_created", "data": {
+                            "checkpoint_id": checkpoint.id, "saved": checkpoint.saved,
+                            "skipped": checkpoint.skipped,
+                        }});
+                        return connection.send_json(&created).await;
+                    }
+                    Err(e) => Err(e),
+                }
             }
         };
         match answer {

@@ -682,7 +682,8 @@ mod tests {
     use crate::proto::OutputStream;
     use crate::proto::agent_types;
     use crate::tui::fixtures::{
-        agent_task, approval, at, every_state, options, output, state_event, task,
+        agent_task, approval, at, every_state, options, output, session_task, state_event, task,
+        typed_event,
     };
     use crate::tui::keys::Action;
     use crate::tui::state::{Update, Viewport};
@@ -939,6 +940,136 @@ mod tests {
     #[test]
     fn an_agent_asking_for_approval_with_its_log_open() {
         let mut watch = agent_asking();
+        insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
+    }
+
+    /// A session with its log open: two executions done, one that raised, one showing an
+    /// image, one waiting for input.
+    #[test]
+    fn a_session_with_its_executions_open() {
+        use crate::proto::{
+            ExecutionDisplay, ExecutionError, ExecutionFinished, ExecutionOutput, ExecutionQueued,
+            ExecutionResult, ExecutionStatus, InputRequested, KernelReady, TransactionPolicy,
+        };
+        let id = "019b5e3c-7a10-7000-8000-0000000000aa";
+        let mut tasks = every_state();
+        tasks.insert(0, session_task(id, TaskState::Running));
+        let mut watch = connected(tasks);
+        watch.open(id);
+        let queued = |n: &str, code: &str| ExecutionQueued {
+            execution_id: n.into(),
+            code: code.into(),
+            transaction_policy: TransactionPolicy::CommitAlways,
+            timeout_secs: None,
+        };
+        let finished = |n: &str, status, count| ExecutionFinished {
+            execution_id: n.into(),
+            status,
+            execution_count: Some(count),
+            duration_ms: 3,
+            rolled_back: false,
+        };
+        let mut seq = 0;
+        let mut add = |data: &dyn Fn(u64) -> crate::proto::Event| {
+            seq += 1;
+            watch.apply(Update::Log(data(seq)), at(NOW));
+        };
+        add(&|s| {
+            let mut running = state_event(s, TaskState::Running);
+            running.task_id = id.into();
+            running
+        });
+        add(&|s| {
+            typed_event(
+                id,
+                s,
+                &KernelReady {
+                    kernel: "python3".into(),
+                    language: "python".into(),
+                    language_version: "3.11.7".into(),
+                    implementation: "ipython".into(),
+                    pid: 4242,
+                    warm: true,
+                    startup_ms: 0,
+                },
+            )
+        });
+        add(&|s| typed_event(id, s, &queued("e1", "x = 6 * 7\nprint(x)\nx + 1")));
+        add(&|s| {
+            typed_event(
+                id,
+                s,
+                &ExecutionOutput {
+                    execution_id: "e1".into(),
+                    stream: OutputStream::Stdout,
+                    text: "42\n".into(),
+                },
+            )
+        });
+        add(&|s| {
+            typed_event(
+                id,
+                s,
+                &ExecutionResult {
+                    execution_id: "e1".into(),
+                    execution_count: Some(1),
+                    data: [("text/plain".to_string(), "43".into())].into(),
+                    metadata: serde_json::Value::Null,
+                },
+            )
+        });
+        add(&|s| typed_event(id, s, &finished("e1", ExecutionStatus::Ok, 1)));
+        add(&|s| typed_event(id, s, &queued("e2", "x / 0")));
+        add(&|s| {
+            typed_event(
+                id,
+                s,
+                &ExecutionError {
+                    execution_id: "e2".into(),
+                    name: "ZeroDivisionError".into(),
+                    value: "division by zero".into(),
+                    traceback: vec![
+                        "\u{1b}[0;31mZeroDivisionError\u{1b}[0m Traceback".into(),
+                        "\u{1b}[0;31mZeroDivisionError\u{1b}[0m: division by zero".into(),
+                    ],
+                },
+            )
+        });
+        add(&|s| typed_event(id, s, &finished("e2", ExecutionStatus::Error, 2)));
+        add(&|s| typed_event(id, s, &queued("e3", "plot()")));
+        add(&|s| {
+            typed_event(
+                id,
+                s,
+                &ExecutionDisplay {
+                    execution_id: "e3".into(),
+                    data: [
+                        ("image/png".to_string(), "A".repeat(3000).into()),
+                        ("text/plain".to_string(), "<Figure>".into()),
+                    ]
+                    .into(),
+                    metadata: serde_json::Value::Null,
+                    display_id: None,
+                    update: false,
+                },
+            )
+        });
+        add(&|s| typed_event(id, s, &finished("e3", ExecutionStatus::Ok, 3)));
+        add(&|s| typed_event(id, s, &queued("e4", "name = input('name? ')")));
+        add(&|s| {
+            typed_event(
+                id,
+                s,
+                &InputRequested {
+                    execution_id: "e4".into(),
+                    input_id: "i1".into(),
+                    prompt: "name? ".into(),
+                    password: false,
+                },
+            )
+        });
+        let text = screen(&mut watch, 80, 24).backend().to_string();
+        assert!(!text.contains('\u{1b}'));
         insta::assert_snapshot!(screen(&mut watch, 80, 24).backend());
     }
 

@@ -181,3 +181,24 @@ pub fn approval(task_id: &str, id: &str) -> Approval {
         resolved_at: None,
     }
 }
+
+/// An interpreter session of the default kernel, in `state`.
+pub fn session_task(id: &str, state: TaskState) -> Task {
+    Task {
+        spec: TaskSpec::Session(crate::proto::SessionSpec::default()),
+        ..task(id, state)
+    }
+}
+
+/// Event `seq` of task `task_id` with `data`.
+pub fn typed_event(task_id: &str, seq: u64, data: &impl crate::proto::EventData) -> Event {
+    let (kind, data) = data.encode().expect("encodable");
+    Event {
+        task_id: task_id.into(),
+        seq,
+        pos: seq,
+        ts: at(seq as i64),
+        kind: kind.into(),
+        data,
+    }
+}

@@ -401,8 +401,9 @@ fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
             last.open = false;
         }
         // Each line of a note is a place of its own: the offset counts lines, not bytes.
-        let note =
-            agent::lines(event).unwrap_or_else(|| vec![(note_kind(event), note_text(event))]);
+        let note = agent::lines(event)
+            .or_else(|| super::session::lines(event))
+            .unwrap_or_else(|| vec![(note_kind(event), note_text(event))]);
         for (offset, (kind, text)) in note.into_iter().enumerate().skip(from) {
             lines.push_back(Line {
                 kind,
@@ -446,8 +447,8 @@ fn push_event(lines: &mut VecDeque<Line>, event: &Event, from: usize) {
     }
 }
 
-/// The text an event adds to the flow of the log: a process's output, or a piece of a chat
-/// or agent reply (shown as the task's stdout).
+/// The text an event adds to the flow of the log: a process's output, what a session's code
+/// printed, or a piece of a chat or agent reply (shown as the task's stdout).
 fn streamed_text(event: &Event) -> Option<OutputData> {
     let reply = event
         .decode::<DeltaData>()
@@ -458,7 +459,14 @@ fn streamed_text(event: &Event) -> Option<OutputData> {
             stream: OutputStream::Stdout,
             text,
         }),
-        None => event.output(),
+        None => event.output().or_else(|| {
+            event
+                .decode::<crate::proto::ExecutionOutput>()
+                .map(|printed| OutputData {
+                    stream: printed.stream,
+                    text: printed.text,
+                })
+        }),
     }
 }
 

@@ -3,6 +3,8 @@
 //! - [`state`]: what the view knows, and the reducer that applies updates and actions to it;
 //! - [`log`]: the opened task's log as a bounded window of lines over its events;
 //! - `agent`: how an agent's events (steps, tool calls, diffs, approvals) read in that log;
+//! - `session`: how an interpreter session's executions (code, output, values, tracebacks)
+//!   read in it;
 //! - [`keys`]: what keys and the mouse mean;
 //! - [`draw`]: the screen as a function of the state and the time;
 //! - `net`: the streams, pings and calls, in a task of their own, feeding the reducer through
@@ -18,6 +20,7 @@ pub mod keys;
 pub mod log;
 mod ndjson;
 mod net;
+mod session;
 pub mod state;
 mod terminal;
 
