@@ -257,6 +257,28 @@ fn client_of(spec: &SessionSpec) -> String {
     spec.client.clone().unwrap_or_default()
 }
 
+/// `jupyter --paths --json`'s answer, within 30 s.
+async fn ask_jupyter_paths() -> Result<serde_json::Value, String> {
+    let mut command = tokio::process::Command::new("jupyter");
+    command
+        .args(["--paths", "--json"])
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .map_err(|_| "`jupyter --paths --json` did not answer within 30 s".to_string())?
+        .map_err(|e| format!("cannot run `jupyter --paths --json`: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`jupyter --paths --json` failed: {}",
+            output.status
+        ));
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("`jupyter --paths --json` answered no JSON: {e}"))
+}
+
 impl Session {
     fn places(&self) -> MutexGuard<'_, Places> {
         self.places.lock().unwrap_or_else(|p| p.into_inner())
@@ -280,13 +302,15 @@ impl Session {
 
     /// The directories kernelspecs are looked for in: the standard ones and what `jupyter
     /// --paths` adds (a virtualenv's or pyenv's prefix). Kept once `jupyter` has answered; a
-    /// failed ask (a shim being rewritten by a package install, a busy machine) is logged and
-    /// asked again next time, rather than hiding the kernels for the server's whole life.
+    /// failed ask is logged and asked again next time, rather than hiding the kernels for the
+    /// server's whole life. `jupyter` runs in a process group of its own, as every process
+    /// victor starts does: the reaper of tasks' orphans takes a child of the server in the
+    /// server's own group for an orphan, and would reap it before its exit is read.
     async fn data_dirs(&self) -> Vec<PathBuf> {
         let asked = self
             .data_dirs
             .get_or_try_init(|| async {
-                let answer = kernel_client::ask_jupyter().await?;
+                let answer = ask_jupyter_paths().await?;
                 let mut dirs = kernel_client::data_dirs();
                 let listed = answer.get("data").and_then(|data| data.as_array());
                 for dir in listed.into_iter().flatten().filter_map(|dir| dir.as_str()) {
@@ -295,7 +319,7 @@ impl Session {
                         dirs.push(dir);
                     }
                 }
-                Ok::<_, kernel_client::RuntimeError>(dirs)
+                Ok::<_, String>(dirs)
             })
             .await;
         match asked {
